@@ -1,0 +1,116 @@
+"""Stage cache: entries keyed by a hash of what a stage reads, published atomically.
+
+An entry is a folder `<root>/<stage>/<key>/` holding the stage's files and `entry.json`
+(the key's inputs and a content hash of the files). It is built in a temp folder beside
+it and renamed into place, so a crash never leaves a half entry and parallel workers can
+share one cache (the first rename wins; the loser's identical entry is discarded).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+ENTRY_FILE = "entry.json"
+
+
+def canonical_json(value: object) -> str:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), default=str)
+
+
+def hash_inputs(inputs: dict) -> str:
+    return hashlib.sha256(canonical_json(inputs).encode()).hexdigest()
+
+
+def hash_folder(folder: Path) -> str:
+    """Content hash of every file in an entry (names and bytes), independent of where it is."""
+    digest = hashlib.sha256()
+    for path in sorted(p for p in folder.rglob("*") if p.is_file() and p.name != ENTRY_FILE):
+        digest.update(path.relative_to(folder).as_posix().encode() + b"\0")
+        with open(path, "rb") as handle:
+            for chunk in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(chunk)
+    return digest.hexdigest()
+
+
+@dataclass(frozen=True)
+class Entry:
+    stage: str
+    key: str
+    path: Path
+    content_hash: str
+    hit: bool  # True: found in the cache; False: computed now
+    why: str  # why it was computed ("" on a hit)
+
+
+class StageCache:
+    def __init__(self, root: Path):
+        self.root = Path(root)
+
+    def run(self, stage: str, inputs: dict, produce: Callable[[Path], None], *, force: bool = False,
+            label: str = "") -> Entry:
+        """Return the entry for `inputs`, calling `produce(folder)` only when it is missing (or forced)."""
+        key = hash_inputs({"stage": stage, **inputs})
+        final = self.root / stage / key
+        if not force and (final / ENTRY_FILE).is_file():
+            record = json.loads((final / ENTRY_FILE).read_text())
+            self._remember(stage, label, inputs)
+            return Entry(stage, key, final, record["content_hash"], True, "")
+        why = "forced (--force)" if force else self.why(stage, label, inputs)
+        temp = self.root / stage / f".tmp-{key[:16]}-{uuid.uuid4().hex[:8]}"
+        temp.mkdir(parents=True)
+        try:
+            produce(temp)
+            content_hash = hash_folder(temp)
+            (temp / ENTRY_FILE).write_text(json.dumps({"stage": stage, "key": key, "content_hash": content_hash,
+                                                       "inputs": inputs}, indent=1, sort_keys=True, default=str))
+            _fsync_tree(temp)
+            if final.exists():  # forced re-run or a parallel worker won: replace atomically enough
+                retired = final.with_name(f".old-{key[:16]}-{uuid.uuid4().hex[:8]}")
+                os.rename(final, retired)
+                os.rename(temp, final)
+                shutil.rmtree(retired, ignore_errors=True)
+            else:
+                try:
+                    os.rename(temp, final)
+                except OSError:  # another worker published the same key first
+                    shutil.rmtree(temp, ignore_errors=True)
+        except BaseException:
+            shutil.rmtree(temp, ignore_errors=True)
+            raise
+        self._remember(stage, label, inputs)
+        return Entry(stage, key, final, content_hash, False, why)
+
+    # --- explaining re-runs -------------------------------------------------------------------
+    def _last_path(self, stage: str, label: str) -> Path:
+        return self.root / "last" / (label or "_") / f"{stage}.json"
+
+    def _remember(self, stage: str, label: str, inputs: dict) -> None:
+        path = self._last_path(stage, label)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        temp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}")
+        temp.write_text(canonical_json(inputs))
+        os.replace(temp, path)
+
+    def why(self, stage: str, label: str, inputs: dict) -> str:
+        """Name the inputs that changed since this song's last render of the stage."""
+        path = self._last_path(stage, label)
+        if not path.is_file():
+            return "not rendered before"
+        previous = json.loads(path.read_text())
+        current = json.loads(canonical_json(inputs))
+        changed = sorted(k for k in set(previous) | set(current) if previous.get(k) != current.get(k))
+        return f"changed: {', '.join(changed)}" if changed else "entry missing from the cache"
+
+
+def _fsync_tree(folder: Path) -> None:
+    for path in folder.rglob("*"):
+        if path.is_file():
+            with open(path, "rb") as handle:
+                os.fsync(handle.fileno())

@@ -1,0 +1,101 @@
+"""`millamusic` command line. Errors become exit codes here and nowhere else."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+
+import click
+
+from millamusic.errors import MillaError, SpecError, exit_code_for
+
+
+def _fail(error: MillaError) -> None:
+    click.echo(f"error: {error}", err=True)
+    sys.exit(exit_code_for(error))
+
+
+@click.group()
+@click.version_option(package_name="millamusic")
+def main() -> None:
+    """Turn song specs into stems, masters, lyrics and AI credits."""
+
+
+@main.command()
+@click.argument("spec", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--out", "out_root", type=click.Path(file_okay=False, path_type=Path), default=Path("."),
+              show_default=True, help="Root for masters/, stems/ and lyrics/.")
+@click.option("--cache-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Stage cache [default: $MILLAMUSIC_CACHE or OUT/.millamusic/cache].")
+@click.option("--force", is_flag=True, help="Re-run every stage, ignoring the cache.")
+@click.option("--backing", default=None, help="Backing engine, overriding the spec (see `millamusic engines`).")
+@click.option("--vocals", default=None, help="Vocal engine, overriding the spec.")
+@click.option("--target", default=None, help="Mastering target, overriding the spec (e.g. spotify, apple).")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON summary on stdout instead of a table.")
+def render(spec: Path, out_root: Path, cache_dir: Path | None, force: bool, backing: str | None,
+           vocals: str | None, target: str | None, as_json: bool) -> None:
+    """Render SPEC (a song YAML) into a release."""
+    from rich.console import Console
+
+    from millamusic.pipeline import RenderOptions, render as render_song
+    from millamusic.spec import load_song
+
+    console = Console(stderr=True, quiet=False)
+    cache = cache_dir or Path(os.environ.get("MILLAMUSIC_CACHE") or out_root / ".millamusic" / "cache")
+    try:
+        song = load_song(spec)
+        options = RenderOptions(out_root=out_root, cache_dir=cache, force=force, backing=backing, vocals=vocals,
+                                target=target)
+        with console.status("") as status:
+            def progress(stage: str, state: str) -> None:
+                if state == "start":
+                    status.update(f"[bold]{song.spec.title}[/]: {stage} ...")
+                else:
+                    console.print(f"  {stage:<8} {state}")
+            console.print(f"[bold]{song.spec.title}[/] ({spec})")
+            result = render_song(song, options, progress)
+    except MillaError as error:
+        _fail(error)
+        return
+    if as_json:
+        click.echo(json.dumps(result.to_dict(), indent=1))
+        return
+    loud = result.loudness
+    console.print(f"  loudness {loud['integrated_lufs']:.1f} LUFS, true peak {loud['true_peak_dbtp']:.2f} dBTP, "
+                  f"LRA {loud['lra_lu']:.1f} LU (target {loud['target']['name']})")
+    console.print(f"  masters  {Path(result.files['wav']).parent}")
+    console.print(f"  release  {result.release_path}")
+    console.print(f"  done in {result.seconds:.1f} s")
+
+
+@main.command()
+@click.argument("spec", type=click.Path(dir_okay=False, path_type=Path))
+def check(spec: Path) -> None:
+    """Validate SPEC and report every problem at once (exit 2 if any)."""
+    from millamusic.compose import compose
+    from millamusic.spec import load_song
+
+    try:
+        song = load_song(spec)
+        score = compose(song)
+    except MillaError as error:
+        _fail(error)
+        return
+    click.echo(f"{spec}: ok ({len(score.bars)} bars, {score.total_seconds:.0f} s, {len(score.notes)} sung notes)")
+
+
+@main.command()
+def engines() -> None:
+    """List engines and whether each is installed."""
+    from millamusic.engines import REGISTRY, missing_modules
+
+    for name, entry in sorted(REGISTRY.items(), key=lambda item: (item[1].kind, item[0])):
+        missing = missing_modules(name)
+        state = "installed" if not missing else f"not installed ({entry.install_hint})"
+        click.echo(f"{entry.kind:<8} {name:<10} {state}")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

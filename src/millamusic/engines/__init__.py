@@ -1,0 +1,45 @@
+"""Engine registry: one line per engine, no dispatch on names anywhere else."""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+from dataclasses import dataclass
+
+from millamusic.errors import EngineUnavailable
+
+
+@dataclass(frozen=True)
+class EngineEntry:
+    kind: str  # "backing" | "vocals"
+    target: str  # "module:Class"
+    requires: tuple[str, ...]  # importable modules the engine needs
+    install_hint: str  # the command that installs them
+
+
+REGISTRY: dict[str, EngineEntry] = {
+    "arranger": EngineEntry("backing", "millamusic.engines.arranger:Arranger", ("pedalboard", "mido"), "pip install millamusic"),
+    "singer": EngineEntry("vocals", "millamusic.engines.singer:Singer", ("pyworld", "espeakng_loader"), "pip install millamusic"),
+}
+
+
+def names(kind: str) -> list[str]:
+    return sorted(name for name, entry in REGISTRY.items() if entry.kind == kind)
+
+
+def missing_modules(name: str) -> list[str]:
+    return [m for m in REGISTRY[name].requires if importlib.util.find_spec(m) is None]
+
+
+def load_engine(kind: str, name: str):
+    """Return an instance of the engine `name` of `kind`, or a clear EngineUnavailable."""
+    entry = REGISTRY.get(name)
+    if entry is None or entry.kind != kind:
+        raise EngineUnavailable(f"unknown {kind} engine {name!r}; valid {kind} engines: {', '.join(names(kind))}")
+    missing = missing_modules(name)
+    if missing:
+        raise EngineUnavailable(
+            f"{kind} engine {name!r} is not installed (missing: {', '.join(missing)}). Fix: {entry.install_hint}"
+        )
+    module_name, class_name = entry.target.split(":")
+    return getattr(importlib.import_module(module_name), class_name)()

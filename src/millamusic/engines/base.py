@@ -1,0 +1,77 @@
+"""The engine boundary: what every backing and vocal engine takes and returns."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import ClassVar
+
+from millamusic.audio import Audio
+from millamusic.score import Score
+
+
+@dataclass(frozen=True)
+class EngineInfo:
+    name: str
+    kind: str  # "backing" | "vocals"
+    version: str
+    model: str  # model id, local folder, or "embedded"
+    licence: str  # licence of the model/weights (or of the code for embedded engines)
+    generator: str  # "algorithmic" (rules, no training data) | "trained" (learned weights)
+    weights_hash: str | None = None
+
+
+@dataclass(frozen=True)
+class BackingRequest:
+    seed: int
+    genre: str  # "pop" | "rock"
+    style: tuple[str, ...]
+    sample_rate: int
+    options: dict = field(default_factory=dict)  # engine-specific, from the spec
+
+
+@dataclass(frozen=True)
+class BackingResult:
+    stems: dict[str, Audio]  # stereo, each exactly score.total_frames(sample_rate) long
+    midi: bytes  # Standard MIDI File (type 1) of the parts, b"" if the engine has none
+    prompt: str | None = None  # what a generative model was asked, for the credits
+    details: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class VocalRequest:
+    seed: int
+    language: str  # espeak-style language code, e.g. "en-us"
+    voice: str  # engine-specific voice name, e.g. "female"
+    sample_rate: int
+    options: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class SungSyllable:
+    """Where a note's syllable was actually sung: feeds synced lyrics."""
+
+    note_index: int
+    start_seconds: float  # first audible sound of the syllable (onset consonant)
+    end_seconds: float
+
+
+@dataclass(frozen=True)
+class VocalResult:
+    stems: dict[str, Audio]  # at least "lead"; stereo, score length
+    syllables: tuple[SungSyllable, ...]
+    details: dict = field(default_factory=dict)
+
+
+class BackingEngine(ABC):
+    info: ClassVar[EngineInfo]
+
+    @abstractmethod
+    def render(self, score: Score, request: BackingRequest) -> BackingResult: ...
+
+
+class VocalEngine(ABC):
+    info: ClassVar[EngineInfo]
+
+    @abstractmethod
+    def render(self, score: Score, request: VocalRequest) -> VocalResult: ...

@@ -1,0 +1,406 @@
+"""One song through every stage: compose -> backing + vocals -> stems, mix -> master -> export.
+
+Each stage reads typed values, declares its inputs to the stage cache, and writes its
+outputs into a cache entry. `publish` then copies the entries into the catalogue folders
+(`masters/`, `stems/`, `lyrics/`), atomically, file by file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import shutil
+import time
+import uuid
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from millamusic import SAMPLE_RATE, __version__
+from millamusic.audio import Audio, load_npy, save_npy
+from millamusic.cache import Entry, StageCache
+from millamusic.errors import ExportError, RenderError
+from millamusic.score import Score
+from millamusic.spec import Song
+
+# Bump a stage's version when its code changes what it writes: old entries stop matching.
+STAGE_VERSIONS = {"compose": "1", "backing": "1", "vocals": "1", "stems": "1", "mix": "1", "master": "1", "export": "1"}
+STAGES = tuple(STAGE_VERSIONS)
+
+
+@dataclass(frozen=True)
+class RenderOptions:
+    out_root: Path
+    cache_dir: Path
+    force: bool = False
+    backing: str | None = None  # engine overrides from the CLI
+    vocals: str | None = None
+    target: str | None = None
+
+
+@dataclass(frozen=True)
+class StageReport:
+    name: str
+    cached: bool
+    seconds: float
+    why: str  # why it ran ("" when cached)
+
+
+@dataclass(frozen=True)
+class RenderResult:
+    slug: str
+    stages: tuple[StageReport, ...]
+    loudness: dict
+    files: dict[str, str]  # role -> path of the published file
+    release_path: str
+    seconds: float = 0.0
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+Progress = Callable[[str, str], None]  # (stage, "start" | "done: ...") for the CLI's display
+
+
+@dataclass
+class _Run:
+    song: Song
+    options: RenderOptions
+    cache: StageCache
+    progress: Progress
+    reports: list[StageReport] = field(default_factory=list)
+    entries: dict[str, Entry] = field(default_factory=dict)
+
+    def stage(self, name: str, inputs: dict, produce: Callable[[Path], None]) -> Entry:
+        self.progress(name, "start")
+        started = time.perf_counter()
+        try:
+            entry = self.cache.run(name, {"version": STAGE_VERSIONS[name], **inputs}, produce,
+                                   force=self.options.force, label=self.song.slug)
+        except (RenderError, ExportError):
+            raise
+        except Exception as error:  # a bug or a library failure inside a stage: say which stage
+            raise RenderError(f"stage {name!r} failed for {self.song.path}: {type(error).__name__}: {error}") from error
+        report = StageReport(name, entry.hit, time.perf_counter() - started, entry.why)
+        self.reports.append(report)
+        self.entries[name] = entry
+        self.progress(name, "cached" if entry.hit else f"done ({entry.why})")
+        return entry
+
+
+def render(song: Song, options: RenderOptions, progress: Progress | None = None) -> RenderResult:
+    from millamusic.engines import load_engine
+    from millamusic.master import TARGETS
+
+    started = time.perf_counter()
+    spec = song.spec
+    backing_engine = load_engine("backing", options.backing or spec.engines.backing)
+    vocal_engine = load_engine("vocals", options.vocals or spec.engines.vocals)
+    target_name = options.target or spec.master.target
+    if target_name not in TARGETS:
+        from millamusic.errors import SpecError, SpecProblem
+
+        raise SpecError([SpecProblem("--target", None, None, "target", target_name, "unknown mastering target",
+                                     f"use one of: {', '.join(sorted(TARGETS))}")])
+    target = TARGETS[target_name]
+    run = _Run(song, options, StageCache(options.cache_dir), progress or (lambda *_: None))
+
+    score = _compose(run)
+    backing = _backing(run, score, backing_engine)
+    vocals = _vocals(run, score, vocal_engine)
+    _stems(run, score, backing, vocals)
+    mixed = _mix(run, backing, vocals)
+    master_entry = _master(run, mixed, target)
+    credits = _credits(song, score, backing_engine.info, backing, vocal_engine.info)
+    export_entry = _export(run, score, master_entry, vocals, credits)
+    files = publish(run, export_entry, credits, target, backing_engine.info, vocal_engine.info)
+    loudness = json.loads((master_entry.path / "loudness.json").read_text())
+    return RenderResult(song.slug, tuple(run.reports), loudness, files, files["release"],
+                        time.perf_counter() - started)
+
+
+# --- stages ---------------------------------------------------------------------------------
+
+def _compose(run: _Run) -> Score:
+    from millamusic.compose import COMPOSER_VERSION, compose
+
+    spec = run.song.spec
+    inputs = {
+        "composer": COMPOSER_VERSION,
+        "spec": spec.model_dump(include={"title", "tempo", "key", "time_signature", "seed", "structure", "voice"}),
+        "lyrics": [[block.header, [line.text for line in block.lines]] for block in run.song.lyric_blocks],
+        "melody": run.song.input_hashes.get("melody"),
+    }
+    entry = run.stage("compose", inputs, lambda folder: (folder / "score.json").write_text(compose(run.song).to_json()))
+    return Score.from_json((entry.path / "score.json").read_text())
+
+
+def _backing(run: _Run, score: Score, engine) -> Entry:
+    from millamusic.engines.base import BackingRequest
+
+    spec = run.song.spec
+    request = BackingRequest(seed=spec.seed, genre=spec.genre, style=tuple(spec.style), sample_rate=SAMPLE_RATE,
+                             options=dict(spec.engines.backing_options))
+    inputs = {"engine": asdict(engine.info), "harmony": score.harmony_dict(), "request": asdict(request),
+              "reference": run.song.input_hashes.get("reference")}
+
+    def produce(folder: Path) -> None:
+        result = engine.render(score, request)
+        _check_stems(result.stems, score, f"backing engine {engine.info.name!r}")
+        for name, audio in result.stems.items():
+            save_npy(audio, folder / f"{name}.npy")
+        (folder / "backing.mid").write_bytes(result.midi)
+        (folder / "backing.json").write_text(json.dumps({"stems": sorted(result.stems), "prompt": result.prompt,
+                                                         "details": result.details}, indent=1, default=str))
+
+    return run.stage("backing", inputs, produce)
+
+
+def _vocals(run: _Run, score: Score, engine) -> Entry:
+    from millamusic.engines.base import VocalRequest
+
+    spec = run.song.spec
+    request = VocalRequest(seed=spec.seed, language=spec.voice.language, voice=spec.voice.voice,
+                           sample_rate=SAMPLE_RATE, options=dict(spec.engines.vocal_options))
+    sung = {"tempo": score.tempo_bpm, "total_seconds": score.total_seconds,
+            "notes": [asdict(n) for n in score.notes], "words": [asdict(w) for w in score.words],
+            "lines": [asdict(line) for line in score.lines]}
+    inputs = {"engine": asdict(engine.info), "score": sung, "request": asdict(request)}
+
+    def produce(folder: Path) -> None:
+        result = engine.render(score, request)
+        _check_stems(result.stems, score, f"vocal engine {engine.info.name!r}")
+        for name, audio in result.stems.items():
+            save_npy(audio, folder / f"{name}.npy")
+        (folder / "vocals.json").write_text(json.dumps({"stems": sorted(result.stems),
+                                                        "syllables": [asdict(s) for s in result.syllables],
+                                                        "details": result.details}, indent=1, default=str))
+
+    return run.stage("vocals", inputs, produce)
+
+
+def _check_stems(stems: dict[str, Audio], score: Score, who: str) -> None:
+    """The engine contract, checked at the boundary: stereo, project rate, the score's length."""
+    import numpy as np
+
+    frames = score.total_frames(SAMPLE_RATE)
+    for name, audio in stems.items():
+        if audio.sample_rate != SAMPLE_RATE or audio.frames != frames or audio.channels != 2:
+            raise RenderError(f"{who} returned stem {name!r} as {audio.channels} ch, {audio.frames} frames at "
+                              f"{audio.sample_rate} Hz; the contract is 2 ch, {frames} frames at {SAMPLE_RATE} Hz")
+        if not np.all(np.isfinite(audio.samples)):
+            raise RenderError(f"{who} returned stem {name!r} with NaN or infinite samples")
+
+
+def _load_stems(entry: Entry, listing: str) -> dict[str, Audio]:
+    names = json.loads((entry.path / listing).read_text())["stems"]
+    return {name: load_npy(entry.path / f"{name}.npy") for name in names}
+
+
+def _stems(run: _Run, score: Score, backing: Entry, vocals: Entry) -> Entry:
+    from millamusic.export import write_wav
+
+    inputs = {"backing": backing.content_hash, "vocals": vocals.content_hash,
+              "score": run.entries["compose"].content_hash}
+
+    def produce(folder: Path) -> None:
+        for name, audio in {**_load_stems(backing, "backing.json"), **_load_stems(vocals, "vocals.json")}.items():
+            write_wav(audio, folder / f"{name}.wav", bit_depth=24)
+        (folder / f"{run.song.slug}.mid").write_bytes(_midi_with_vocal(backing.path / "backing.mid", score))
+
+    return run.stage("stems", inputs, produce)
+
+
+def _midi_with_vocal(backing_midi: Path, score: Score) -> bytes:
+    """The backing's multitrack MIDI plus the sung melody with one lyric event per note."""
+    import mido
+
+    data = backing_midi.read_bytes()
+    midi = mido.MidiFile(file=io.BytesIO(data)) if data else mido.MidiFile(type=1, ticks_per_beat=480)
+    per_beat = midi.ticks_per_beat
+    events = []
+    for note in score.notes:
+        start = round(note.start_beat * per_beat)
+        end = round((note.start_beat + note.length_beats) * per_beat)
+        if note.syllable:
+            events.append((start, 0, mido.MetaMessage("lyrics", text=note.syllable)))
+        events.append((start, 1, mido.Message("note_on", channel=3, note=note.pitch, velocity=90)))
+        events.append((max(end - 1, start), 0, mido.Message("note_off", channel=3, note=note.pitch, velocity=0)))
+    track = mido.MidiTrack([mido.MetaMessage("track_name", name="Lead Vocal"),
+                            mido.Message("program_change", channel=3, program=53)])  # GM 54: voice oohs
+    now = 0
+    for tick, _, message in sorted(events, key=lambda e: (e[0], e[1])):
+        track.append(message.copy(time=tick - now))
+        now = tick
+    midi.tracks.append(track)
+    buffer = io.BytesIO()
+    midi.save(file=buffer)
+    return buffer.getvalue()
+
+
+def _mix(run: _Run, backing: Entry, vocals: Entry) -> Entry:
+    from millamusic.mix import MIX_VERSION, STEM_SETTINGS, mix
+
+    inputs = {"backing": backing.content_hash, "vocals": vocals.content_hash, "mix": MIX_VERSION,
+              "settings": {name: asdict(s) for name, s in STEM_SETTINGS.items()}}
+
+    def produce(folder: Path) -> None:
+        mixed, report = mix({**_load_stems(backing, "backing.json"), **_load_stems(vocals, "vocals.json")})
+        save_npy(mixed, folder / "mix.npy")
+        (folder / "mix.json").write_text(json.dumps(report.to_dict(), indent=1))
+
+    return run.stage("mix", inputs, produce)
+
+
+def _master(run: _Run, mixed: Entry, target) -> Entry:
+    from millamusic.master import master
+
+    inputs = {"mix": mixed.content_hash, "target": asdict(target)}
+
+    def produce(folder: Path) -> None:
+        mastered, report = master(load_npy(mixed.path / "mix.npy"), target)
+        save_npy(mastered, folder / "master.npy")
+        (folder / "loudness.json").write_text(json.dumps({"target": asdict(target), **report.to_dict()}, indent=1))
+
+    return run.stage("master", inputs, produce)
+
+
+def _credits(song: Song, score: Score, backing_info, backing: Entry, vocals_info):
+    from millamusic.credits import song_credits
+
+    prompt = json.loads((backing.path / "backing.json").read_text())["prompt"]
+    spec = song.spec
+    return song_credits(artist=spec.artist, lyricist=spec.release.lyricist,
+                        melody_from_midi=score.melody_source.startswith("midi:"), composer=spec.release.composer,
+                        seed=spec.seed, backing=backing_info, backing_prompt=prompt, vocals=vocals_info)
+
+
+def synced_lines(score: Score, vocals: Entry) -> list[tuple[float, str]]:
+    """(seconds, text) per lyric line: when its first syllable was actually sung."""
+    sung = json.loads((vocals.path / "vocals.json").read_text())["syllables"]
+    start_of_note = {s["note_index"]: s["start_seconds"] for s in sung}
+    lines: list[tuple[float, str]] = []
+    for index, note in enumerate(score.notes):
+        if index in start_of_note and (not lines or note.line_index != lines[-1][2]):
+            lines.append((start_of_note[index], score.lines[note.line_index].text, note.line_index))
+    return [(round(t, 3), text) for t, text, _ in lines]
+
+
+def _export(run: _Run, score: Score, master_entry: Entry, vocals: Entry, credits) -> Entry:
+    from millamusic.credits import contains_ai, credits_json, digital_source_type, disclosure
+    from millamusic.export import ReleaseTags, validate_cover, write_flac, write_lrc, write_mp3, write_wav
+
+    song, spec = run.song, run.song.spec
+    slug = song.slug
+    cover = validate_cover(song.artwork_path) if song.artwork_path else (None, None)
+    lines = synced_lines(score, vocals)
+    tags = ReleaseTags(
+        title=spec.title, artist=spec.artist, album=spec.release.album, album_artist=spec.release.album_artist or spec.artist,
+        track_number=spec.release.track, track_total=spec.release.track_total, disc_number=spec.release.disc,
+        year=spec.release.year, genre=spec.genre.capitalize(), isrc=spec.release.isrc, composer=spec.release.composer,
+        lyricist=spec.release.lyricist, copyright=spec.release.copyright, label=spec.release.label,
+        producer=spec.release.producer, cover_image=cover[0], cover_mime=cover[1],
+        lyrics_text="\n".join(line.text for line in score.lines), synced_lyrics=tuple(lines),
+        disclosure=disclosure(spec.artist, credits, spec.release.disclosure), contains_ai=contains_ai(credits),
+        digital_source_type=digital_source_type(credits), ai_credits_json=credits_json(credits),
+    )
+    tag_inputs = {k: v for k, v in asdict(tags).items() if k != "cover_image"}
+    tag_inputs["cover_sha256"] = hashlib.sha256(cover[0]).hexdigest() if cover[0] else None
+    inputs = {"master": master_entry.content_hash, "tags": tag_inputs}
+
+    def produce(folder: Path) -> None:
+        mastered = load_npy(master_entry.path / "master.npy")
+        write_wav(mastered, folder / f"{slug}.wav", bit_depth=24)
+        write_flac(mastered, folder / f"{slug}.flac", tags)
+        write_mp3(mastered, folder / f"{slug}.mp3", tags)
+        write_lrc(lines, folder / f"{slug}.lrc", title=spec.title, artist=spec.artist, album=spec.release.album,
+                  length_seconds=mastered.seconds)
+        (folder / "lyrics.txt").write_text(tags.lyrics_text + "\n", encoding="utf-8")
+        (folder / "tags.json").write_text(json.dumps(tag_inputs, indent=1, ensure_ascii=False))
+
+    return run.stage("export", inputs, produce)
+
+
+# --- publishing -------------------------------------------------------------------------------
+
+def publish(run: _Run, export_entry: Entry, credits, target, backing_info, vocals_info) -> dict[str, str]:
+    """Copy cache entries into masters/<slug>/, stems/<slug>/ and lyrics/, then write release.json."""
+    root = run.options.out_root.resolve()
+    slug = run.song.slug
+    masters = _inside(root, root / "masters" / slug)
+    stems = _inside(root, root / "stems" / slug)
+    lyrics = _inside(root, root / "lyrics")
+    files: dict[str, str] = {}
+    plan = [(export_entry.path / f"{slug}.{ext}", masters / f"{slug}.{ext}", ext) for ext in ("wav", "flac", "mp3")]
+    plan.append((export_entry.path / "lyrics.txt", masters / "lyrics.txt", "lyrics_txt"))
+    plan.append((export_entry.path / f"{slug}.lrc", lyrics / f"{slug}.lrc", "lrc"))
+    stems_entry = run.entries["stems"]
+    for path in sorted(stems_entry.path.iterdir()):
+        if path.suffix in (".wav", ".mid"):
+            plan.append((path, stems / path.name, f"stem:{path.stem}" if path.suffix == ".wav" else "midi"))
+    for source, destination, role in plan:
+        _copy_atomic(source, destination)
+        files[role] = str(destination)
+
+    from millamusic.credits import contains_ai, digital_source_type
+
+    record = {
+        "millamusic_version": __version__,
+        "rendered_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "title": run.song.spec.title, "artist": run.song.spec.artist, "slug": slug,
+        "spec": {"path": str(run.song.path), "sha256": run.song.spec_sha256, "inputs": run.song.input_hashes},
+        "engines": {"backing": asdict(backing_info), "vocals": asdict(vocals_info)},
+        "settings": {"sample_rate": SAMPLE_RATE, "seed": run.song.spec.seed, "target": asdict(target)},
+        "stages": {r.name: {"key": run.entries[r.name].key, "content_hash": run.entries[r.name].content_hash,
+                            "cached": r.cached, "seconds": round(r.seconds, 3), "why": r.why} for r in run.reports},
+        "loudness": json.loads((run.entries["master"].path / "loudness.json").read_text()),
+        "mix": json.loads((run.entries["mix"].path / "mix.json").read_text()),
+        "credits": [asdict(c) for c in credits], "contains_ai": contains_ai(credits),
+        "digital_source_type": digital_source_type(credits),
+        "files": {os.path.relpath(path, root): {"sha256": _sha256(Path(path)), "bytes": Path(path).stat().st_size}
+                  for path in files.values()},
+    }
+    release = masters / "release.json"
+    _write_atomic(release, json.dumps(record, indent=1, ensure_ascii=False).encode())
+    files["release"] = str(release)
+    return files
+
+
+def _inside(root: Path, path: Path) -> Path:
+    resolved = path.resolve()
+    if root != resolved and root not in resolved.parents:
+        raise ExportError(f"refusing to write outside the output folder: {resolved}")
+    return resolved
+
+
+def _copy_atomic(source: Path, destination: Path) -> None:
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    temp = destination.with_name(f".{destination.name}.{uuid.uuid4().hex[:8]}.tmp")
+    try:
+        shutil.copyfile(source, temp)
+        with open(temp, "rb") as handle:
+            os.fsync(handle.fileno())
+        os.replace(temp, destination)
+    finally:
+        temp.unlink(missing_ok=True)
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
+    try:
+        with open(temp, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temp, path)
+    finally:
+        temp.unlink(missing_ok=True)
+
+
+def _sha256(path: Path) -> str:
+    from millamusic.spec import sha256_file
+
+    return sha256_file(path)
