@@ -1,0 +1,53 @@
+"""Shared test helpers: small specs written to temp folders, rendered through the real code."""
+
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+
+import pytest
+
+SHORT_SONG = """\
+title: Tiny Test Song
+artist: Milla Virta
+genre: {genre}
+style: [test]
+tempo: {tempo}
+key: {key}
+seed: {seed}
+structure:
+  - {{section: Verse, bars: 2, chords: [Am, F]}}
+  - {{section: Chorus, bars: 2, chords: [C, G]}}
+lyrics: |
+  [Verse]
+  Hold the light tonight
+  [Chorus]
+  Spin me round again
+release:
+  album: Test Album
+  track: 3
+  track_total: 9
+  year: 2026
+  isrc: FI-MLA-26-00042
+  composer: Test Composer
+  lyricist: Test Lyricist
+  copyright: "(P) 2026 millamusic"
+  label: millamusic
+{extra}"""
+
+
+@pytest.fixture
+def write_spec(tmp_path: Path):
+    """Write a short song spec into tmp_path/songs and return its path."""
+
+    def write(*, genre: str = "pop", tempo: float = 120, key: str = "A minor", seed: int = 3, extra: str = "",
+              name: str = "tiny.yaml", text: str | None = None) -> Path:
+        folder = tmp_path / "songs"
+        folder.mkdir(exist_ok=True)
+        path = folder / name
+        body = text if text is not None else SHORT_SONG.format(genre=genre, tempo=tempo, key=key, seed=seed,
+                                                               extra=textwrap.dedent(extra))
+        path.write_text(body, encoding="utf-8")
+        return path
+
+    return write

@@ -1,0 +1,42 @@
+import os
+
+import pytest
+
+from millamusic.cache import StageCache
+
+
+def test_miss_then_hit_and_why(tmp_path):
+    cache = StageCache(tmp_path)
+    calls = []
+
+    def produce(folder):
+        calls.append(1)
+        (folder / "out.txt").write_text("hello")
+
+    first = cache.run("mix", {"a": 1, "b": 2}, produce, label="song")
+    second = cache.run("mix", {"a": 1, "b": 2}, produce, label="song")
+    assert (first.hit, second.hit, len(calls)) == (False, True, 1)
+    assert first.key == second.key and first.content_hash == second.content_hash
+    assert first.why == "not rendered before"
+    third = cache.run("mix", {"a": 1, "b": 3}, produce, label="song")
+    assert not third.hit and third.why == "changed: b"
+    forced = cache.run("mix", {"a": 1, "b": 3}, produce, force=True, label="song")
+    assert not forced.hit and forced.why.startswith("forced") and len(calls) == 3
+
+
+def test_failed_stage_leaves_no_entry_and_no_temp(tmp_path):
+    cache = StageCache(tmp_path)
+
+    def explode(folder):
+        (folder / "half.npy").write_bytes(b"x")
+        raise RuntimeError("boom")
+
+    with pytest.raises(RuntimeError):
+        cache.run("master", {"x": 1}, explode)
+    assert os.listdir(tmp_path / "master") == []
+
+
+def test_content_hash_ignores_location(tmp_path):
+    a = StageCache(tmp_path / "a").run("s", {"k": 1}, lambda f: (f / "x").write_text("same"))
+    b = StageCache(tmp_path / "b").run("s", {"k": 1}, lambda f: (f / "x").write_text("same"))
+    assert a.content_hash == b.content_hash
