@@ -1,0 +1,31 @@
+from millamusic.credits import IPTC, contains_ai, digital_source_type, disclosure, song_credits
+from millamusic.engines.base import EngineInfo
+
+ALGO = EngineInfo("arranger", "backing", "1", "embedded", "MIT", "algorithmic")
+TRAINED = EngineInfo("musicgen", "backing", "1", "facebook/musicgen-small", "CC-BY-NC-4.0", "trained")
+SINGER = EngineInfo("singer", "vocals", "1", "espeak-ng + WORLD", "GPL", "algorithmic")
+
+
+def _credits(backing, midi=False):
+    return song_credits(artist="Milla", lyricist="Ann", melody_from_midi=midi, composer="Bo", seed=4,
+                        backing=backing, backing_prompt="a prompt" if backing is TRAINED else None, vocals=SINGER)
+
+
+def test_fields_follow_the_engines_used():
+    algorithmic = _credits(ALGO)
+    assert contains_ai(algorithmic) == "Partly"  # lyrics are human-written
+    assert digital_source_type(algorithmic) == IPTC + "compositeSynthetic"
+    trained = _credits(TRAINED)
+    assert digital_source_type(trained) == IPTC + "compositeWithTrainedAlgorithmicMedia"
+    backing = next(c for c in trained if c.stage == "backing")
+    assert (backing.model, backing.licence, backing.seed, backing.prompt) == (
+        "facebook/musicgen-small", "CC-BY-NC-4.0", 4, "a prompt")
+    human_melody = _credits(ALGO, midi=True)
+    assert [c.generator for c in human_melody if c.stage == "melody"] == ["human"]
+
+
+def test_disclosure_names_engines_and_cannot_be_empty():
+    text = disclosure("Milla", _credits(ALGO))
+    assert "virtual artist" in text and "arranger" in text and "singer" in text and "lyrics by Ann" in text
+    assert disclosure("Milla", _credits(ALGO), "  Made with AI tools by the Milla team.  ") == "Made with AI tools by the Milla team."
+    assert disclosure("Milla", _credits(ALGO), "") == text

@@ -1,0 +1,180 @@
+"""A short song through the real CLI into a temp folder; every promise checked from the files."""
+
+from __future__ import annotations
+
+import json
+import re
+import struct
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pyloudnorm
+import pytest
+import soundfile as sf
+import soxr
+from click.testing import CliRunner
+from mutagen.flac import FLAC
+from mutagen.id3 import ID3
+
+from millamusic.cli import main
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _render(spec: Path, out: Path, *args: str) -> dict:
+    result = CliRunner().invoke(main, ["render", str(spec), "--out", str(out), "--json", *args])
+    assert result.exit_code == 0, result.output
+    return json.loads(result.stdout)
+
+
+@pytest.fixture(scope="module")
+def rendered(tmp_path_factory):
+    """Render once for the module: (spec path, out folder, summary of the first and second render)."""
+    base = tmp_path_factory.mktemp("e2e")
+    (base / "songs").mkdir()
+    from tests.conftest import SHORT_SONG
+
+    spec = base / "songs" / "tiny.yaml"
+    spec.write_text(SHORT_SONG.format(genre="pop", tempo=120, key="A minor", seed=3,
+                                      extra=f"artwork: {ROOT / 'artwork' / 'set-me-spinning.jpg'}\n"))
+    out = base / "out"
+    first = _render(spec, out)
+    second = _render(spec, out)
+    return spec, out, first, second
+
+
+def _riff_chunks(path: Path) -> list[str]:
+    data = path.read_bytes()
+    assert data[:4] == b"RIFF" and data[8:12] == b"WAVE"
+    chunks, at = [], 12
+    while at + 8 <= len(data):
+        name, size = data[at:at + 4].decode("latin-1"), struct.unpack("<I", data[at + 4:at + 8])[0]
+        chunks.append(name)
+        at += 8 + size + (size & 1)
+    assert at == len(data), "trailing bytes after the last chunk"
+    return chunks
+
+
+def test_every_promised_file_exists(rendered):
+    _, out, first, _ = rendered
+    slug = "tiny-test-song"
+    masters = out / "masters" / slug
+    for name in (f"{slug}.wav", f"{slug}.flac", f"{slug}.mp3", "lyrics.txt", "release.json"):
+        assert (masters / name).is_file(), name
+    assert (out / "lyrics" / f"{slug}.lrc").is_file()
+    stems = sorted(p.name for p in (out / "stems" / slug).iterdir())
+    assert {"drums.wav", "bass.wav", "lead.wav", f"{slug}.mid"} <= set(stems)
+    release = json.loads((masters / "release.json").read_text())
+    for relative, record in release["files"].items():
+        assert (out / relative).stat().st_size == record["bytes"]
+    assert release["spec"]["sha256"] and release["engines"]["backing"]["name"] == "arranger"
+
+
+def test_masters_format_loudness_and_true_peak(rendered):
+    _, out, first, _ = rendered
+    masters = out / "masters" / "tiny-test-song"
+    for ext in ("wav", "flac"):
+        info = sf.info(str(masters / f"tiny-test-song.{ext}"))
+        assert (info.samplerate, info.channels, info.subtype) == (44100, 2, "PCM_24")
+    audio, rate = sf.read(str(masters / "tiny-test-song.wav"), dtype="float64")
+    loudness = pyloudnorm.Meter(rate, filter_class="DeMan").integrated_loudness(audio)
+    assert abs(loudness - (-14.0)) <= 0.5
+    oversampled = soxr.resample(audio, rate, rate * 4, quality="VHQ")
+    true_peak = 20 * np.log10(np.max(np.abs(oversampled)))
+    assert true_peak <= -1.0
+    assert abs(first["loudness"]["integrated_lufs"] - loudness) < 0.05
+
+
+def test_wav_has_nothing_after_data(rendered):
+    _, out, _, _ = rendered
+    chunks = _riff_chunks(out / "masters" / "tiny-test-song" / "tiny-test-song.wav")
+    assert chunks[-1] == "data" and chunks[0] == "fmt "
+    raw = (out / "masters" / "tiny-test-song" / "tiny-test-song.wav").read_bytes()
+    assert struct.unpack("<H", raw[20:22])[0] == 1  # WAVE_FORMAT_PCM, not EXTENSIBLE
+
+
+def test_tags_and_ai_fields_read_back(rendered):
+    _, out, _, _ = rendered
+    masters = out / "masters" / "tiny-test-song"
+    flac = FLAC(str(masters / "tiny-test-song.flac"))
+    assert flac["TITLE"] == ["Tiny Test Song"] and flac["ARTIST"] == ["Milla Virta"]
+    assert flac["ALBUM"] == ["Test Album"] and flac["TRACKNUMBER"][0].startswith("3")
+    assert flac["ISRC"] == ["FIMLA2600042"] and flac["DATE"] == ["2026"] and flac["GENRE"] == ["Pop"]
+    assert flac["COMPOSER"] == ["Test Composer"] and flac["LYRICIST"] == ["Test Lyricist"]
+    assert "Spin me round again" in flac["LYRICS"][0]
+    assert flac["CONTAINS_AI"] == ["Partly"]
+    assert flac["DIGITAL_SOURCE_TYPE"] == ["http://cv.iptc.org/newscodes/digitalsourcetype/compositeSynthetic"]
+    credits = json.loads(flac["AI_CREDITS"][0])
+    assert {c["stage"] for c in credits} == {"lyrics", "melody", "backing", "vocals"}
+    assert {c["engine"] for c in credits if c["stage"] in ("backing", "vocals")} == {"arranger", "singer"}
+    assert "virtual artist" in flac["AI_DISCLOSURE"][0]
+    assert flac.pictures and flac.pictures[0].type == 3
+
+    id3 = ID3(str(masters / "tiny-test-song.mp3"))
+    assert str(id3["TIT2"]) == "Tiny Test Song" and str(id3["TSRC"]) == "FIMLA2600042"
+    assert str(id3["TRCK"]) == "3/9" and str(id3["TCOM"]) == "Test Composer" and str(id3["TEXT"]) == "Test Lyricist"
+    assert id3.getall("APIC") and "Hold the light tonight" in id3.getall("USLT")[0].text
+    ai = {frame.desc: str(frame) for frame in id3.getall("TXXX")}
+    assert ai["CONTAINS_AI"] == "Partly" and json.loads(ai["AI_CREDITS"]) == credits
+
+
+def test_stems_equal_length_and_lrc_matches_vocal_notes(rendered):
+    _, out, _, _ = rendered
+    lengths = {p.name: sf.info(str(p)).frames for p in (out / "stems" / "tiny-test-song").glob("*.wav")}
+    assert len(set(lengths.values())) == 1, lengths
+    lrc = (out / "lyrics" / "tiny-test-song.lrc").read_text()
+    stamps = [(int(m[0]) * 60 + float(m[1]), m[2]) for m in re.findall(r"^\[(\d+):(\d+\.\d+)\](.+)$", lrc, re.M)]
+    assert [text for _, text in stamps] == ["Hold the light tonight", "Spin me round again"]
+    times = [t for t, _ in stamps]
+    assert times == sorted(times) and len(set(times)) == len(times)
+    # Line times are the sung onsets: at or just before the first note of each line (120 BPM).
+    from millamusic.compose import compose
+    from millamusic.spec import load_song
+
+    score = compose(load_song(rendered[0]))
+    firsts = [score.beat_to_seconds(next(n for n in score.notes if n.line_index == i).start_beat) for i in (0, 1)]
+    for stamp, first_note in zip(times, firsts):
+        assert first_note - 0.25 <= stamp <= first_note + 0.05
+
+
+def test_second_render_hits_the_cache(rendered):
+    _, _, first, second = rendered
+    assert not any(stage["cached"] for stage in first["stages"])
+    assert all(stage["cached"] for stage in second["stages"])
+    assert second["loudness"] == first["loudness"]
+
+
+def test_changing_only_the_target_reruns_master_and_export(rendered):
+    spec, out, _, _ = rendered
+    summary = _render(spec, out, "--target", "apple")
+    rerun = [stage["name"] for stage in summary["stages"] if not stage["cached"]]
+    assert rerun == ["master", "export"]
+    assert abs(summary["loudness"]["integrated_lufs"] - (-16.0)) <= 0.5
+    why = {stage["name"]: stage["why"] for stage in summary["stages"]}
+    assert "target" in why["master"]
+
+
+def test_spec_with_three_mistakes_exits_2_and_writes_nothing(tmp_path):
+    spec = tmp_path / "bad.yaml"
+    spec.write_text("title: Bad\nartist: M\ngenre: jazz\ntempo: fast\nkey: C\n"
+                    "structure:\n  - {section: V, bars: 2, chords: [Cxx]}\nlyrics: |\n  [V]\n  la la\n")
+    process = subprocess.run([sys.executable, "-m", "millamusic.cli", "render", str(spec), "--out", str(tmp_path / "o")],
+                             capture_output=True, text=True)
+    assert process.returncode == 2
+    assert "3 problems" in process.stderr
+    for line in (3, 4, 7):
+        assert f"bad.yaml:{line}:" in process.stderr
+    assert "Traceback" not in process.stderr
+    assert not (tmp_path / "o").exists()
+
+
+def test_unknown_engine_lists_valid_names(write_spec, tmp_path):
+    result = CliRunner().invoke(main, ["render", str(write_spec()), "--out", str(tmp_path / "o"), "--backing", "nope"])
+    assert result.exit_code == 3 and "arranger" in result.output
+
+
+def test_import_does_not_import_torch():
+    code = "import sys, millamusic, millamusic.cli, millamusic.spec; print('torch' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout.strip() == "False"
