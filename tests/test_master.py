@@ -1,0 +1,218 @@
+"""Loudness metering and mastering (src/millamusic/master.py). Audio is generated here."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from millamusic.audio import Audio
+from millamusic.errors import RenderError
+from millamusic import master as M
+
+RATE = 44100
+
+
+def sine(freq: float, seconds: float, amp: float = 1.0, phase: float = 0.0) -> np.ndarray:
+    t = np.arange(int(seconds * RATE)) / RATE
+    return amp * np.sin(2 * np.pi * freq * t + phase)
+
+
+def stereo(x: np.ndarray) -> Audio:
+    return Audio(np.stack([x, x]).astype(np.float32), RATE)
+
+
+def make_mix(seconds: float = 20.0, seed: int = 0) -> np.ndarray:
+    """A pop-ish test mix: panned chord partials, kicks, noise-burst snares, hats, a quiet bridge."""
+    rng = np.random.default_rng(seed)
+    n = int(seconds * RATE)
+    t = np.arange(n) / RATE
+    x = np.zeros((2, n))
+    for i, f in enumerate([110.0, 220.0, 277.2, 329.6, 440.0, 659.3, 1318.5]):
+        amp = 0.12 / (1 + 0.3 * i) * (1 + 0.3 * np.sin(2 * np.pi * (0.2 + 0.05 * i) * t))
+        pan = (i % 3) / 2.0
+        s = amp * np.sin(2 * np.pi * f * t + rng.uniform(0, 2 * np.pi))
+        x[0] += s * (1 - 0.6 * pan)
+        x[1] += s * (0.4 + 0.6 * pan)
+    beat = int(0.5 * RATE)
+    for k in range(0, n - beat, beat):
+        m = min(int(0.25 * RATE), n - k)
+        tt = np.arange(m) / RATE
+        x[:, k : k + m] += 0.9 * np.sin(2 * np.pi * (50 + 100 * np.exp(-tt * 30)) * tt) * np.exp(-tt * 12)
+        if (k // beat) % 2:
+            snare = rng.standard_normal(m) * 0.5 * np.exp(-tt * 25)
+            x[0, k : k + m] += snare
+            x[1, k : k + m] += 0.8 * snare
+    x += rng.standard_normal((2, n)) * 0.02
+    x[:, n // 3 : n // 2] *= 0.4
+    return x
+
+
+def at_lufs(x: np.ndarray, lufs: float) -> Audio:
+    now = M._integrated(x.astype(np.float32), RATE)
+    return Audio((x * 10 ** ((lufs - now) / 20)).astype(np.float32), RATE)
+
+
+@pytest.fixture(scope="module")
+def mix() -> np.ndarray:
+    return make_mix()
+
+
+@pytest.fixture(scope="module")
+def quiet(mix) -> Audio:
+    return at_lufs(mix, -30.0)
+
+
+@pytest.fixture(scope="module")
+def hot(mix) -> Audio:
+    """Peaks well over full scale (float), about -8 LUFS."""
+    audio = at_lufs(mix, -8.0)
+    assert audio.peak() > 1.5
+    return audio
+
+
+# ------------------------------------------------------------------ metering
+
+
+def test_full_scale_sine_reads_bs1770_reference():
+    # BS.1770: a 0 dBFS 997 Hz sine in one channel reads -3.01 LKFS; in both channels +3 dB more.
+    s = sine(997.0, 10.0)
+    mono = M.measure(Audio(s[None].astype(np.float32), RATE))
+    assert mono.integrated_lufs == pytest.approx(-3.01, abs=0.05)
+    both = M.measure(stereo(s))
+    assert both.integrated_lufs == pytest.approx(0.0, abs=0.05)
+    assert both.sample_peak_dbfs == pytest.approx(0.0, abs=0.01)
+
+
+def test_ebu_tech3341_case1_minus23():
+    # EBU Tech 3341 case 1: stereo 1 kHz sine at -23 dBFS per channel -> -23.0 +-0.1 LUFS.
+    rep = M.measure(stereo(sine(1000.0, 20.0, amp=10 ** (-23 / 20))))
+    assert rep.integrated_lufs == pytest.approx(-23.0, abs=0.1)
+    assert rep.true_peak_dbtp == pytest.approx(-23.0, abs=0.1)
+
+
+def test_integrated_matches_pyloudnorm_and_fast_path(mix):
+    import pyloudnorm
+
+    x = mix[:, : int(12.345 * RATE)].astype(np.float32)  # odd length: partial last block
+    ref = pyloudnorm.Meter(RATE, filter_class="DeMan").integrated_loudness(x.T.astype(np.float64))
+    assert M.measure(Audio(x, RATE)).integrated_lufs == pytest.approx(ref, abs=0.01)
+    assert M._integrated_fast(x, RATE) == pytest.approx(ref, abs=0.001)
+
+
+def test_true_peak_of_intersample_peak():
+    # fs/4 sine at 45 degrees: every sample is +-0.707 of the true peak (-3.01 dB under it).
+    n = np.arange(10 * RATE)
+    tone = 0.5 * np.sin(np.pi / 2 * n + np.pi / 4)
+    fade = np.minimum(1.0, np.minimum(n, n[::-1]) / (0.2 * RATE))  # no edge ringing
+    rep = M.measure(stereo(tone * fade))
+    true_db = 20 * math.log10(0.5)
+    assert rep.sample_peak_dbfs == pytest.approx(true_db - 3.01, abs=0.05)
+    assert rep.true_peak_dbtp == pytest.approx(true_db, abs=0.2)
+
+
+def test_loudness_range_tech3342_case1():
+    # EBU Tech 3342 case 1: 20 s at -20 dBFS then 20 s at -30 dBFS (1 kHz) -> LRA 10 +-1 LU.
+    s = sine(1000.0, 20.0)
+    x = np.concatenate([s * 10 ** (-20 / 20), s * 10 ** (-30 / 20)])
+    assert M.measure(stereo(x)).lra_lu == pytest.approx(10.0, abs=1.0)
+
+
+def test_loudness_range_close_to_pyloudnorm(mix):
+    import pyloudnorm
+
+    ours = M.measure(Audio(mix.astype(np.float32), RATE)).lra_lu
+    theirs = pyloudnorm.Meter(RATE, filter_class="DeMan").loudness_range(mix.T)
+    assert ours == pytest.approx(theirs, abs=0.5)
+
+
+def test_measure_silence_and_too_short():
+    rep = M.measure(Audio.silence(RATE, RATE))
+    assert rep.integrated_lufs == -math.inf and rep.true_peak_dbtp == -math.inf
+    assert rep.to_dict()["integrated_lufs"] is None
+    with pytest.raises(RenderError, match="0.4 s"):
+        M.measure(Audio.silence(1000, RATE))
+
+
+def test_targets_table():
+    expect = {"spotify": (-14, -1), "apple": (-16, -1), "youtube": (-14, -1), "amazon": (-14, -2), "deezer": (-15, -1)}
+    for name, (lufs, tp) in expect.items():
+        t = M.TARGETS[name]
+        assert (t.name, t.integrated_lufs, t.true_peak_dbtp) == (name, lufs, tp)
+
+
+# ------------------------------------------------------------------ mastering
+
+
+@pytest.mark.parametrize("which", ["quiet", "hot"])
+@pytest.mark.parametrize("target_name", ["spotify", "apple", "amazon"])
+def test_master_hits_target(request, which, target_name):
+    audio = request.getfixturevalue(which)
+    target = M.TARGETS[target_name]
+    out, rep = M.master(audio, target)
+    assert out.samples.dtype == np.float32
+    assert out.channels == 2 and out.sample_rate == RATE
+    assert out.frames == audio.frames
+    check = M.measure(out)  # independent re-measure (pyloudnorm)
+    assert abs(check.integrated_lufs - target.integrated_lufs) <= 0.3
+    assert check.true_peak_dbtp <= target.true_peak_dbtp
+    assert rep.integrated_lufs == pytest.approx(check.integrated_lufs, abs=0.01)
+    assert rep.true_peak_dbtp == pytest.approx(check.true_peak_dbtp, abs=0.01)
+    assert rep.lra_lu == pytest.approx(check.lra_lu, abs=0.01)
+
+
+def _lag(a: np.ndarray, b: np.ndarray, span: int = 200) -> int:
+    """Lag (samples) that best aligns b with a: b[n] ~ a[n - lag]."""
+    n = len(a)
+    spec = np.fft.rfft(b, 2 * n) * np.conj(np.fft.rfft(a, 2 * n))
+    xc = np.fft.irfft(spec)
+    lags = np.concatenate([np.arange(span), np.arange(-span, 0)])
+    return int(lags[np.argmax(np.concatenate([xc[:span], xc[-span:]]))])
+
+
+def test_master_is_time_aligned(hot):
+    out, _ = M.master(hot, M.TARGETS["spotify"])
+    assert abs(_lag(hot.samples.mean(axis=0), out.samples.mean(axis=0))) <= 1
+    # sanity check of the checker: a delayed copy is seen as delayed
+    delayed = np.concatenate([np.zeros(37), out.samples[0, :-37]])
+    assert _lag(out.samples[0], delayed) == 37
+
+
+def test_limiter_keeps_clicks_in_place():
+    x = np.zeros((2, RATE), dtype=np.float32)
+    where = [1000, 20000, RATE - 5]  # one right at the end: the lookahead tail must be flushed
+    x[:, where] = 3.0
+    y = M._limit(x, RATE, -1.5)
+    assert y.shape == x.shape
+    for w in where:
+        assert int(np.argmax(np.abs(y[0, w - 300 : w + 300]))) + w - 300 == w
+    assert np.max(np.abs(y)) <= 10 ** (-1.5 / 20) + 1e-4
+
+
+def test_master_mono_input_becomes_stereo(mix):
+    mono = Audio(mix[:1, : 8 * RATE].astype(np.float32) * 0.3, RATE)
+    out, rep = M.master(mono, M.TARGETS["deezer"])
+    assert out.channels == 2 and out.frames == mono.frames
+    assert abs(rep.integrated_lufs + 15.0) <= 0.3
+
+
+def test_master_refuses_silence():
+    with pytest.raises(RenderError, match="silent"):
+        M.master(Audio.silence(5 * RATE, RATE), M.TARGETS["spotify"])
+
+
+def test_master_raises_with_numbers_when_target_unreachable():
+    # One click a second: the limiter can only flatten it; loudness cannot reach -14 LUFS.
+    x = np.zeros((2, 5 * RATE), dtype=np.float32)
+    x[:, ::RATE] = 0.9
+    x += np.random.default_rng(1).standard_normal(x.shape).astype(np.float32) * 1e-3
+    with pytest.raises(RenderError, match=r"could not master to spotify .*LUFS.*dBTP"):
+        M.master(Audio(x, RATE), M.TARGETS["spotify"])
+
+
+def test_master_never_returns_a_master_over_the_ceiling(monkeypatch, mix):
+    # If the limiter never got the true peak under the ceiling, master() must refuse.
+    monkeypatch.setattr(M, "_true_peak_db", lambda samples, rate: 3.0)
+    with pytest.raises(RenderError, match="3.00 dBTP"):
+        M.master(Audio(mix[:, : 5 * RATE].astype(np.float32), RATE), M.TARGETS["apple"])
