@@ -9,7 +9,7 @@ from pathlib import Path
 
 import click
 
-from millamusic.errors import MillaError, SpecError, exit_code_for
+from millamusic.errors import MillaError, exit_code_for
 
 
 def _fail(error: MillaError) -> None:

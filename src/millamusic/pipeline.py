@@ -13,7 +13,6 @@ import json
 import os
 import shutil
 import time
-import uuid
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -345,6 +344,7 @@ def publish(run: _Run, export_entry: Entry, credits, target, backing_info, vocal
         files[role] = str(destination)
 
     from millamusic.credits import contains_ai, digital_source_type
+    from millamusic.export import atomic_write_bytes
 
     record = {
         "millamusic_version": __version__,
@@ -363,7 +363,7 @@ def publish(run: _Run, export_entry: Entry, credits, target, backing_info, vocal
                   for path in files.values()},
     }
     release = masters / "release.json"
-    _write_atomic(release, json.dumps(record, indent=1, ensure_ascii=False).encode())
+    atomic_write_bytes(release, json.dumps(record, indent=1, ensure_ascii=False).encode())
     files["release"] = str(release)
     return files
 
@@ -376,28 +376,10 @@ def _inside(root: Path, path: Path) -> Path:
 
 
 def _copy_atomic(source: Path, destination: Path) -> None:
-    destination.parent.mkdir(parents=True, exist_ok=True)
-    temp = destination.with_name(f".{destination.name}.{uuid.uuid4().hex[:8]}.tmp")
-    try:
+    from millamusic.export import atomic_path
+
+    with atomic_path(destination) as temp:
         shutil.copyfile(source, temp)
-        with open(temp, "rb") as handle:
-            os.fsync(handle.fileno())
-        os.replace(temp, destination)
-    finally:
-        temp.unlink(missing_ok=True)
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
-    try:
-        with open(temp, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temp, path)
-    finally:
-        temp.unlink(missing_ok=True)
 
 
 def _sha256(path: Path) -> str:

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
 from pydantic_core import PydanticCustomError
 
 from millamusic.errors import SpecError, SpecProblem
@@ -88,6 +88,14 @@ class SectionSpec(_Strict):
     bars: int = Field(ge=1, le=128)
     chords: list[ChordBar] = Field(min_length=1)
     kind: Literal[SECTION_KINDS] | None = None  # type: ignore[valid-type]
+
+    @model_validator(mode="after")
+    def _chords_fit_bars(self) -> "SectionSpec":
+        if len(self.chords) > self.bars:
+            raise _problem(f"{len(self.chords)} chord bars for a {self.bars}-bar section",
+                           "list at most one entry per bar (they repeat to fill the section), "
+                           "or raise `bars`")
+        return self
 
     @property
     def resolved_kind(self) -> str:
