@@ -178,3 +178,21 @@ def test_unknown_engine_lists_valid_names(write_spec, tmp_path):
 def test_import_does_not_import_torch():
     code = "import sys, millamusic, millamusic.cli, millamusic.spec; print('torch' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout.strip() == "False"
+
+
+def test_editing_lyrics_keeps_the_backing(tmp_path, write_spec):
+    spec = write_spec()
+    out = tmp_path / "out"
+    _render(spec, out)
+    spec.write_text(spec.read_text().replace("Spin me round again", "Turn me round again"))
+    summary = _render(spec, out)
+    cached = {stage["name"]: stage["cached"] for stage in summary["stages"]}
+    assert cached["backing"] and not cached["vocals"] and not cached["compose"]
+    assert "Turn me round again" in (out / "lyrics" / "tiny-test-song.lrc").read_text()
+
+
+def test_force_reruns_everything(tmp_path, write_spec):
+    spec = write_spec()
+    _render(spec, tmp_path / "out")
+    summary = _render(spec, tmp_path / "out", "--force")
+    assert not any(stage["cached"] for stage in summary["stages"])
