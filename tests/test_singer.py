@@ -9,15 +9,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from millamusic import espeak
 from millamusic.engines.base import VocalRequest
+from millamusic.engines.singer import Singer
 from millamusic.errors import RenderError
 from millamusic.score import Bar, LyricLine, Note, Score, Section, Word
-
-pytest.importorskip("pyworld")
-pytest.importorskip("espeakng_loader")
-
-from millamusic import espeak  # noqa: E402
-from millamusic.engines.singer import Singer  # noqa: E402
 
 RATE = 44100
 ANALYSIS_RATE = 16000
