@@ -209,16 +209,18 @@ def _phrase_pitches(starts: list[float], bars, key: Key, low: int, high: int, rn
         else:
             allowed = scale
         candidates = [p for p in range(low, high + 1) if p % 12 in allowed] or list(range(low, high + 1))
-        previous = pitches[-1] if pitches else None
-
-        def cost(p: int) -> float:
-            leap = abs(p - previous) if previous is not None else 0
-            repeats = len(pitches) >= 2 and pitches[-1] == pitches[-2]
-            same = (2.5 if repeats else 0.8) if leap == 0 and previous is not None else 0.0
-            return abs(p - target) + (0.6 * (leap - 5) if leap > 5 else 0.0) + same
-
-        pitches.append(min(candidates, key=cost))
+        pitches.append(min(candidates, key=lambda p, t=target: _pitch_cost(p, t, pitches)))
     return pitches
+
+
+def _pitch_cost(pitch: int, target: float, sung: list[int]) -> float:
+    """Near the contour, no big leaps, and no note hammered three times in a row."""
+    if not sung:
+        return abs(pitch - target)
+    leap = abs(pitch - sung[-1])
+    repeating = len(sung) >= 2 and sung[-1] == sung[-2]
+    same = (2.5 if repeating else 0.8) if leap == 0 else 0.0
+    return abs(pitch - target) + (0.6 * (leap - 5) if leap > 5 else 0.0) + same
 
 
 # --- melody from MIDI --------------------------------------------------------------------------

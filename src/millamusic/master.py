@@ -332,8 +332,6 @@ def _limiter_latency(rate: int) -> int:
     pedalboard 0.9.x already compensates the lookahead it reports (it primes and flushes the
     delay line), so this is 0 today; the probe keeps the master sample-aligned if that changes.
     """
-    import pedalboard
-
     probe = np.zeros((2, rate), dtype=np.float32)
     at = rate // 4
     probe[:, at] = 0.01  # far under the ceiling: passes unchanged, only delayed
