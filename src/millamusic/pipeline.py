@@ -20,7 +20,7 @@ from typing import Callable
 from millamusic import SAMPLE_RATE, __version__
 from millamusic.audio import Audio, load_npy, save_npy
 from millamusic.cache import Entry, StageCache
-from millamusic.errors import ExportError, RenderError
+from millamusic.errors import ExportError, MillaError, RenderError
 from millamusic.score import Score
 from millamusic.spec import Song
 
@@ -78,8 +78,8 @@ class _Run:
         try:
             entry = self.cache.run(name, {"version": STAGE_VERSIONS[name], **inputs}, produce,
                                    force=self.options.force, label=self.song.slug)
-        except (RenderError, ExportError):
-            raise
+        except MillaError:
+            raise  # already says what is wrong and maps to its own exit code (a SpecError stays 2)
         except Exception as error:  # a bug or a library failure inside a stage: say which stage
             raise RenderError(f"stage {name!r} failed for {self.song.path}: {type(error).__name__}: {error}") from error
         report = StageReport(name, entry.hit, time.perf_counter() - started, entry.why)
