@@ -168,9 +168,12 @@ def _integrated_from_power(power: np.ndarray, rate: int) -> float:
     return _gated_loudness(np.maximum(csum[hi] - csum[lo], 0.0) / (t_g * rate))
 
 
-def _integrated_fast(samples: np.ndarray, rate: int) -> float:
-    """Same number as `_integrated` (pyloudnorm); used inside the mastering loop. `measure` keeps
-    calling pyloudnorm itself, and the tests check that the two agree."""
+def integrated_loudness(samples: np.ndarray, rate: int) -> float:
+    """BS.1770-4 integrated loudness (LUFS, -inf for silence) of float (channels, frames) samples.
+
+    The same number as pyloudnorm (`_integrated`), about 5x faster; the meter every stage that
+    balances by loudness uses. `measure` keeps calling pyloudnorm itself, and the tests check
+    that the two agree."""
     return _integrated_from_power(_k_weighted_power(samples, rate), rate)
 
 
@@ -194,10 +197,9 @@ def _true_peak_db(samples: np.ndarray, rate: int) -> float:
 def _loudness_range(samples: np.ndarray, rate: int) -> float:
     """EBU Tech 3342 loudness range (LRA) in LU.
 
-    Written here rather than taken from pyloudnorm: the brief assumed pyloudnorm has no LRA;
-    the installed pyloudnorm (0.2+/1.1) does have `Meter.loudness_range`, but it pads 1.5 s of
-    silence onto the signal, hops 0.09 s (overlap 0.97) instead of Tech 3342's 0.1 s, and loops
-    over blocks in Python (slow for a whole song). This version uses the same K-weighting
+    Written here rather than taken from pyloudnorm: its `Meter.loudness_range` pads 1.5 s of
+    silence onto the signal, hops 0.09 s (overlap 0.97) instead of Tech 3342's 0.1 s, and
+    loops over blocks in Python (slow for a whole song). This version uses the same K-weighting
     filters, 3 s windows every 0.1 s, an absolute gate of -70 LUFS, a relative gate 20 LU below
     the power mean of the absolutely gated windows, and LRA = P95 - P10 of what remains.
     tests/test_master.py cross-checks it against pyloudnorm's.
@@ -306,7 +308,7 @@ def _pre_chain(x: np.ndarray, rate: int) -> np.ndarray:
     import pedalboard
 
     x = _highpass(x, rate)
-    level = _integrated_fast(x, rate)
+    level = integrated_loudness(x, rate)
     if not math.isfinite(level) or level < -70.0:
         raise RenderError(
             f"the mix is silent or nearly so ({level:.1f} LUFS after the {HIGHPASS_HZ:.0f} Hz high-pass); "

@@ -33,6 +33,7 @@ from millamusic import synth
 from millamusic.audio import Audio
 from millamusic.engines.base import BackingEngine, BackingRequest, BackingResult, EngineInfo
 from millamusic.errors import RenderError
+from millamusic.master import integrated_loudness
 from millamusic.score import Bar, Score
 from millamusic.theory import Chord, midi_to_hz, parse_chord
 
@@ -722,41 +723,6 @@ def _dbfs(x: np.ndarray) -> float:
     return round(20.0 * float(np.log10(max(float(np.max(np.abs(x))), 1e-12))), 2)
 
 
-def _k_weighting(sample_rate: int) -> np.ndarray:
-    """ITU-R BS.1770 K-weighting (high shelf + high-pass) as second-order sections."""
-    k = np.tan(np.pi * 1681.974450955533 / sample_rate)
-    q, vh = 0.7071752369554196, 10 ** (3.999843853973347 / 20)
-    vb = vh ** 0.4996667741545416
-    a0 = 1 + k / q + k * k
-    shelf = [(vh + vb * k / q + k * k) / a0, 2 * (k * k - vh) / a0, (vh - vb * k / q + k * k) / a0,
-             1.0, 2 * (k * k - 1) / a0, (1 - k / q + k * k) / a0]
-    k = np.tan(np.pi * 38.13547087602444 / sample_rate)
-    q = 0.5003270373238773
-    a0 = 1 + k / q + k * k
-    highpass = [1.0, -2.0, 1.0, 1.0, 2 * (k * k - 1) / a0, (1 - k / q + k * k) / a0]
-    return np.array([shelf, highpass])
-
-
-def stem_loudness(samples: np.ndarray, sample_rate: int) -> float:
-    """Gated loudness (BS.1770-style, 400 ms blocks without overlap) in LUFS; -inf when silent."""
-    from scipy import signal
-
-    block = int(0.4 * sample_rate)
-    count = samples.shape[1] // block
-    if count == 0:
-        return float("-inf")
-    sos = _k_weighting(sample_rate).astype(np.float32)
-    weighted = signal.sosfilt(sos, samples[:, : count * block], axis=1).reshape(samples.shape[0], count, block)
-    power = np.einsum("cnb,cnb->n", weighted, weighted, dtype=np.float64) / block
-    level = -0.691 + 10 * np.log10(np.maximum(power, 1e-30))
-    power = power[level > -70.0]
-    if power.size == 0:
-        return float("-inf")
-    relative = -0.691 + 10 * np.log10(power.mean()) - 10.0
-    power = power[-0.691 + 10 * np.log10(power) > relative]
-    return float(-0.691 + 10 * np.log10(power.mean()))
-
-
 def _render_stem(part: Part, score: Score, preset: dict, seed: int, sample_rate: int) -> np.ndarray:
     frames = score.total_frames(sample_rate)
     spb = score.seconds_per_beat
@@ -769,7 +735,7 @@ def _render_stem(part: Part, score: Score, preset: dict, seed: int, sample_rate:
         x = _render_pitched(part.name, part.events, preset, seed, sample_rate, spb, frames)
         x = _apply_fx(x, preset["fx"].get(part.name, []), sample_rate)
     _fade_tail(x, score, sample_rate)
-    loudness = stem_loudness(x, sample_rate)
+    loudness = integrated_loudness(x, sample_rate)
     if np.isfinite(loudness):  # balance: every stem at its preset loudness relative to the drums
         x *= np.float32(10 ** ((-20.0 + preset["balance"][part.name] - loudness) / 20))
     return x
