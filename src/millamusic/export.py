@@ -25,6 +25,7 @@ from typing import Iterator
 import numpy as np
 
 from .audio import Audio
+from .identifiers import normalise_isrc
 from .errors import ExportError
 
 log = logging.getLogger(__name__)
@@ -32,7 +33,6 @@ log = logging.getLogger(__name__)
 CONTAINS_AI_VALUES = ("All", "Partly", "None")
 IPTC_DIGITAL_SOURCE_PREFIX = "http://cv.iptc.org/newscodes/digitalsourcetype/"
 COVER_MIN_PX = 1400
-_ISRC = re.compile(r"^[A-Z]{2}[A-Z0-9]{3}[0-9]{7}$")
 
 # --------------------------------------------------------------------------- atomic writes
 
@@ -138,11 +138,10 @@ class ReleaseTags:
         if self.year is not None and not (isinstance(self.year, (int, np.integer)) and 1000 <= self.year <= 9999):
             problems.append(f"year is {self.year!r}; use a four-digit year or None")
         if self.isrc is not None:
-            isrc = self.isrc.replace("-", "").strip().upper()
-            if not _ISRC.match(isrc):
-                problems.append(f"isrc {self.isrc!r} is not an ISRC (CC-XXX-YY-NNNNN, 12 characters)")
-            else:
-                object.__setattr__(self, "isrc", isrc)
+            try:
+                object.__setattr__(self, "isrc", normalise_isrc(self.isrc))
+            except ValueError as error:
+                problems.append(f"isrc: {error}")
         if (self.cover_image is None) != (self.cover_mime is None):
             problems.append("cover_image and cover_mime must be given together")
         if self.cover_mime is not None and self.cover_mime not in ("image/jpeg", "image/png"):

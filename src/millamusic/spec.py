@@ -17,6 +17,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationErr
 from pydantic_core import PydanticCustomError
 
 from millamusic.errors import SpecError, SpecProblem
+from millamusic.identifiers import normalise_isrc
 from millamusic.lyrics import LyricBlock, parse_sheet
 from millamusic.theory import Key, parse_chord, parse_key
 
@@ -56,10 +57,10 @@ def _check_time_signature(text: str) -> str:
 
 
 def _check_isrc(text: str) -> str:
-    cleaned = text.replace("-", "").upper()
-    if not re.fullmatch(r"[A-Z]{2}[A-Z0-9]{3}\d{2}\d{5}", cleaned):
-        raise _problem("not an ISRC", "write 12 characters CCXXXYYNNNNN, e.g. FI-A1B-26-00001")
-    return cleaned
+    try:
+        return normalise_isrc(text)
+    except ValueError:
+        raise _problem("not an ISRC", "write 12 characters CCXXXYYNNNNN, e.g. FI-A1B-26-00001") from None
 
 
 def _check_target(name: str) -> str:
