@@ -9,11 +9,12 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass
 
+from millamusic.compose import COMPOSER_VERSION
 from millamusic.engines.base import EngineInfo
 
 IPTC = "http://cv.iptc.org/newscodes/digitalsourcetype/"
 
-COMPOSER_ENGINE = EngineInfo(name="millamusic-composer", kind="melody", version="1", model="embedded",
+COMPOSER_ENGINE = EngineInfo(name="millamusic-composer", kind="melody", version=COMPOSER_VERSION, model="embedded",
                              licence="MIT (millamusic)", generator="algorithmic")
 
 

@@ -22,7 +22,7 @@ from millamusic.audio import Audio, load_npy, save_npy
 from millamusic.cache import Entry, StageCache
 from millamusic.errors import ExportError, MillaError, RenderError
 from millamusic.score import Score
-from millamusic.spec import Song
+from millamusic.spec import Song, sha256_file
 
 # Bump a stage's version when its code changes what it writes: old entries stop matching.
 STAGE_VERSIONS = {"compose": "1", "backing": "1", "vocals": "1", "stems": "1", "mix": "1", "master": "1", "export": "1"}
@@ -71,6 +71,18 @@ class _Run:
     progress: Progress
     reports: list[StageReport] = field(default_factory=list)
     entries: dict[str, Entry] = field(default_factory=dict)
+    _stems: dict[Path, dict[str, Audio]] = field(default_factory=dict)
+
+    def stems_of(self, entry: Entry, listing: str) -> dict[str, Audio]:
+        """An entry's stems, read once per render: the stems and mix stages both need them."""
+        if entry.path not in self._stems:
+            names = json.loads((entry.path / listing).read_text())["stems"]
+            self._stems[entry.path] = {name: load_npy(entry.path / f"{name}.npy") for name in names}
+        return self._stems[entry.path]
+
+    def all_stems(self) -> dict[str, Audio]:
+        return {**self.stems_of(self.entries["backing"], "backing.json"),
+                **self.stems_of(self.entries["vocals"], "vocals.json")}
 
     def stage(self, name: str, inputs: dict, produce: Callable[[Path], None]) -> Entry:
         self.progress(name, "start")
@@ -193,11 +205,6 @@ def _check_stems(stems: dict[str, Audio], score: Score, who: str) -> None:
             raise RenderError(f"{who} returned stem {name!r} with NaN or infinite samples")
 
 
-def _load_stems(entry: Entry, listing: str) -> dict[str, Audio]:
-    names = json.loads((entry.path / listing).read_text())["stems"]
-    return {name: load_npy(entry.path / f"{name}.npy") for name in names}
-
-
 def _stems(run: _Run, score: Score, backing: Entry, vocals: Entry) -> Entry:
     from millamusic.export import write_wav
 
@@ -205,7 +212,7 @@ def _stems(run: _Run, score: Score, backing: Entry, vocals: Entry) -> Entry:
               "score": run.entries["compose"].content_hash}
 
     def produce(folder: Path) -> None:
-        for name, audio in {**_load_stems(backing, "backing.json"), **_load_stems(vocals, "vocals.json")}.items():
+        for name, audio in run.all_stems().items():
             write_wav(audio, folder / f"{name}.wav", bit_depth=24)
         (folder / f"{run.song.slug}.mid").write_bytes(_midi_with_vocal(backing.path / "backing.mid", score))
 
@@ -246,7 +253,7 @@ def _mix(run: _Run, backing: Entry, vocals: Entry) -> Entry:
               "settings": {name: asdict(s) for name, s in STEM_SETTINGS.items()}}
 
     def produce(folder: Path) -> None:
-        mixed, report = mix({**_load_stems(backing, "backing.json"), **_load_stems(vocals, "vocals.json")})
+        mixed, report = mix(run.all_stems())
         save_npy(mixed, folder / "mix.npy")
         (folder / "mix.json").write_text(json.dumps(report.to_dict(), indent=1))
 
@@ -359,7 +366,7 @@ def publish(run: _Run, export_entry: Entry, credits, target, backing_info, vocal
         "mix": json.loads((run.entries["mix"].path / "mix.json").read_text()),
         "credits": [asdict(c) for c in credits], "contains_ai": contains_ai(credits),
         "digital_source_type": digital_source_type(credits),
-        "files": {os.path.relpath(path, root): {"sha256": _sha256(Path(path)), "bytes": Path(path).stat().st_size}
+        "files": {os.path.relpath(path, root): {"sha256": sha256_file(Path(path)), "bytes": Path(path).stat().st_size}
                   for path in files.values()},
     }
     release = masters / "release.json"
@@ -380,9 +387,3 @@ def _copy_atomic(source: Path, destination: Path) -> None:
 
     with atomic_path(destination) as temp:
         shutil.copyfile(source, temp)
-
-
-def _sha256(path: Path) -> str:
-    from millamusic.spec import sha256_file
-
-    return sha256_file(path)
