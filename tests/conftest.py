@@ -36,6 +36,21 @@ release:
 {extra}"""
 
 
+# One lyric line with far more syllables than its single bar can hold.
+CROWDED_SONG = """\
+title: Crowded
+artist: M
+genre: pop
+tempo: 100
+key: C major
+structure:
+  - {section: Verse, bars: 1, chords: [C]}
+lyrics: |
+  [Verse]
+  so many many many many many many many many many words here
+"""
+
+
 @pytest.fixture
 def write_spec(tmp_path: Path):
     """Write a short song spec into tmp_path/songs and return its path."""

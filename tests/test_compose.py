@@ -6,6 +6,7 @@ from millamusic.errors import SpecError
 from millamusic.score import Score
 from millamusic.spec import load_song
 from millamusic.theory import parse_chord, parse_key
+from tests.conftest import CROWDED_SONG
 
 
 def test_score_grid_and_one_note_per_syllable(write_spec):
@@ -111,18 +112,7 @@ def test_midi_syllable_mismatch_is_a_clear_error(write_spec):
 
 
 def test_line_too_long_for_its_bars_names_the_line(write_spec):
-    path = write_spec(text="""\
-title: Crowded
-artist: M
-genre: pop
-tempo: 100
-key: C major
-structure:
-  - {section: Verse, bars: 1, chords: [C]}
-lyrics: |
-  [Verse]
-  so many many many many many many many many many words here
-""")
+    path = write_spec(text=CROWDED_SONG)
     with pytest.raises(SpecError) as caught:
         compose(load_song(path))
     (problem,) = caught.value.problems

@@ -19,6 +19,7 @@ from mutagen.flac import FLAC
 from mutagen.id3 import ID3
 
 from millamusic.cli import main
+from tests.conftest import CROWDED_SONG
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -200,22 +201,9 @@ def test_force_reruns_everything(tmp_path, write_spec):
 
 def test_compose_time_spec_error_exits_2(tmp_path, write_spec):
     """Mistakes found while composing (a line too long for its bars) are spec errors, not crashes."""
-    spec = write_spec(text=SHORT_SONG_TOO_LONG)
+    spec = write_spec(text=CROWDED_SONG)
     result = CliRunner().invoke(main, ["render", str(spec), "--out", str(tmp_path / "o")])
     assert result.exit_code == 2, result.output
     assert "do not fit" in result.output and "stage" not in result.output
     assert not (tmp_path / "o" / "masters").exists()
 
-
-SHORT_SONG_TOO_LONG = """\
-title: Crowded
-artist: M
-genre: pop
-tempo: 100
-key: C major
-structure:
-  - {section: Verse, bars: 1, chords: [C]}
-lyrics: |
-  [Verse]
-  so many many many many many many many many many words here
-"""
