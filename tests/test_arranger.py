@@ -10,7 +10,8 @@ import pytest
 from scipy import signal
 
 from millamusic import synth
-from millamusic.engines.arranger import PRESETS, Arranger, arrange, voice_chord
+from millamusic.engines.arranger import Arranger, arrange, sum_stems, voice_chord
+from millamusic.engines.arranger_presets import GENRE_DEFAULT, PRESETS
 from millamusic.engines.base import BackingRequest, BackingResult
 from millamusic.errors import RenderError
 from millamusic.score import Bar, Score, Section
@@ -38,6 +39,14 @@ def make_score(kinds=("intro", "verse", "chorus", "outro"), bars_per_section=2, 
 
 def request(genre="pop", seed=1, style=(), rate=RATE) -> BackingRequest:
     return BackingRequest(seed=seed, genre=genre, style=tuple(style), sample_rate=rate)
+
+
+def parts_of(genre: str) -> list[str]:
+    return ["drums", *PRESETS[GENRE_DEFAULT[genre]]["instruments"]]
+
+
+def program_of(genre: str, part: str) -> int:
+    return PRESETS[GENRE_DEFAULT[genre]]["instruments"][part]["program"]
 
 
 SCORE = make_score()
@@ -78,7 +87,7 @@ def note_ons(track) -> list[tuple[int, mido.Message]]:
 
 
 def low_band_onsets(samples: np.ndarray, rate: int) -> np.ndarray:
-    """Onset times (s) of the kick: rises of the < 120 Hz energy envelope."""
+    """Onset times (s) of the kick: clear rises of the < 120 Hz energy envelope, also over a ringing tom."""
     pad = int(0.5 * rate)  # silence either side: an onset at 0 s, and no circular wrap in hilbert()
     x = np.pad(samples.mean(axis=0).astype(np.float64), pad)
     low = signal.sosfilt(signal.butter(4, 120.0, "lowpass", fs=rate, output="sos"), x)
@@ -97,10 +106,19 @@ def low_band_onsets(samples: np.ndarray, rate: int) -> np.ndarray:
     return np.array(onsets)
 
 
+def masked_by_floor_tom(result: BackingResult, t: float) -> bool:
+    """True if a low tom was struck in the 200 ms before time t (s) of SCORE."""
+    midi = parse_midi(result)
+    drums = next(tr for tr in midi.tracks if any(m.type == "track_name" and m.name == "drums" for m in tr))
+    seconds_per_tick = SCORE.seconds_per_beat / midi.ticks_per_beat
+    toms = [tick * seconds_per_tick for tick, m in note_ons(drums) if m.note == 45]
+    return any(0.0 < t - tom < 0.2 for tom in toms)
+
+
 # --- the engine's identity ------------------------------------------------------------------------
 def test_info_and_registry():
     info = Arranger.info
-    assert (info.name, info.kind, info.version, info.model) == ("arranger", "backing", "0.1.0", "embedded")
+    assert (info.name, info.kind, info.version, info.model) == ("arranger", "backing", "0.2.0", "embedded")
     assert info.generator == "algorithmic" and info.licence == "MIT (millamusic)"
     from millamusic.engines import load_engine
 
@@ -117,7 +135,7 @@ def test_unknown_genre_is_a_clear_error():
 def test_stems_are_stereo_exact_length_finite_and_unclipped(genre):
     result = render(genre)
     frames = SCORE.total_frames(RATE)
-    assert set(result.stems) == set(PRESETS[genre]["parts"])
+    assert set(result.stems) == set(parts_of(genre))
     for name, audio in result.stems.items():
         assert audio.sample_rate == RATE
         assert audio.samples.dtype == np.float32
@@ -128,8 +146,11 @@ def test_stems_are_stereo_exact_length_finite_and_unclipped(genre):
     assert all(-18.0 < p < -2.9 for p in peaks.values()), peaks  # healthy levels, headroom kept
     assert max(peaks.values()) > -9.0, peaks
     assert -1.5 < dbfs(mix(result)) < -0.9  # the stems together peak at -1 dBFS: below 1.0
+    backing_mix = sum_stems({name: audio.samples for name, audio in result.stems.items()})
+    assert np.allclose(backing_mix, mix(result), atol=1e-6)  # the backing mix is the sum of its stems
+    assert result.details["sum_peak_dbfs"] == pytest.approx(dbfs(mix(result)), abs=0.01)
     assert result.prompt is None
-    assert result.details["parts"] == list(PRESETS[genre]["parts"]) and result.details["preset"] == genre
+    assert result.details["parts"] == parts_of(genre) and result.details["preset"] == GENRE_DEFAULT[genre]
     drums = result.stems["drums"].samples
     assert not np.array_equal(drums[0], drums[1])  # panned: hats right, crash left
 
@@ -168,7 +189,7 @@ def test_midi_file(genre):
     assert [(m.numerator, m.denominator) for m in conductor if m.type == "time_signature"] == [(4, 4)]
     assert [m.key for m in conductor if m.type == "key_signature"] == ["Am"]
     names = [next(m.name for m in t if m.type == "track_name") for t in midi.tracks[1:]]
-    assert names == list(PRESETS[genre]["parts"])
+    assert names == parts_of(genre)
     for name, track in zip(names, midi.tracks[1:]):
         ons = note_ons(track)
         assert len(ons) > 0, name
@@ -179,7 +200,7 @@ def test_midi_file(genre):
         else:
             assert 9 not in channels
             programs = [m.program for m in track if m.type == "program_change"]
-            assert programs == [PRESETS[genre]["programs"][name]]
+            assert programs == [program_of(genre, name)]
         sounding: set[int] = set()  # well formed: a pitch is never struck while it still sounds
         for msg in track:
             if msg.type == "note_on" and msg.velocity > 0:
@@ -205,7 +226,8 @@ def test_midi_notes_are_the_synthesised_notes():
     onsets = onsets[onsets < SCORE.music_seconds]
     assert len(kicks) > 10
     for t in kicks:
-        assert np.min(np.abs(onsets - t)) < 0.02, t
+        if not masked_by_floor_tom(result, t):
+            assert np.min(np.abs(onsets - t)) < 0.02, t
     # the arrangement object is what the MIDI was written from
     events = next(p for p in arrange(SCORE, request("rock")).parts if p.name == "drums").events
     assert sorted(round(e.start_beat * 0.5 / seconds_per_tick) for e in events if e.pitch == 36) == sorted(
@@ -232,20 +254,22 @@ def test_bass_plays_the_chord_roots(genre):
 
 @pytest.mark.parametrize("genre", ["pop", "rock"])
 def test_kick_onsets_sit_on_the_beat_grid(genre):
-    onsets = low_band_onsets(render(genre).stems["drums"].samples, RATE)
+    result = render(genre)
+    onsets = low_band_onsets(result.stems["drums"].samples, RATE)
     spb = SCORE.seconds_per_beat
     assert len(onsets) >= len(SCORE.bars)
     # every bar starts with a kick
     for bar in SCORE.bars:
         t = SCORE.beat_to_seconds(bar.start_beat)
-        assert np.min(np.abs(onsets - t)) < 0.02, f"no kick on the downbeat of bar {bar.index}"
+        if not masked_by_floor_tom(result, t):
+            assert np.min(np.abs(onsets - t)) < 0.02, f"no kick on the downbeat of bar {bar.index}"
     # every kick (and fill tom) is on the 16th-note grid
     grid = spb / 4
     off_grid = np.abs(onsets - np.round(onsets / grid) * grid)
     assert np.all(off_grid < 0.02), onsets[off_grid >= 0.02]
     # and most of them on a beat
     on_beat = np.abs(onsets - np.round(onsets / spb) * spb) < 0.02
-    assert on_beat.mean() > 0.6
+    assert on_beat.mean() > 0.45  # the rest push on the off-beats (rock chorus: x.x...x.x.x...x.)
 
 
 def test_sections_shape_the_drums():
@@ -272,12 +296,12 @@ def test_ballad_is_half_time_and_softer():
     normal = next(p for p in arrange(SCORE, request("rock")).parts if p.name == "drums").events
     ballad_arr = arrange(SCORE, request("rock", style=("ballad",)))
     ballad = next(p for p in ballad_arr.parts if p.name == "drums").events
-    assert ballad_arr.style_mods == ("ballad",)
+    assert ballad_arr.style_words == ("ballad",) and ballad_arr.preset_name == "power-ballad"
     snares = lambda events: [e for e in events if e.pitch == 38]  # noqa: E731
     assert len(snares(ballad)) < len(snares(normal))
     assert np.mean([e.velocity for e in ballad]) < np.mean([e.velocity for e in normal])
     result = render("rock", style=("ballad",))
-    assert result.details["style_mods"] == ["ballad"]
+    assert result.details["style_words"] == ["ballad"] and result.details["preset"] == "power-ballad"
 
 
 def test_chords_are_voice_led_in_the_middle_register():
@@ -335,8 +359,15 @@ def test_karplus_strong_string_is_in_tune(pitch):
     assert np.max(np.abs(note[-200:])) < 0.05  # released at note-off, no click
 
 
-def test_options_override_the_preset():
-    req = BackingRequest(seed=1, genre="pop", style=(), sample_rate=RATE,
-                         options={"preset": {"parts": ["drums", "bass"]}})
+def test_options_pick_and_override_the_preset():
+    req = BackingRequest(seed=1, genre="pop", style=("synth-pop",), sample_rate=RATE,
+                         options={"preset": "piano-ballad", "overrides": {"instruments": {"pad": None},
+                                                                         "swing": 0.2}})
     arrangement = arrange(SCORE, req)
-    assert [p.name for p in arrangement.parts] == ["drums", "bass"]
+    assert arrangement.preset_name == "piano-ballad"  # the option wins over the style words
+    assert [p.name for p in arrangement.parts] == ["drums", "piano", "bass"]  # null leaves an instrument out
+    assert arrangement.preset["swing"] == 0.2
+    with pytest.raises(RenderError, match="valid presets: synth-pop, piano-ballad, driving-rock, power-ballad"):
+        arrange(SCORE, BackingRequest(seed=1, genre="pop", style=(), sample_rate=RATE, options={"preset": "polka"}))
+    with pytest.raises(RenderError, match="valid options: preset, overrides, soundfont"):
+        arrange(SCORE, BackingRequest(seed=1, genre="pop", style=(), sample_rate=RATE, options={"presets": "x"}))

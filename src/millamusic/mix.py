@@ -9,7 +9,7 @@ import numpy as np
 
 from millamusic.audio import Audio
 
-MIX_VERSION = "1"
+MIX_VERSION = "2"
 
 
 @dataclass(frozen=True)
@@ -29,6 +29,9 @@ STEM_SETTINGS: dict[str, StemSettings] = {
     "keys": StemSettings(gain_db=-4.0, pan=-0.1, highpass_hz=120.0),
     "pad": StemSettings(gain_db=-8.0, highpass_hz=150.0, reverb_send=0.15),
     "guitar": StemSettings(gain_db=-3.0, pan=0.0, highpass_hz=90.0, presence_db=1.5),
+    "clean_guitar": StemSettings(gain_db=-5.0, highpass_hz=110.0, reverb_send=0.12),
+    "piano": StemSettings(gain_db=-3.0, highpass_hz=60.0, reverb_send=0.1),
+    "arp": StemSettings(gain_db=-6.0, highpass_hz=250.0, reverb_send=0.1),
     "lead": StemSettings(gain_db=0.0, highpass_hz=110.0, compress=(-22.0, 3.0), presence_db=2.5, reverb_send=0.22),
 }
 DEFAULT_STEM = StemSettings(gain_db=-4.0, highpass_hz=60.0)

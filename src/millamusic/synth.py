@@ -160,7 +160,24 @@ def tom(sample_rate: int, rng: np.random.Generator, *, pitch_hz: float = 140.0, 
     return normalise(x)
 
 
-DRUM_VOICES = {"kick": kick, "snare": snare, "hihat": hihat, "crash": crash, "tom": tom}
+def ride(sample_rate: int, rng: np.random.Generator, *, t60: float = 1.8, bell: float = 0.3) -> np.ndarray:
+    """Ride cymbal: a defined 'ping' (inharmonic partials, like a struck plate) over a quieter
+    high-passed noise wash; `bell` adds the low, long-ringing bell partials."""
+    n = seconds_to_samples(t60 + 0.05, sample_rate)
+    t = time_axis(n, sample_rate)
+    partials = np.array([3150.0, 4230.0, 5370.0, 6610.0, 8020.0])
+    ping = np.sin(TWO_PI * np.outer(partials, t) + rng.uniform(0, TWO_PI, (len(partials), 1))).sum(axis=0)
+    ping *= decay(t, 0.6 * t60) / len(partials)
+    wash = highpass(rng.standard_normal(n), 5000.0, sample_rate, order=3) * decay(t, t60)
+    bell_partials = np.array([720.0, 1085.0, 1690.0])
+    bells = np.sin(TWO_PI * np.outer(bell_partials, t)).sum(axis=0) * decay(t, 0.8 * t60) / len(bell_partials)
+    x = (ping + 0.35 * wash + bell * bells) * (1.0 - np.exp(-t / 0.0008))
+    fade = seconds_to_samples(0.05, sample_rate)
+    x[-fade:] *= np.linspace(1.0, 0.0, fade)
+    return normalise(x)
+
+
+DRUM_VOICES = {"kick": kick, "snare": snare, "hihat": hihat, "crash": crash, "ride": ride, "tom": tom}
 
 
 def drum_voice(kind: str, sample_rate: int, rng: np.random.Generator, **params) -> np.ndarray:
@@ -252,4 +269,67 @@ def karplus_strong(freq: float, n_hold: int, sample_rate: int, rng: np.random.Ge
     return normalise(x * note_envelope(n_hold, n_rel, sample_rate, attack=0.0005))
 
 
-PITCHED_VOICES = {"bass": bass_note, "epiano": epiano_note, "pad": pad_note, "string": karplus_strong}
+def piano_note(freq: float, n_hold: int, sample_rate: int, rng: np.random.Generator, *, brightness: float = 0.6,
+               release: float = 0.2) -> np.ndarray:
+    """Acoustic-piano-like tone: stretched (inharmonic) partials whose upper ones die faster, a
+    two-stage decay (loud prompt sound, long quiet aftersound) and a short felt-hammer thump."""
+    n_rel = seconds_to_samples(release, sample_rate)
+    n = n_hold + n_rel
+    t = time_axis(n, sample_rate)
+    count = int(min(18, 0.45 * sample_rate // freq))
+    k = np.arange(1, count + 1, dtype=np.float64)
+    inharmonicity = 3e-4 * (freq / 261.6) ** 0.5  # real strings: stiffer (more stretched) up the keyboard
+    partial_hz = k * freq * np.sqrt(1.0 + inharmonicity * k * k)
+    amps = k ** -1.1 * np.exp(-(k - 1.0) * (0.9 - 0.6 * brightness) * 0.5)
+    t60_low = float(np.clip(9.0 * (261.6 / freq) ** 0.7, 2.0, 16.0))
+    t60s = t60_low / (1.0 + 0.25 * (k - 1.0))
+    x = np.zeros(n)
+    for hz, amp, t60 in zip(partial_hz, amps, t60s):  # one partial at a time: long notes stay small in memory
+        x += amp * np.sin(TWO_PI * hz * t) * (0.7 * decay(t, 0.25 * t60) + 0.3 * decay(t, t60))
+    thump = lowpass(rng.standard_normal(n), 1200.0, sample_rate) * np.exp(-t / 0.004)
+    x += 0.15 * thump * float(np.max(np.abs(x)))
+    return normalise(x * note_envelope(n_hold, n_rel, sample_rate, attack=0.001))
+
+
+def _filter_sweep(x: np.ndarray, t: np.ndarray, cutoff: float, env: float, sweep_s: float,
+                  sample_rate: int) -> np.ndarray:
+    """A low-pass whose cutoff falls from cutoff*(1+env) to cutoff: two fixed filters crossfaded,
+    much cheaper than a time-varying filter and close enough for a short sweep."""
+    dark = lowpass(x, cutoff, sample_rate, order=2)
+    bright = lowpass(x, cutoff * (1.0 + env), sample_rate, order=2)
+    return dark + (bright - dark) * np.exp(-t / sweep_s)
+
+
+def synth_bass_note(freq: float, n_hold: int, sample_rate: int, rng: np.random.Generator, *,
+                    cutoff: float = 900.0, env: float = 2.5, sub: float = 0.6, release: float = 0.05) -> np.ndarray:
+    """Analogue-style synth bass: saw plus a sine sub-octave through a plucky low-pass sweep."""
+    n_rel = seconds_to_samples(release, sample_rate)
+    n = n_hold + n_rel
+    t = time_axis(n, sample_rate)
+    saw = polyblep_saw(freq, n, sample_rate, float(rng.random()))
+    x = _filter_sweep(saw, t, cutoff, env, 0.08, sample_rate) + sub * np.sin(TWO_PI * 0.5 * freq * t)
+    x = np.tanh(1.5 * x / max(np.max(np.abs(x)), 1e-9))
+    return normalise(x * note_envelope(n_hold, n_rel, sample_rate, attack=0.002))
+
+
+def pluck_note(freq: float, n_hold: int, sample_rate: int, rng: np.random.Generator, *, cutoff: float = 3000.0,
+               brightness: float = 0.6, t60: float = 0.9, release: float = 0.12) -> np.ndarray:
+    """Synth pluck for arpeggios: two detuned saws, a fast filter sweep and a short decay."""
+    n_rel = seconds_to_samples(release, sample_rate)
+    n = n_hold + n_rel
+    t = time_axis(n, sample_rate)
+    ratio = 2.0 ** (6.0 / 1200.0)
+    saws = polyblep_saw(freq * ratio, n, sample_rate, float(rng.random()))
+    saws += polyblep_saw(freq / ratio, n, sample_rate, float(rng.random()))
+    x = _filter_sweep(saws, t, cutoff * (0.5 + brightness), 3.0, 0.05, sample_rate) * decay(t, t60)
+    return normalise(x * note_envelope(n_hold, n_rel, sample_rate, attack=0.001))
+
+
+PITCHED_VOICES = {"bass": bass_note, "synth_bass": synth_bass_note, "epiano": epiano_note, "piano": piano_note,
+                  "pluck": pluck_note, "pad": pad_note, "string": karplus_strong}
+# How long each voice takes to die away after note-off (seconds): the arranger applies this
+# release itself when it cuts one long rendered note to each event's length.
+RELEASE_SECONDS = {"bass": 0.06, "synth_bass": 0.05, "epiano": 0.25, "piano": 0.2, "pluck": 0.12, "pad": 0.9,
+                   "string": 0.05}
+# Voices whose tone brightens with velocity (they take a `brightness` parameter).
+VELOCITY_BRIGHT = frozenset({"epiano", "piano", "pluck"})

@@ -1,22 +1,12 @@
-"""The embedded `arranger` backing engine: score -> drums/bass/keys/guitar/pad stems + MIDI.
+"""The embedded `arranger` backing engine: score -> one stem per instrument + a General-MIDI file.
 
-Rules, not trained weights. One list of note events is generated per part (patterns x the
-score's bars, chords and sections, humanised from the request seed); both the audio stems and
-the Standard MIDI File are rendered from those same events, so the MIDI is what you hear.
+Rules, not trained weights. One list of note events is generated per part (the preset's patterns
+x the score's bars, chords and sections, humanised from the request seed); the audio stems and
+the Standard MIDI File are both rendered from those events, so the MIDI is what you hear.
 
-Everything a genre or style decides lives in the data tables at the top of this module
-(`SECTION_FEEL`, `PRESETS`, `STYLE_MODS`); the code below only interprets them. Instrument
-synthesis is in `millamusic.synth`.
-
-Pattern strings have one character per 16th note of a 4/4 bar (tiled or cut for other bar
-lengths):
-  drum rows:   '.' rest, 'x' hit, 'X' accent, 'o' ghost, 'O' open hi-hat (hat row only)
-  pitched:     '.' rest, '-' hold the previous note, 'x'/'X'/'o' strike (normal/accent/soft),
-               'u' strike an octave up (bass), 'm' palm-muted strike (guitar)
-A held note is re-struck where the chord changes inside it.
-
-`request.options["preset"]` (a dict) is deep-merged over the genre preset and style words, so a
-spec can tweak any value here without code.
+Everything a genre or style decides is data in `millamusic.engines.arranger_presets` (documented
+in docs/arranger.md); this module only interprets it. Instrument synthesis is in `millamusic.synth`;
+with a user's SoundFont the parts are rendered by FluidSynth instead (`millamusic.soundfont`).
 """
 
 from __future__ import annotations
@@ -25,212 +15,45 @@ import io
 import itertools
 import os
 from dataclasses import dataclass, field
-from typing import Callable, ClassVar
+from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 
 from millamusic import synth
 from millamusic.audio import Audio
-from millamusic.engines.base import BackingEngine, BackingRequest, BackingResult, EngineInfo
+from millamusic.engines.arranger_presets import (
+    ACCENT,
+    GENRE_DEFAULT,
+    GM_DRUMS,
+    PRESET_WORDS,
+    PRESETS,
+    STYLE_MODS,
+)
+from millamusic.engines.base import (
+    BackingEngine,
+    BackingRequest,
+    BackingResult,
+    EngineInfo,
+)
 from millamusic.errors import RenderError
 from millamusic.master import integrated_loudness
 from millamusic.score import Bar, Score
 from millamusic.theory import Chord, midi_to_hz, parse_chord
 
-# ================================ data: what the music is ================================
-
 PPQ = 480  # MIDI ticks per quarter note
 STEPS_PER_BEAT = 4  # pattern resolution: 16th notes in 4/4
-
-# General MIDI drum notes (channel 10) for each kit voice.
-GM_DRUMS: dict[str, int] = {
-    "kick": 36, "snare": 38, "hat": 42, "open_hat": 46, "crash": 49,
-    "tom_hi": 50, "tom_mid": 47, "tom_low": 45,
-}
 DRUM_CHANNEL = 9  # MIDI channel 10
-MIDI_CHANNELS: dict[str, int] = {"keys": 0, "bass": 1, "guitar": 2, "pad": 3, "drums": DRUM_CHANNEL}
+OPTION_NAMES = ("preset", "overrides", "soundfont")
 
-# Velocity factor of each pattern character.
-ACCENT: dict[str, float] = {"X": 1.15, "x": 1.0, "o": 0.5, "O": 1.0, "u": 0.95, "m": 0.92}
-
-# Per section kind: which pattern level plays, how hard, crash on the first downbeat, pad on/off.
-SECTION_FEEL: dict[str, dict] = {
-    "intro": {"level": "intro", "energy": 0.8, "crash": False, "pad": True},
-    "verse": {"level": "verse", "energy": 0.86, "crash": False, "pad": False},
-    "prechorus": {"level": "lift", "energy": 0.92, "crash": False, "pad": True},
-    "chorus": {"level": "chorus", "energy": 1.0, "crash": True, "pad": True},
-    "bridge": {"level": "lift", "energy": 0.9, "crash": True, "pad": True},
-    "solo": {"level": "chorus", "energy": 0.97, "crash": True, "pad": False},
-    "outro": {"level": "intro", "energy": 0.85, "crash": True, "pad": True},
-    "other": {"level": "verse", "energy": 0.88, "crash": False, "pad": False},
-}
-
-_WHOLE = "x---------------"
-
-PRESETS: dict[str, dict] = {
-    "pop": {
-        "parts": ["drums", "bass", "keys", "pad"],
-        "programs": {"bass": 33, "keys": 4, "pad": 89, "guitar": 29},  # GM: fingered bass, EP, warm pad
-        # mix balance: gated K-weighted loudness of each stem relative to the drums (LU)
-        "balance": {"drums": 0.0, "bass": -1.0, "keys": -1.5, "pad": -7.0, "guitar": -1.0},
-        "energy_scale": 1.0,
-        "drums": {
-            "intro": {"kick": "x.......x.......", "snare": "................", "hat": "x...x...x...x..."},
-            "verse": {"kick": "x.....x.x.......", "snare": "....x.......x...", "hat": "x.x.x.x.x.x.x.x."},
-            "lift": {"kick": "x.....x.x.....x.", "snare": "....x.......x..o", "hat": "xoxoxoxoxoxoxoxo"},
-            "chorus": {"kick": "x.....x.x.....x.", "snare": "....X.......X...", "hat": "X.x.X.x.X.x.X.O."},
-        },
-        "fill_into": ["chorus"],
-        "fill_beats": 1,
-        "fill": [[0, "snare", 0.55], [1, "snare", 0.65], [2, "snare", 0.8], [3, "snare", 0.95]],
-        "kit": {
-            "kick": ["kick", {"f_high": 135.0, "f_low": 50.0, "sweep": 0.04, "t60": 0.4, "click": 0.3}],
-            "snare": ["snare", {"tone_hz": 200.0, "noise_t60": 0.3}],
-            "hat": ["hihat", {"t60": 0.07, "cutoff": 7500.0}],
-            "open_hat": ["hihat", {"t60": 0.5, "cutoff": 6500.0}],
-            "crash": ["crash", {"t60": 3.0}],
-            "tom_hi": ["tom", {"pitch_hz": 210.0}],
-            "tom_mid": ["tom", {"pitch_hz": 160.0}],
-            "tom_low": ["tom", {"pitch_hz": 115.0, "t60": 0.45}],
-        },
-        "kit_gain": {"kick": 1.0, "snare": 0.8, "hat": 0.22, "open_hat": 0.22, "crash": 0.38,
-                     "tom_hi": 0.6, "tom_mid": 0.6, "tom_low": 0.6},
-        "pan": {"kick": 0.0, "snare": 0.03, "hat": 0.3, "open_hat": 0.3, "crash": -0.3,
-                "tom_hi": 0.3, "tom_mid": 0.0, "tom_low": -0.3, "bass": 0.0},
-        "bass": {"intro": _WHOLE, "verse": "x-----x.x-----x.", "lift": "x-x-x-x-x-x-x-x-",
-                 "chorus": "x-----x-x---x-u-"},
-        "bass_voice": {"brightness": 0.35, "t60": 2.5, "pick": 0.0},
-        "bass_low": 28,  # lowest MIDI note of the one-octave window the bass roots sit in (E1)
-        "keys": {"intro": _WHOLE, "verse": "x-------x-------", "lift": "x---x---x---x---",
-                 "chorus": "x--x--x-x--x--x-"},
-        "keys_voice": "epiano",
-        "keys_range": [53, 76],
-        "keys_spread": 0.5,  # keys panned by pitch, low left to high right
-        "pad": {"intro": _WHOLE, "verse": _WHOLE, "lift": _WHOLE, "chorus": _WHOLE},
-        "pad_range": [50, 72],
-        "guitar": {"intro": _WHOLE, "verse": "x-------x-------", "lift": "x-x-x-x-x-x-x-x-",
-                   "chorus": "X-x-x-x-X-x-x-x-"},
-        "guitar_low": 40,
-        "guitar_voice": {"t60": 3.0, "brightness": 0.75},
-        "guitar_spread": 0.8,
-        "legato": {"bass": 0.9, "keys": 0.95, "guitar": 0.97, "pad": 1.0},
-        "humanise": {"time_ms": {"drums": 3.0, "bass": 5.0, "keys": 6.0, "guitar": 5.0, "pad": 0.0},
-                     "velocity": 0.07, "roll_ms": 8.0},
-        "ring": 0.6,  # the final chord rings this fraction of the tail before its release
-        "fx": {
-            "drums": [["Compressor", {"threshold_db": -16.0, "ratio": 2.5, "attack_ms": 10.0, "release_ms": 120.0}],
-                      ["Limiter", {"threshold_db": -5.0, "release_ms": 60.0}]],
-            "bass": [["HighpassFilter", {"cutoff_frequency_hz": 32.0}],
-                     ["LowpassFilter", {"cutoff_frequency_hz": 1800.0}]],
-            "keys": [["HighpassFilter", {"cutoff_frequency_hz": 120.0}]],
-            "pad": [["LowpassFilter", {"cutoff_frequency_hz": 2200.0}],
-                    ["HighpassFilter", {"cutoff_frequency_hz": 150.0}]],
-            "guitar": [["Distortion", {"drive_db": 18.0}], ["HighpassFilter", {"cutoff_frequency_hz": 90.0}],
-                       ["LowpassFilter", {"cutoff_frequency_hz": 5000.0}]],
-        },
-    },
-    "rock": {
-        "parts": ["drums", "bass", "guitar", "pad"],
-        "programs": {"bass": 34, "guitar": 30, "pad": 89, "keys": 0},  # GM: pick bass, distortion gtr
-        "balance": {"drums": 0.0, "bass": -1.5, "guitar": 0.0, "pad": -9.0, "keys": -6.0},
-        "energy_scale": 1.0,
-        "drums": {
-            "intro": {"kick": "x.......x.......", "snare": "........x.......", "hat": "x.x.x.x.x.x.x.x."},
-            "verse": {"kick": "x.......x.x.....", "snare": "....x.......x...", "hat": "x.x.x.x.x.x.x.x."},
-            "lift": {"kick": "x.x.....x.x.....", "snare": "....x.......x...", "hat": "X.x.X.x.X.x.X.x."},
-            "chorus": {"kick": "x.x.....x.x.....", "snare": "....X.......X...", "hat": "O.x.O.x.O.x.O.x."},
-        },
-        "fill_into": ["chorus"],
-        "fill_beats": 1,
-        "fill": [[0, "snare", 0.8], [1, "snare", 0.85], [2, "tom_hi", 0.95], [3, "tom_low", 1.05]],
-        "kit": {
-            "kick": ["kick", {"f_high": 160.0, "f_low": 52.0, "sweep": 0.035, "t60": 0.45, "click": 0.5,
-                              "drive": 2.2}],
-            "snare": ["snare", {"tone_hz": 180.0, "noise_t60": 0.4, "noise_mix": 1.0}],
-            "hat": ["hihat", {"t60": 0.08, "cutoff": 7000.0}],
-            "open_hat": ["hihat", {"t60": 0.6, "cutoff": 6000.0}],
-            "crash": ["crash", {"t60": 3.4, "cutoff": 3000.0}],
-            "tom_hi": ["tom", {"pitch_hz": 190.0}],
-            "tom_mid": ["tom", {"pitch_hz": 145.0}],
-            "tom_low": ["tom", {"pitch_hz": 100.0, "t60": 0.45}],
-        },
-        "kit_gain": {"kick": 1.0, "snare": 0.95, "hat": 0.2, "open_hat": 0.16, "crash": 0.4,
-                     "tom_hi": 0.65, "tom_mid": 0.65, "tom_low": 0.65},
-        "pan": {"kick": 0.0, "snare": 0.02, "hat": 0.3, "open_hat": 0.3, "crash": -0.3,
-                "tom_hi": 0.35, "tom_mid": 0.0, "tom_low": -0.35, "bass": 0.0},
-        "bass": {"intro": _WHOLE, "verse": "x-x-x-x-x-x-x-x-", "lift": "x-x-x-x-x-x-x-x-",
-                 "chorus": "X-x-x-x-X-x-x-x-"},
-        "bass_voice": {"brightness": 0.6, "t60": 2.0, "pick": 0.25},
-        "bass_low": 28,
-        "keys": {"intro": _WHOLE, "verse": _WHOLE, "lift": _WHOLE, "chorus": "x-------x-------"},
-        "keys_voice": "epiano",
-        "keys_range": [53, 76],
-        "keys_spread": 0.5,
-        "pad": {"intro": _WHOLE, "verse": _WHOLE, "lift": _WHOLE, "chorus": _WHOLE},
-        "pad_range": [52, 74],
-        "guitar": {"intro": _WHOLE, "verse": "m-m-m-m-m-m-m-m-", "lift": "x-x-x-x-x-x-x-x-",
-                   "chorus": "X-x-x-x-X-x-x-x-"},
-        "guitar_low": 40,  # power-chord roots sit in E2..D#3
-        "guitar_voice": {"t60": 3.5, "brightness": 0.8},
-        "guitar_spread": 0.85,  # double-tracked: take A left, take B right
-        "legato": {"bass": 0.85, "keys": 0.95, "guitar": 0.95, "pad": 1.0},
-        "humanise": {"time_ms": {"drums": 3.0, "bass": 4.0, "keys": 6.0, "guitar": 4.0, "pad": 0.0},
-                     "velocity": 0.07, "roll_ms": 7.0},
-        "ring": 0.6,
-        "fx": {
-            "drums": [["Compressor", {"threshold_db": -16.0, "ratio": 3.0, "attack_ms": 10.0, "release_ms": 120.0}],
-                      ["Limiter", {"threshold_db": -5.0, "release_ms": 60.0}]],
-            "bass": [["HighpassFilter", {"cutoff_frequency_hz": 35.0}],
-                     ["Distortion", {"drive_db": 6.0}],
-                     ["LowpassFilter", {"cutoff_frequency_hz": 2500.0}]],
-            "keys": [["HighpassFilter", {"cutoff_frequency_hz": 150.0}]],
-            "pad": [["LowpassFilter", {"cutoff_frequency_hz": 1800.0}],
-                    ["HighpassFilter", {"cutoff_frequency_hz": 180.0}]],
-            # amp: mid push before the clipper; cabinet: band-limit and shape after it
-            "guitar": [["HighpassFilter", {"cutoff_frequency_hz": 100.0}],
-                       ["PeakFilter", {"cutoff_frequency_hz": 800.0, "gain_db": 6.0, "q": 0.7}],
-                       ["Distortion", {"drive_db": 28.0}],
-                       ["HighpassFilter", {"cutoff_frequency_hz": 80.0}],
-                       ["PeakFilter", {"cutoff_frequency_hz": 400.0, "gain_db": -4.0, "q": 1.0}],
-                       ["PeakFilter", {"cutoff_frequency_hz": 2200.0, "gain_db": 3.0, "q": 1.2}],
-                       ["LowpassFilter", {"cutoff_frequency_hz": 5200.0}],
-                       ["LowpassFilter", {"cutoff_frequency_hz": 6500.0}]],
-        },
-    },
-}
-
-# Style words (request.style) deep-merged over the genre preset, in the order given.
-_BALLAD = {
-    "energy_scale": 0.85,
-    "drums": {
-        "intro": {"kick": "x...............", "snare": "................", "hat": "x.......x......."},
-        "verse": {"kick": "x.........x.....", "snare": "........x.......", "hat": "x.x.x.x.x.x.x.x."},
-        "lift": {"kick": "x.........x.....", "snare": "........x.......", "hat": "x.x.x.x.x.x.x.x."},
-        "chorus": {"kick": "x.....x...x.....", "snare": "........X.......", "hat": "X.x.x.x.X.x.x.x."},
-    },
-    "bass": {"verse": _WHOLE, "lift": "x-------x-------", "chorus": "x-------x-----x-"},
-    "keys": {"verse": _WHOLE, "lift": "x-------x-------", "chorus": "x-------x---x---"},
-    "guitar": {"verse": _WHOLE, "lift": "x-------x-------", "chorus": "x-------x-------"},
-}
-_SOFT = {"energy_scale": 0.85}
-_DRIVING = {"energy_scale": 1.05, "bass": {"verse": "x-x-x-x-x-x-x-x-"}}
-STYLE_MODS: dict[str, dict] = {
-    "ballad": _BALLAD, "halftime": _BALLAD, "half-time": _BALLAD, "slow": _BALLAD,
-    "soft": _SOFT, "gentle": _SOFT, "acoustic": _SOFT, "dreamy": _SOFT,
-    "driving": _DRIVING, "energetic": _DRIVING, "upbeat": _DRIVING, "punk": _DRIVING,
-}
-
-# Independent random streams (seeded from request.seed) so one part never shifts another.
-_STREAMS = {"drums": 1, "bass": 2, "keys": 3, "guitar": 4, "pad": 5, "kit": 11, "synth": 12}
+SUM_PEAK_DBFS = -1.0  # the stems are scaled together so that their sum peaks here
+STEM_PEAK_MAX_DBFS = -3.0  # ... unless that would push one stem above this
 
 # mido key names by signed count of sharps.
 _MAJOR_KEYS = {0: "C", 1: "G", 2: "D", 3: "A", 4: "E", 5: "B", 6: "F#", 7: "C#",
                -1: "F", -2: "Bb", -3: "Eb", -4: "Ab", -5: "Db", -6: "Gb", -7: "Cb"}
 _MINOR_KEYS = {0: "Am", 1: "Em", 2: "Bm", 3: "F#m", 4: "C#m", 5: "G#m", 6: "D#m", 7: "A#m",
                -1: "Dm", -2: "Gm", -3: "Cm", -4: "Fm", -5: "Bbm", -6: "Ebm", -7: "Abm"}
-
-SUM_PEAK_DBFS = -1.0  # the stems are scaled together so that their sum peaks here
-STEM_PEAK_MAX_DBFS = -3.0  # ... unless that would push one stem above this
 
 
 # ================================ events ================================
@@ -249,7 +72,7 @@ class NoteEvent:
 @dataclass
 class Part:
     name: str
-    program: int
+    program: int  # General MIDI program (0-based)
     channel: int
     events: list[NoteEvent] = field(default_factory=list)
 
@@ -257,7 +80,7 @@ class Part:
 @dataclass(frozen=True)
 class Arrangement:
     preset_name: str
-    style_mods: tuple[str, ...]
+    style_words: tuple[str, ...]  # the style words that chose or changed the preset
     preset: dict
     parts: tuple[Part, ...]
 
@@ -266,13 +89,14 @@ class Arrangement:
 class _BarContext:
     bar: Bar
     steps: int
+    section_kind: str
     level: str
     energy: float
     crash: bool
-    fill: bool
-    pad: bool
+    fill: str | None  # name of the drum fill at the end of this bar
     ending: bool
     chords: tuple[Chord, ...]  # the chord under each step
+    next_chord: Chord | None  # the chord on the next bar's downbeat
 
 
 def _merge(base: dict, over: dict) -> dict:
@@ -285,25 +109,48 @@ def _merge(base: dict, over: dict) -> dict:
     return out
 
 
-def resolve_preset(genre: str, style: tuple[str, ...] = (), overrides: dict | None = None) -> tuple[dict, list[str]]:
-    """The genre preset with style words (and request options) merged in; also the words used."""
-    name = genre.strip().lower()
-    if name not in PRESETS:
-        raise RenderError(f"arranger has no preset for genre {genre!r}; valid genres: {', '.join(sorted(PRESETS))}")
+def resolve_preset(genre: str, style: tuple[str, ...] = (), options: dict | None = None) -> tuple[str, dict, list[str]]:
+    """(preset name, preset with style words and option overrides merged in, style words used).
+
+    The preset is `options["preset"]` if given, else the first style word (or phrase) that names
+    one for this genre (PRESET_WORDS), else the genre's default.
+    """
+    options = dict(options or {})
+    unknown = sorted(set(options) - set(OPTION_NAMES))
+    if unknown:
+        raise RenderError(f"arranger options {unknown} are not known; valid options: {', '.join(OPTION_NAMES)}")
+    genre_name = genre.strip().lower()
+    if genre_name not in GENRE_DEFAULT:
+        raise RenderError(f"arranger has no preset for genre {genre!r}; valid genres: {', '.join(sorted(GENRE_DEFAULT))}")
+    words = [w.strip().lower() for w in style if w.strip()]
+    used: list[str] = []
+    name = options.get("preset")
+    if name is not None:
+        if name not in PRESETS:
+            raise RenderError(f"arranger preset {name!r} does not exist; valid presets: {', '.join(PRESETS)}")
+    else:
+        name = next((PRESET_WORDS[genre_name][w] for w in words if w in PRESET_WORDS[genre_name]), None)
+        if name is None:
+            name = GENRE_DEFAULT[genre_name]
+        else:
+            used.append(next(w for w in words if PRESET_WORDS[genre_name].get(w) == name))
     preset = PRESETS[name]
-    used = []
-    for word in style:
-        mod = STYLE_MODS.get(word.strip().lower())
-        if mod is not None:
-            preset = _merge(preset, mod)
-            used.append(word.strip().lower())
-    if overrides:
+    for word in words:
+        if word in STYLE_MODS:
+            preset = _merge(preset, STYLE_MODS[word])
+            used.append(word)
+    overrides = options.get("overrides")
+    if overrides is not None:
+        if not isinstance(overrides, dict):
+            raise RenderError("arranger option 'overrides' must be a mapping of preset fields (see docs/arranger.md)")
         preset = _merge(preset, overrides)
-    return preset, used
+    return name, preset, used
 
 
 def _rng(seed: int, stream: str) -> np.random.Generator:
-    return np.random.default_rng(np.random.SeedSequence(seed & ((1 << 64) - 1), spawn_key=(_STREAMS[stream],)))
+    """An independent random stream per part (and per use), so one part never shifts another."""
+    key = [ord(c) for c in stream]
+    return np.random.default_rng(np.random.SeedSequence(seed & ((1 << 64) - 1), spawn_key=key))
 
 
 def _tile(pattern, steps: int) -> str:
@@ -313,7 +160,10 @@ def _tile(pattern, steps: int) -> str:
 
 
 def _bar_contexts(score: Score, preset: dict) -> list[_BarContext]:
+    """Where every bar sits in the song: its groove level, energy, crash, fill and chords."""
     bars = score.bars
+    sections = preset["sections"]
+    drums = preset["drums"]
     chord_cache: dict[str, Chord] = {}
 
     def chord(symbol: str) -> Chord:
@@ -321,24 +171,46 @@ def _bar_contexts(score: Score, preset: dict) -> list[_BarContext]:
             chord_cache[symbol] = parse_chord(symbol)
         return chord_cache[symbol]
 
+    def plan(kind: str) -> dict:
+        return sections.get(kind, sections["other"])
+
     out = []
     for i, bar in enumerate(bars):
-        kind = score.sections[bar.section_index].kind
-        feel = {**SECTION_FEEL["other"], **SECTION_FEEL.get(kind, {})}
-        first = i == 0 or bars[i - 1].section_index != bar.section_index
-        last_of_section = i == len(bars) - 1 or bars[i + 1].section_index != bar.section_index
-        next_kind = score.sections[bars[i + 1].section_index].kind if i + 1 < len(bars) else None
+        section = score.sections[bar.section_index]
+        feel = plan(section.kind)
+        position = bar.index - section.start_bar
+        level = feel["level"]
+        if "second_half" in feel and position >= section.bars // 2:
+            level = feel["second_half"]
+        e0, e1 = feel["energy"]
+        energy = (e0 + (e1 - e0) * position / max(section.bars - 1, 1)) * preset["energy_scale"]
+        ending = i == len(bars) - 1
+        grooving = bool(drums["grooves"].get(level))
+        fill = None
+        if not ending and grooving:
+            nxt = bars[i + 1]
+            if i + 1 == len(bars) - 1:
+                fill = drums["fill_before"].get("ending")
+            elif nxt.section_index != bar.section_index:
+                next_kind = score.sections[nxt.section_index].kind
+                if level == "lift" and next_kind == drums.get("build_into"):
+                    fill = "build"
+                else:
+                    fill = drums["fill_before"].get(next_kind, drums["fill_before"].get("*"))
+            elif drums.get("phrase_fill") and (position + 1) % drums["phrase_fill"]["every"] == 0:
+                fill = drums["phrase_fill"]["fill"]
         steps = bar.beats * STEPS_PER_BEAT
         out.append(_BarContext(
             bar=bar,
             steps=steps,
-            level=feel["level"],
-            energy=feel["energy"] * preset["energy_scale"],
-            crash=feel["crash"] and first,
-            fill=last_of_section and next_kind in preset["fill_into"],
-            pad=feel["pad"],
-            ending=i == len(bars) - 1,
+            section_kind=section.kind,
+            level=level,
+            energy=energy,
+            crash=position == 0 and i > 0 and (grooving or ending),
+            fill=fill,
+            ending=ending,
             chords=tuple(chord(bar.chord_at(s / STEPS_PER_BEAT)) for s in range(steps)),
+            next_chord=chord(bars[i + 1].chords[0]) if i + 1 < len(bars) else None,
         ))
     return out
 
@@ -353,9 +225,14 @@ def _jitter_beats(rng: np.random.Generator, sd_ms: float, spb: float) -> float:
     return float(np.clip(rng.normal(0.0, sd_ms), -2.5 * sd_ms, 2.5 * sd_ms)) / 1000.0 / spb
 
 
+def _step_beat(step: int, swing: float) -> float:
+    """Beat offset of a 16th step within its bar; off-beat 16ths are late by `swing` of a 16th."""
+    return (step + (swing if step % 2 else 0.0)) / STEPS_PER_BEAT
+
+
 def _drum_events(contexts: list[_BarContext], preset: dict, rng: np.random.Generator, spb: float) -> list[NoteEvent]:
-    human = preset["humanise"]
-    sd_ms = human["time_ms"]["drums"]
+    drums = preset["drums"]
+    spread = preset["velocity_spread"]
     events = []
     for ctx in contexts:
         steps = ctx.steps
@@ -363,24 +240,29 @@ def _drum_events(contexts: list[_BarContext], preset: dict, rng: np.random.Gener
         if ctx.ending:
             hits = {(0, "kick"): 1.15, (0, "crash"): 1.1}
         else:
-            for row, pattern in preset["drums"][ctx.level].items():
+            for row, pattern in drums["grooves"].get(ctx.level, {}).items():
                 for s, ch in enumerate(_tile(pattern, steps)):
                     if ch != ".":
                         hits[(s, "open_hat" if row == "hat" and ch == "O" else row)] = ACCENT[ch]
-            if ctx.crash:
-                hits.pop((0, "hat"), None)
-                hits.pop((0, "open_hat"), None)
+            if ctx.crash:  # the crash replaces the hat or ride on the downbeat
+                for voice in ("hat", "open_hat", "ride"):
+                    hits.pop((0, voice), None)
                 hits[(0, "crash")] = 1.1
                 hits[(0, "kick")] = max(hits.get((0, "kick"), 0.0), 1.1)
             if ctx.fill:
-                start = max(0, steps - STEPS_PER_BEAT * preset["fill_beats"])
-                hits = {k: v for k, v in hits.items() if k[0] < start}
-                for step, voice, accent in preset["fill"]:
-                    if start + step < steps:
-                        hits[(start + step, voice)] = accent
+                fill = drums["fills"][ctx.fill]
+                length = min(steps, STEPS_PER_BEAT * fill["beats"])
+                start = steps - length
+                hits = {k: v for k, v in hits.items() if k[0] < start or k[1] in ("hat", "ride") and start == 0}
+                c0, c1 = fill["crescendo"]
+                for voice, pattern in fill["rows"].items():
+                    for s, ch in enumerate(_tile(pattern, length)):
+                        if ch != ".":
+                            ramp = c0 + (c1 - c0) * s / max(length - 1, 1)
+                            hits[(start + s, voice)] = ACCENT[ch] * ramp
         for (s, voice), accent in sorted(hits.items()):
-            start = ctx.bar.start_beat + s / STEPS_PER_BEAT + _jitter_beats(rng, sd_ms, spb)
-            vel = _velocity(100.0 * ctx.energy * accent, rng, human["velocity"])
+            start = ctx.bar.start_beat + _step_beat(s, preset["swing"]) + _jitter_beats(rng, drums["time_ms"], spb)
+            vel = _velocity(100.0 * ctx.energy * accent, rng, spread)
             events.append(NoteEvent(max(0.0, start), 1.0 / STEPS_PER_BEAT, GM_DRUMS[voice], vel))
     events.sort(key=lambda e: (e.start_beat, e.pitch))
     # An open hat rings until the next hat (choke); its MIDI length says so too.
@@ -392,8 +274,9 @@ def _drum_events(contexts: list[_BarContext], preset: dict, rng: np.random.Gener
     return [choked.get(id(e), e) for e in events]
 
 
-def _strikes(pattern, ctx: _BarContext) -> list[list]:
-    """[step, length_steps, char, chord] for each strike in this bar; holds re-strike on chord changes."""
+def _strikes(pattern: str, ctx: _BarContext, pedal: bool) -> list[list]:
+    """[step, length_steps, char, chord] for each strike in this bar; holds re-strike on chord
+    changes. With `pedal` every strike rings on until the chord changes (or the bar ends)."""
     pat = "x" + "-" * (ctx.steps - 1) if ctx.ending else _tile(pattern, ctx.steps)
     out: list[list] = []
     current = None
@@ -412,14 +295,13 @@ def _strikes(pattern, ctx: _BarContext) -> list[list]:
         else:
             current = [s, 1, ch, chord]
             out.append(current)
+    if pedal and not ctx.ending:
+        for strike in out:
+            end = strike[0] + 1
+            while end < ctx.steps and ctx.chords[end].symbol == strike[3].symbol:
+                end += 1
+            strike[1] = max(strike[1], end - strike[0])
     return out
-
-
-def _length(strike: list, is_final: bool, legato: float, tail_beats: float, ring: float) -> float:
-    beats = strike[1] / STEPS_PER_BEAT
-    if is_final:
-        return beats + ring * tail_beats
-    return beats * legato
 
 
 def voice_chord(pitch_classes: tuple[int, ...], previous: tuple[int, ...] | None, low: int, high: int) -> tuple[int, ...]:
@@ -445,72 +327,97 @@ def voice_chord(pitch_classes: tuple[int, ...], previous: tuple[int, ...] | None
     return best
 
 
-def _pitched_events(part: str, contexts: list[_BarContext], preset: dict, rng: np.random.Generator,
+def _fifth(chord: Chord) -> int:
+    return 7 if 7 in chord.intervals else next((i for i in chord.intervals if i in (6, 8)), 7)
+
+
+def _in_window(pc: int, low: int) -> int:
+    """The pitch of pitch class `pc` in the octave [low, low + 12)."""
+    return low + (pc - low) % 12
+
+
+def _notes_for(ch: str, chord: Chord, cfg: dict, voicing: tuple[int, ...], next_chord: Chord | None) -> list[int]:
+    """The pitches one pattern character plays on a chord, by the part's role."""
+    role = cfg["role"]
+    if role == "bass":
+        low = cfg["low"]
+        if ch == "u":
+            return [_in_window(chord.bass_pc, low) + 12]
+        if ch == "5":
+            return [_in_window(chord.root_pc + _fifth(chord), low)]
+        if ch == "a":  # approach: a semitone below the next chord's root (leading into it)
+            target = next_chord.bass_pc if next_chord is not None else chord.bass_pc
+            return [_in_window(target - 1, low)]
+        return [_in_window(chord.bass_pc, low)]
+    if role == "power":
+        root = _in_window(chord.root_pc, cfg["low"])
+        notes = [root, root + _fifth(chord), root + 12]
+        third = next((i for i in chord.intervals if i in (3, 4)), None)
+        if cfg.get("open_thirds") and ch != "m" and third is not None:  # open strums: the full chord, third on top
+            notes.append(root + 12 + third)
+        return notes
+    if role == "arp":
+        if ch.isdigit():
+            index = int(ch) - 1
+            return [voicing[index % len(voicing)] + 12 * (index // len(voicing))]
+        if ch == "r":  # the highest root strictly below the voicing
+            return [voicing[0] - ((voicing[0] - chord.root_pc) % 12 or 12)]
+    return list(voicing)  # chords, and an arpeggio's 'x': the whole voiced chord
+
+
+def _pitched_events(name: str, cfg: dict, contexts: list[_BarContext], preset: dict, rng: np.random.Generator,
                     spb: float, tail_beats: float) -> list[NoteEvent]:
-    human = preset["humanise"]
-    sd_ms = human["time_ms"][part]
-    legato = preset["legato"][part]
-    ring = preset["ring"]
+    spread = preset["velocity_spread"]
     events: list[NoteEvent] = []
-    previous: tuple[int, ...] | None = None
-    voicings: dict[str, tuple[int, ...]] = {}
-    last_symbol = None
+    voicing: tuple[int, ...] | None = None
+    voiced_symbol = None
+    patterns = cfg["patterns"]
     for ctx in contexts:
-        if part == "pad" and not (ctx.pad or ctx.ending):
+        pattern = patterns.get(ctx.level)
+        if pattern is None and not ctx.ending:
             continue
-        strikes = _strikes(preset[part][ctx.level], ctx)
-        for k, strike in enumerate(strikes):
-            step, _, ch, chord = strike
+        strikes = _strikes(pattern or "", ctx, cfg.get("pedal", False))
+        for k, (step, steps, ch, chord) in enumerate(strikes):
+            if "range" in cfg and (chord.symbol != voiced_symbol or voicing is None):
+                voicing = voice_chord(chord.pitch_classes, voicing, *cfg["range"])
+                voiced_symbol = chord.symbol
             is_final = ctx.ending and k == len(strikes) - 1
-            start = ctx.bar.start_beat + step / STEPS_PER_BEAT + _jitter_beats(rng, sd_ms, spb)
-            length = _length(strike, is_final, legato, tail_beats, ring)
-            base = 100.0 * ctx.energy * ACCENT.get(ch, 1.0)
-            if part == "bass":
-                low = preset["bass_low"]
-                pitch = low + (chord.bass_pc - low) % 12 + (12 if ch == "u" else 0)
-                events.append(NoteEvent(max(0.0, start), length, pitch, _velocity(base, rng, human["velocity"])))
-            elif part == "guitar":
-                low = preset["guitar_low"]
-                root = low + (chord.root_pc - low) % 12
-                fifth = 7 if 7 in chord.intervals else next((i for i in chord.intervals if i in (6, 8)), 7)
-                mute = ch == "m"
-                strum = (3.0 if mute else 7.0) / 1000.0 / spb
-                vel = _velocity(base, rng, human["velocity"])
-                for j, pitch in enumerate((root, root + fifth, root + 12)):
-                    events.append(NoteEvent(max(0.0, start + j * strum), length * (0.55 if mute else 1.0), pitch,
-                                            max(1, vel - 4 * j), "mute" if mute else ""))
-            else:  # keys, pad: voice-led chords
-                if chord.symbol != last_symbol or part not in voicings:
-                    lo, hi = preset[f"{part}_range"]
-                    previous = voice_chord(chord.pitch_classes, previous, lo, hi)
-                    voicings[part] = previous
-                    last_symbol = chord.symbol
-                roll = human["roll_ms"] / 1000.0 / spb if part == "keys" else 0.0
-                for pitch in voicings[part]:
-                    offset = float(rng.uniform(0.0, roll)) if roll else 0.0
-                    events.append(NoteEvent(max(0.0, start + offset), length, pitch,
-                                            _velocity(base * 0.9, rng, human["velocity"])))
+            start = ctx.bar.start_beat + _step_beat(step, preset["swing"]) + _jitter_beats(rng, cfg["time_ms"], spb)
+            length = steps / STEPS_PER_BEAT
+            length = length + preset["ring"] * tail_beats if is_final else length * cfg["legato"]
+            base = 100.0 * ctx.energy * ACCENT.get(ch, 1.0) * cfg.get("velocity", 1.0)
+            pitches = _notes_for("x" if is_final and ch.isdigit() else ch, chord, cfg, voicing or (), ctx.next_chord)
+            mute = ch == "m"
+            strum = cfg.get("strum_ms", cfg.get("roll_ms", 0.0)) / 1000.0 / spb
+            if mute:
+                strum *= 0.4
+            vel = _velocity(base, rng, spread)
+            for j, pitch in enumerate(pitches):
+                if cfg["role"] == "power":  # a downstroke: low string first, each a little softer
+                    offset, velocity = j * strum, max(1, vel - 4 * j)
+                else:  # a rolled chord: loosely together, each key its own weight
+                    offset = float(rng.uniform(0.0, strum)) if strum else 0.0
+                    velocity = vel if len(pitches) == 1 else _velocity(base * 0.95, rng, spread)
+                events.append(NoteEvent(max(0.0, start + offset), length * (0.55 if mute else 1.0), pitch, velocity,
+                                        "mute" if mute else ""))
     events.sort(key=lambda e: (e.start_beat, e.pitch))
     return events
 
 
 def arrange(score: Score, request: BackingRequest) -> Arrangement:
     """The note events of every part (what is rendered and written to MIDI)."""
-    preset, used = resolve_preset(request.genre, tuple(request.style), request.options.get("preset"))
+    name, preset, used = resolve_preset(request.genre, tuple(request.style), request.options)
     contexts = _bar_contexts(score, preset)
     spb = score.seconds_per_beat
     tail_beats = score.tail_seconds / spb
-    parts = []
-    for name in preset["parts"]:
-        rng = _rng(request.seed, name)
-        if name == "drums":
-            events = _drum_events(contexts, preset, rng, spb)
-            program = 0
-        else:
-            events = _pitched_events(name, contexts, preset, rng, spb, tail_beats)
-            program = preset["programs"][name]
-        parts.append(Part(name, program, MIDI_CHANNELS[name], events))
-    return Arrangement(request.genre.strip().lower(), tuple(used), preset, tuple(parts))
+    parts = [Part("drums", 0, DRUM_CHANNEL, _drum_events(contexts, preset, _rng(request.seed, "drums"), spb))]
+    channels = (c for c in range(16) if c != DRUM_CHANNEL)
+    for part_name, cfg in preset["instruments"].items():
+        if cfg is None:  # an override set this instrument to null: leave it out
+            continue
+        events = _pitched_events(part_name, cfg, contexts, preset, _rng(request.seed, part_name), spb, tail_beats)
+        parts.append(Part(part_name, cfg["program"], next(channels), events))
+    return Arrangement(name, tuple(used), preset, tuple(parts))
 
 
 # ================================ MIDI ================================
@@ -573,6 +480,50 @@ def midi_bytes(score: Score, parts: tuple[Part, ...] | list[Part]) -> bytes:
 
 # ================================ audio ================================
 
+class _NoteBank:
+    """Renders each distinct (pitch, velocity layer, articulation, variant) note once, as long as
+    its longest use, and cuts every event's note from it with the voice's own release.
+
+    Our voices sound the same up to note-off whatever the note's length, so this is the same
+    sound as rendering every length separately, at a fraction of the cost (pedalled arpeggios
+    and held chords come in dozens of lengths)."""
+
+    def __init__(self, voice: str, params: dict, sr: int, rng: np.random.Generator):
+        self.fn = synth.PITCHED_VOICES[voice]
+        self.voice = voice
+        self.params = params
+        self.sr = sr
+        self.rng = rng
+        self.release = synth.seconds_to_samples(synth.RELEASE_SECONDS[voice], sr)
+        self.longest: dict[tuple, int] = {}
+        self.rendered: dict[tuple, np.ndarray] = {}
+
+    def key(self, ev: NoteEvent, variant: int = 0) -> tuple:
+        return (ev.pitch, min(7, ev.velocity // 16), ev.articulation, variant)
+
+    def want(self, key: tuple, hold: int) -> None:
+        self.longest[key] = max(self.longest.get(key, 0), hold)
+
+    def note(self, key: tuple, hold: int) -> np.ndarray:
+        base = self.rendered.get(key)
+        if base is None:
+            pitch, layer, articulation, _ = key
+            extra: dict = {"release": 0.002}
+            if self.voice in synth.VELOCITY_BRIGHT:
+                extra["brightness"] = 0.3 + 0.08 * layer
+            if articulation == "mute" and self.voice == "string":
+                extra["mute"] = 0.85
+            base = self.fn(midi_to_hz(pitch), self.longest[key] + self.release, self.sr, self.rng,
+                           **{**self.params, **extra})
+            self.rendered[key] = base
+        n = min(hold + self.release, base.shape[-1])
+        out = base[..., :n].copy()
+        fade = n - min(hold, n)
+        if fade > 0:
+            out[..., n - fade:] *= (0.5 + 0.5 * np.cos(np.linspace(0.0, np.pi, fade))).astype(np.float32)
+        return out
+
+
 def _pan_gains(pan: float) -> tuple[float, float]:
     theta = (float(np.clip(pan, -1.0, 1.0)) + 1.0) * np.pi / 4.0
     return float(np.cos(theta)), float(np.sin(theta))
@@ -591,11 +542,11 @@ def _add(out: np.ndarray, start: int, buf: np.ndarray, gains: tuple[float, float
         out[1, start : start + length] += gains[1] * buf[1, :length]
 
 
-def _render_drums(events: list[NoteEvent], preset: dict, seed: int, sr: int, spb: float, frames: int) -> np.ndarray:
+def _render_drums(events: list[NoteEvent], drums: dict, seed: int, sr: int, spb: float, frames: int) -> np.ndarray:
     rng = _rng(seed, "kit")
     kit: dict[str, np.ndarray] = {}
-    for voice, (kind, params) in preset["kit"].items():
-        if kind == "crash":  # two decorrelated washes: a wide cymbal
+    for voice, (kind, params) in drums["kit"].items():
+        if kind in ("crash", "ride"):  # two decorrelated cymbals: a wide one
             kit[voice] = np.stack([synth.drum_voice(kind, sr, rng, **params) for _ in range(2)])
         else:
             kit[voice] = synth.drum_voice(kind, sr, rng, **params)
@@ -610,74 +561,48 @@ def _render_drums(events: list[NoteEvent], preset: dict, seed: int, sr: int, spb
             if hold + choke < buf.shape[-1]:
                 buf = buf[: hold + choke].copy()
                 buf[hold:] *= np.linspace(1.0, 0.0, choke, dtype=np.float32)
-        gain = preset["kit_gain"][voice] * (ev.velocity / 127.0) ** 1.6
-        left, right = _pan_gains(preset["pan"].get(voice, 0.0))
+        gain = drums["gain"][voice] * (ev.velocity / 127.0) ** 1.6
+        left, right = _pan_gains(drums["pan"].get(voice, 0.0))
         _add(out, int(round(ev.start_beat * spb * sr)), buf, (gain * left, gain * right))
-    return out
+    return _apply_fx(out, drums["fx"], sr)
 
 
-_PITCHED: dict[str, Callable] = {"bass": synth.bass_note, "epiano": synth.epiano_note, "pad": synth.pad_note}
-
-
-def _render_pitched(part: str, events: list[NoteEvent], preset: dict, seed: int, sr: int, spb: float,
-                    frames: int) -> np.ndarray:
-    rng = _rng(seed, "synth")
-    quantum = max(1, sr // 200)  # note lengths rounded to 5 ms so repeated notes share one buffer
-    if part == "bass":
-        fn, params = synth.bass_note, dict(preset["bass_voice"])
-    elif part == "keys":
-        fn, params = _PITCHED[preset["keys_voice"]], {}
-    else:
-        fn, params = synth.pad_note, {}
-    spread = preset.get("keys_spread", 0.0) if part == "keys" else 0.0
-    lo, hi = preset.get(f"{part}_range", [0, 127])
-    cache: dict[tuple, np.ndarray] = {}
-    out = np.zeros((2, frames), dtype=np.float32)
-    for ev in events:
-        hold = max(quantum, int(round(ev.length_beats * spb * sr / quantum)) * quantum)
-        bucket = min(7, ev.velocity // 16)
-        key = (ev.pitch, hold, bucket)
-        buf = cache.get(key)
-        if buf is None:
-            extra = {"brightness": 0.3 + 0.1 * bucket} if fn is synth.epiano_note else {}
-            buf = fn(midi_to_hz(ev.pitch), hold, sr, rng, **{**params, **extra})
-            cache[key] = buf
-        gain = (ev.velocity / 127.0) ** 1.5
-        pan = spread * (2.0 * (ev.pitch - lo) / max(hi - lo, 1) - 1.0) if spread else preset["pan"].get(part, 0.0)
-        left, right = _pan_gains(pan)
-        if buf.ndim == 2:
-            left = right = 1.0
-        _add(out, int(round(ev.start_beat * spb * sr)), buf, (gain * left, gain * right))
-    return out
-
-
-def _render_guitar(events: list[NoteEvent], preset: dict, seed: int, sr: int, spb: float, frames: int) -> np.ndarray:
-    """Two takes of the same notes (different plucks, take B drifting 5-15 ms late), one per side."""
-    rng = _rng(seed, "synth")
-    quantum = max(1, sr // 200)
-    params = dict(preset["guitar_voice"])
-    takes = np.zeros((2, frames), dtype=np.float32)
-    cache: dict[tuple, np.ndarray] = {}
-    for take in (0, 1):
+def _render_instrument(events: list[NoteEvent], cfg: dict, seed: int, name: str, sr: int, spb: float,
+                       frames: int) -> np.ndarray:
+    """One pitched part. A double-tracked part is played twice (take B a few ms late, different
+    plucks), each take through the effects on its own side, then spread."""
+    rng = _rng(seed, f"synth-{name}")
+    bank = _NoteBank(cfg["voice"], dict(cfg.get("params", {})), sr, rng)
+    takes = 2 if cfg.get("double") else 1
+    variants = 3 if cfg["voice"] == "string" else 1  # plucked strings: no two strokes alike
+    plan = []
+    for take in range(takes):
         for ev in events:
-            hold = max(quantum, int(round(ev.length_beats * spb * sr / quantum)) * quantum)
-            variant = int(rng.integers(3))
-            key = (ev.pitch, hold, ev.articulation, take, variant)
-            buf = cache.get(key)
-            if buf is None:
-                buf = synth.karplus_strong(midi_to_hz(ev.pitch), hold, sr, rng, **params,
-                                           mute=0.85 if ev.articulation == "mute" else 0.0)
-                cache[key] = buf
+            key = bank.key(ev, take * variants + int(rng.integers(variants)))
+            hold = max(1, int(round(ev.length_beats * spb * sr)))
             delay = float(rng.uniform(0.005, 0.015)) if take else 0.0
-            start = int(round((ev.start_beat * spb + delay) * sr))
-            gain = (ev.velocity / 127.0) ** 1.5 * (0.8 if ev.articulation == "mute" else 1.0)
-            _add(takes, start, buf, (gain, 0.0) if take == 0 else (0.0, gain))
-    # one mono take per channel through the amp+cab chain, then spread
-    takes = _apply_fx(takes, preset["fx"].get("guitar", []), sr)
-    a, b = _pan_gains(-preset["guitar_spread"])
-    out = np.empty_like(takes)
-    out[0] = a * takes[0] + b * takes[1]
-    out[1] = b * takes[0] + a * takes[1]
+            bank.want(key, hold)
+            plan.append((take, ev, key, hold, int(round((ev.start_beat * spb + delay) * sr))))
+    lo, hi = cfg.get("range", [0, 127])
+    spread = cfg.get("spread", 0.0)
+    out = np.zeros((2, frames), dtype=np.float32)
+    for take, ev, key, hold, start in plan:
+        buf = bank.note(key, hold)
+        gain = (ev.velocity / 127.0) ** 1.5 * (0.8 if ev.articulation == "mute" else 1.0)
+        if takes == 2:
+            gains = (gain, 0.0) if take == 0 else (0.0, gain)
+        elif buf.ndim == 2:  # a stereo voice (pad) brings its own image
+            gains = (gain, gain)
+        else:
+            pan = spread * (2.0 * (ev.pitch - lo) / max(hi - lo, 1) - 1.0) if spread else cfg.get("pan", 0.0)
+            left, right = _pan_gains(pan)
+            gains = (gain * left, gain * right)
+        _add(out, start, buf, gains)
+    out = _apply_fx(out, cfg.get("fx", []), sr)
+    if takes == 2:
+        a, b = _pan_gains(-spread)
+        left, right = a * out[0] + b * out[1], b * out[0] + a * out[1]
+        out = np.stack([left, right]).astype(np.float32)
     return out
 
 
@@ -711,7 +636,8 @@ def _fade_tail(samples: np.ndarray, score: Score, sr: int) -> None:
     samples[:, start:] *= env.astype(np.float32)
 
 
-def _sum(stems: dict[str, np.ndarray]) -> np.ndarray:
+def sum_stems(stems: dict[str, np.ndarray]) -> np.ndarray:
+    """The backing mix: the plain sum of the stems (float32, (2, frames))."""
     values = list(stems.values())
     total = values[0].copy()
     for x in values[1:]:
@@ -723,25 +649,38 @@ def _dbfs(x: np.ndarray) -> float:
     return round(20.0 * float(np.log10(max(float(np.max(np.abs(x))), 1e-12))), 2)
 
 
-def _render_stem(part: Part, score: Score, preset: dict, seed: int, sample_rate: int) -> np.ndarray:
+def _balance(x: np.ndarray, relative_lu: float, sr: int) -> None:
+    """Scale a stem so its loudness sits `relative_lu` from the drums' reference level."""
+    loudness = integrated_loudness(x, sr)
+    if np.isfinite(loudness):
+        x *= np.float32(10 ** ((-20.0 + relative_lu - loudness) / 20))
+
+
+def _render_stem(part: Part, score: Score, preset: dict, seed: int, sample_rate: int,
+                 soundfont: Path | None) -> np.ndarray:
     frames = score.total_frames(sample_rate)
     spb = score.seconds_per_beat
-    if part.name == "drums":
-        x = _render_drums(part.events, preset, seed, sample_rate, spb, frames)
-        x = _apply_fx(x, preset["fx"].get("drums", []), sample_rate)
-    elif part.name == "guitar":
-        x = _render_guitar(part.events, preset, seed, sample_rate, spb, frames)
+    cfg = preset["drums"] if part.name == "drums" else preset["instruments"][part.name]
+    if soundfont is not None:  # the user's instruments: their sound, none of our effects
+        from millamusic import soundfont as sf
+
+        x = sf.render_midi(midi_bytes(score, [part]), soundfont, sample_rate=sample_rate, frames=frames)
+        if part.events and not np.any(x):  # FluidSynth only warns when a font lacks the program
+            bank = "128 (drum kit)" if part.channel == DRUM_CHANNEL else "0"
+            raise RenderError(f"the SoundFont {soundfont} made no sound for part {part.name!r} (GM program "
+                              f"{part.program}, bank {bank}). Fix: use a General MIDI SoundFont with that preset, "
+                              "or render without --soundfont")
+    elif part.name == "drums":
+        x = _render_drums(part.events, cfg, seed, sample_rate, spb, frames)
     else:
-        x = _render_pitched(part.name, part.events, preset, seed, sample_rate, spb, frames)
-        x = _apply_fx(x, preset["fx"].get(part.name, []), sample_rate)
+        x = _render_instrument(part.events, cfg, seed, part.name, sample_rate, spb, frames)
     _fade_tail(x, score, sample_rate)
-    loudness = integrated_loudness(x, sample_rate)
-    if np.isfinite(loudness):  # balance: every stem at its preset loudness relative to the drums
-        x *= np.float32(10 ** ((-20.0 + preset["balance"][part.name] - loudness) / 20))
+    _balance(x, cfg["balance"], sample_rate)
     return x
 
 
-def render_arrangement(score: Score, arrangement: Arrangement, seed: int, sample_rate: int) -> dict[str, np.ndarray]:
+def render_arrangement(score: Score, arrangement: Arrangement, seed: int, sample_rate: int,
+                       soundfont: Path | None = None) -> dict[str, np.ndarray]:
     """Float32 (2, frames) stems balanced by loudness, scaled together so the sum peaks at -1 dBFS.
 
     Parts render in parallel threads (numpy and pedalboard release the GIL); each part has its
@@ -752,10 +691,11 @@ def render_arrangement(score: Score, arrangement: Arrangement, seed: int, sample
     workers = max(1, min(len(arrangement.parts), os.cpu_count() or 1, 4))
     with ThreadPoolExecutor(max_workers=workers) as pool:
         rendered = list(pool.map(
-            lambda part: _render_stem(part, score, arrangement.preset, seed, sample_rate), arrangement.parts))
-    stems = {part.name: x for part, x in zip(arrangement.parts, rendered)}
+            lambda part: _render_stem(part, score, arrangement.preset, seed, sample_rate, soundfont),
+            arrangement.parts))
+    stems = {part.name: x for part, x in zip(arrangement.parts, rendered) if np.any(x)}
     if stems:
-        sum_peak = float(np.max(np.abs(_sum(stems))))
+        sum_peak = float(np.max(np.abs(sum_stems(stems))))
         stem_peak = max(float(np.max(np.abs(x))) for x in stems.values())
         if sum_peak > 0:
             scale = min(10 ** (SUM_PEAK_DBFS / 20) / sum_peak, 10 ** (STEM_PEAK_MAX_DBFS / 20) / stem_peak)
@@ -765,12 +705,12 @@ def render_arrangement(score: Score, arrangement: Arrangement, seed: int, sample
 
 
 class Arranger(BackingEngine):
-    """Algorithmic pop/rock band: drums, bass, keys or guitar, pad. Same seed -> same bits."""
+    """Algorithmic pop/rock band from genre presets: one stem per instrument. Same seed -> same bits."""
 
     info: ClassVar[EngineInfo] = EngineInfo(
         name="arranger",
         kind="backing",
-        version="0.1.0",
+        version="0.2.0",
         model="embedded",
         licence="MIT (millamusic)",
         generator="algorithmic",
@@ -780,14 +720,19 @@ class Arranger(BackingEngine):
         if not score.bars:
             raise RenderError("the score has no bars: nothing for the arranger to play")
         arrangement = arrange(score, request)
-        stems = render_arrangement(score, arrangement, request.seed, request.sample_rate)
+        soundfont = request.options.get("soundfont")
+        stems = render_arrangement(score, arrangement, request.seed, request.sample_rate,
+                                   Path(soundfont) if soundfont else None)
+        mix = sum_stems(stems)
         details = {
-            "parts": [p.name for p in arrangement.parts],
+            "parts": list(stems),
+            "soundfont": Path(soundfont).name if soundfont else None,
             "preset": arrangement.preset_name,
-            "style_mods": list(arrangement.style_mods),
+            "style_words": list(arrangement.style_words),
+            "instruments": "soundfont" if soundfont else "embedded synthesizer",
             "notes": {p.name: len(p.events) for p in arrangement.parts},
             "peak_dbfs": {name: _dbfs(x) for name, x in stems.items()},
-            "sum_peak_dbfs": _dbfs(_sum(stems)),
+            "sum_peak_dbfs": _dbfs(mix),
         }
         return BackingResult(
             stems={name: Audio(x, request.sample_rate) for name, x in stems.items()},
