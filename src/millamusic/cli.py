@@ -33,9 +33,11 @@ def main() -> None:
 @click.option("--backing", default=None, help="Backing engine, overriding the spec (see `millamusic engines`).")
 @click.option("--vocals", default=None, help="Vocal engine, overriding the spec.")
 @click.option("--target", default=None, help="Mastering target, overriding the spec (e.g. spotify, apple).")
+@click.option("--soundfont", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+              help="Play the arranger's parts with this General MIDI .sf2 through FluidSynth (overrides the spec).")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON summary on stdout instead of a table.")
 def render(spec: Path, out_root: Path, cache_dir: Path | None, force: bool, backing: str | None,
-           vocals: str | None, target: str | None, as_json: bool) -> None:
+           vocals: str | None, target: str | None, soundfont: Path | None, as_json: bool) -> None:
     """Render SPEC (a song YAML) into a release."""
     from rich.console import Console
 
@@ -44,10 +46,16 @@ def render(spec: Path, out_root: Path, cache_dir: Path | None, force: bool, back
 
     console = Console(stderr=True, quiet=False)
     cache = cache_dir or Path(os.environ.get("MILLAMUSIC_CACHE") or out_root / ".millamusic" / "cache")
+    if soundfont is not None:
+        from millamusic.spec import is_soundfont
+
+        if not is_soundfont(soundfont):
+            raise click.BadParameter(f"{soundfont} is not a SoundFont 2 file (no RIFF 'sfbk' header); "
+                                     "give a General MIDI .sf2 file", param_hint="--soundfont")
     try:
         song = load_song(spec)
         options = RenderOptions(out_root=out_root, cache_dir=cache, force=force, backing=backing, vocals=vocals,
-                                target=target)
+                                target=target, soundfont=soundfont)
         with console.status("") as status:
             def progress(stage: str, state: str) -> None:
                 if state == "start":

@@ -37,6 +37,7 @@ class RenderOptions:
     backing: str | None = None  # engine overrides from the CLI
     vocals: str | None = None
     target: str | None = None
+    soundfont: Path | None = None  # the arranger plays its parts with this .sf2 (through FluidSynth)
 
 
 @dataclass(frozen=True)
@@ -152,9 +153,16 @@ def _backing(run: _Run, score: Score, engine) -> Entry:
     from millamusic.engines.base import BackingRequest
 
     spec = run.song.spec
+    options = dict(spec.engines.backing_options)
+    soundfont = run.options.soundfont or run.song.soundfont_path
+    if soundfont is not None:
+        options["soundfont"] = str(Path(soundfont).resolve())
     request = BackingRequest(seed=spec.seed, genre=spec.genre, style=tuple(spec.style), sample_rate=SAMPLE_RATE,
-                             options=dict(spec.engines.backing_options))
-    inputs = {"engine": asdict(engine.info), "harmony": score.harmony_dict(), "request": asdict(request),
+                             options=options)
+    keyed = asdict(request)  # the cache key holds the SoundFont's content, not where it lies
+    if soundfont is not None:
+        keyed["options"]["soundfont"] = sha256_file(Path(soundfont))
+    inputs = {"engine": asdict(engine.info), "harmony": score.harmony_dict(), "request": keyed,
               "reference": run.song.input_hashes.get("reference")}
 
     def produce(folder: Path) -> None:
@@ -363,6 +371,7 @@ def publish(run: _Run, export_entry: Entry, credits, target, backing_info, vocal
         "stages": {r.name: {"key": run.entries[r.name].key, "content_hash": run.entries[r.name].content_hash,
                             "cached": r.cached, "seconds": round(r.seconds, 3), "why": r.why} for r in run.reports},
         "loudness": json.loads((run.entries["master"].path / "loudness.json").read_text()),
+        "backing": json.loads((run.entries["backing"].path / "backing.json").read_text())["details"],
         "mix": json.loads((run.entries["mix"].path / "mix.json").read_text()),
         "credits": [asdict(c) for c in credits], "contains_ai": contains_ai(credits),
         "digital_source_type": digital_source_type(credits),

@@ -154,6 +154,7 @@ class SongSpec(_Strict):
     melody: str | None = None
     reference: str | None = None
     artwork: str | None = None
+    soundfont: str | None = None
     engines: EnginesSpec = Field(default_factory=EnginesSpec)
     voice: VoiceSpec = Field(default_factory=VoiceSpec)
     master: MasterSpec = Field(default_factory=MasterSpec)
@@ -181,6 +182,7 @@ class Song:
     reference_path: Path | None
     artwork_path: Path | None
     input_hashes: dict  # field -> sha256 of the file's content (cache keys use content, not paths)
+    soundfont_path: Path | None = None
 
     @property
     def slug(self) -> str:
@@ -220,7 +222,7 @@ def load_song(path: str | Path) -> Song:
     files: dict[str, Path | None] = {}
     hashes: dict[str, str] = {}
     for field_name, kinds in (("melody", (".mid", ".midi")), ("reference", (".wav", ".flac", ".mp3", ".ogg")),
-                              ("artwork", (".jpg", ".jpeg", ".png"))):
+                              ("artwork", (".jpg", ".jpeg", ".png")), ("soundfont", (".sf2",))):
         value = getattr(spec, field_name)
         files[field_name] = None
         if value is None:
@@ -233,6 +235,9 @@ def load_song(path: str | Path) -> Song:
         elif resolved.suffix.lower() not in kinds:
             problems.append(SpecProblem(shown, line, col, field_name, value, "wrong kind of file",
                                         f"use a file ending in {', '.join(kinds)}"))
+        elif field_name == "soundfont" and not is_soundfont(resolved):
+            problems.append(SpecProblem(shown, line, col, field_name, value, "not a SoundFont 2 file (no RIFF 'sfbk' "
+                                        "header)", "point it at a General MIDI .sf2 file, or remove the field"))
         else:
             files[field_name] = resolved
             hashes[field_name] = sha256_file(resolved)
@@ -243,7 +248,13 @@ def load_song(path: str | Path) -> Song:
     if problems:
         raise SpecError(problems)
     return Song(spec, path, hashlib.sha256(raw_bytes).hexdigest(), tuple(blocks), lyrics_file,
-                files["melody"], files["reference"], files["artwork"], hashes)
+                files["melody"], files["reference"], files["artwork"], hashes, files["soundfont"])
+
+
+def is_soundfont(path: Path) -> bool:
+    with open(path, "rb") as handle:
+        head = handle.read(12)
+    return head[:4] == b"RIFF" and head[8:12] == b"sfbk"
 
 
 def sha256_file(path: Path) -> str:
