@@ -142,3 +142,48 @@ def test_fluidsynth_failure_quotes_its_output(fluidsynth, sine_font):
     # 192 kHz is outside fluidsynth's sample-rate range: it exits non-zero and says why.
     with pytest.raises(RenderError, match="sample-rate"):
         render_midi(one_note_midi(69), sine_font, sample_rate=192000, frames=1000)
+
+
+# --- through the arranger and the command line --------------------------------------------------
+def test_the_arranger_plays_its_parts_with_a_soundfont(fluidsynth, sine_font):
+    from millamusic.engines.arranger import Arranger
+    from millamusic.engines.base import BackingRequest
+    from tests.test_arranger import make_score
+
+    score = make_score(kinds=("verse", "chorus"), bars_per_section=2)
+    request = BackingRequest(seed=1, genre="pop", style=(), sample_rate=RATE, options={"soundfont": str(sine_font)})
+    result = Arranger().render(score, request)
+    assert result.details["soundfont"] == "sine.sf2"
+    assert result.details["instruments"] == "soundfont"
+    builtin = Arranger().render(score, BackingRequest(seed=1, genre="pop", style=(), sample_rate=RATE))
+    assert set(result.stems) == set(builtin.stems)
+    for name, audio in result.stems.items():
+        assert audio.samples.shape == (2, score.total_frames(RATE)) and audio.peak() < 1.0
+        assert not np.allclose(audio.samples, builtin.stems[name].samples, atol=1e-3), name  # the font's sound
+    assert result.midi == builtin.midi  # same notes, other instruments
+
+
+def test_cli_soundfont_errors(write_spec, tmp_path, monkeypatch):
+    from click.testing import CliRunner
+
+    from millamusic.cli import main
+
+    not_a_font = tmp_path / "songs" / "font.sf2"
+    spec = write_spec(extra="soundfont: font.sf2\n")
+    not_a_font.write_bytes(b"RIFF\0\0\0\0WAVEfmt ")
+    result = CliRunner().invoke(main, ["render", str(spec), "--out", str(tmp_path / "out")])
+    assert result.exit_code == 2
+    assert "soundfont" in result.output and "not a SoundFont 2 file" in result.output
+    assert not (tmp_path / "out" / "masters").exists()
+
+    good = write_sine_soundfont(tmp_path / "songs" / "font.sf2", sample_rate=RATE)
+    monkeypatch.setattr(soundfont, "fluidsynth_program", lambda: None)
+    result = CliRunner().invoke(main, ["render", str(spec), "--out", str(tmp_path / "out")])
+    assert result.exit_code == 3, result.output
+    assert "fluidsynth" in result.output and "apt-get install --no-install-recommends fluidsynth" in result.output
+    assert not list((tmp_path / "out").glob("masters/*/*.wav"))
+
+    result = CliRunner().invoke(main, ["render", str(write_spec(name="plain.yaml")), "--soundfont",
+                                       str(tmp_path / "missing.sf2")])
+    assert result.exit_code == 2 and "--soundfont" in result.output
+    assert good.exists()
