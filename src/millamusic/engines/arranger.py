@@ -89,7 +89,6 @@ class Arrangement:
 class _BarContext:
     bar: Bar
     steps: int
-    section_kind: str
     level: str
     energy: float
     crash: bool
@@ -203,7 +202,6 @@ def _bar_contexts(score: Score, preset: dict) -> list[_BarContext]:
         out.append(_BarContext(
             bar=bar,
             steps=steps,
-            section_kind=section.kind,
             level=level,
             energy=energy,
             crash=position == 0 and i > 0 and (grooving or ending),
@@ -365,7 +363,7 @@ def _notes_for(ch: str, chord: Chord, cfg: dict, voicing: tuple[int, ...], next_
     return list(voicing)  # chords, and an arpeggio's 'x': the whole voiced chord
 
 
-def _pitched_events(name: str, cfg: dict, contexts: list[_BarContext], preset: dict, rng: np.random.Generator,
+def _pitched_events(cfg: dict, contexts: list[_BarContext], preset: dict, rng: np.random.Generator,
                     spb: float, tail_beats: float) -> list[NoteEvent]:
     spread = preset["velocity_spread"]
     events: list[NoteEvent] = []
@@ -415,7 +413,7 @@ def arrange(score: Score, request: BackingRequest) -> Arrangement:
     for part_name, cfg in preset["instruments"].items():
         if cfg is None:  # an override set this instrument to null: leave it out
             continue
-        events = _pitched_events(part_name, cfg, contexts, preset, _rng(request.seed, part_name), spb, tail_beats)
+        events = _pitched_events(cfg, contexts, preset, _rng(request.seed, part_name), spb, tail_beats)
         parts.append(Part(part_name, cfg["program"], next(channels), events))
     return Arrangement(name, tuple(used), preset, tuple(parts))
 
