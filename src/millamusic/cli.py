@@ -47,7 +47,7 @@ def render(spec: Path, out_root: Path, cache_dir: Path | None, force: bool, back
     console = Console(stderr=True, quiet=False)
     cache = cache_dir or Path(os.environ.get("MILLAMUSIC_CACHE") or out_root / ".millamusic" / "cache")
     if soundfont is not None:
-        from millamusic.spec import is_soundfont
+        from millamusic.soundfont import is_soundfont
 
         if not is_soundfont(soundfont):
             raise click.BadParameter(f"{soundfont} is not a SoundFont 2 file (no RIFF 'sfbk' header); "

@@ -161,7 +161,8 @@ def _backing(run: _Run, score: Score, engine) -> Entry:
                              options=options)
     keyed = asdict(request)  # the cache key holds the SoundFont's content, not where it lies
     if soundfont is not None:
-        keyed["options"]["soundfont"] = sha256_file(Path(soundfont))
+        keyed["options"]["soundfont"] = (sha256_file(Path(soundfont)) if run.options.soundfont
+                                         else run.song.input_hashes["soundfont"])  # hashed when the spec loaded
     inputs = {"engine": asdict(engine.info), "harmony": score.harmony_dict(), "request": keyed,
               "reference": run.song.input_hashes.get("reference")}
 

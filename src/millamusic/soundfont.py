@@ -32,6 +32,13 @@ def fluidsynth_program() -> str | None:
     return shutil.which("fluidsynth")
 
 
+def is_soundfont(path: Path) -> bool:
+    """True if the file starts like a SoundFont 2 (RIFF form type 'sfbk'). Raises OSError if unreadable."""
+    with Path(path).open("rb") as f:
+        head = f.read(12)
+    return len(head) == 12 and head[:4] == b"RIFF" and head[8:12] == b"sfbk"
+
+
 def check_soundfont(path: Path) -> None:
     """Raise RenderError unless `path` starts like a SoundFont (RIFF form type 'sfbk').
 
@@ -40,12 +47,11 @@ def check_soundfont(path: Path) -> None:
     """
     path = Path(path)
     try:
-        with path.open("rb") as f:
-            head = f.read(12)
+        looks_right = is_soundfont(path)
     except OSError as e:
         raise RenderError(f"cannot read SoundFont {path}: {e.strerror or e}. "
                           "Fix: point the soundfont setting at an existing .sf2 file") from e
-    if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"sfbk":
+    if not looks_right:
         raise RenderError(f"{path} is not a SoundFont (no RIFF 'sfbk' header). "
                           "Fix: use a SoundFont 2 (.sf2) file; convert other formats (SFZ, DLS, GIG) first")
 

@@ -19,6 +19,7 @@ from pydantic_core import PydanticCustomError
 from millamusic.errors import SpecError, SpecProblem
 from millamusic.identifiers import normalise_isrc
 from millamusic.lyrics import LyricBlock, parse_sheet
+from millamusic.soundfont import is_soundfont  # the renderer's own header check
 from millamusic.theory import Key, parse_chord, parse_key
 
 
@@ -249,12 +250,6 @@ def load_song(path: str | Path) -> Song:
         raise SpecError(problems)
     return Song(spec, path, hashlib.sha256(raw_bytes).hexdigest(), tuple(blocks), lyrics_file,
                 files["melody"], files["reference"], files["artwork"], hashes, files["soundfont"])
-
-
-def is_soundfont(path: Path) -> bool:
-    with open(path, "rb") as handle:
-        head = handle.read(12)
-    return head[:4] == b"RIFF" and head[8:12] == b"sfbk"
 
 
 def sha256_file(path: Path) -> str:
