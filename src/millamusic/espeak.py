@@ -134,6 +134,8 @@ def _library() -> ctypes.CDLL:
     lib.espeak_Synchronize.restype = ctypes.c_int
     lib.espeak_ListVoices.restype = ctypes.POINTER(ctypes.POINTER(_Voice))
     lib.espeak_ListVoices.argtypes = [ctypes.c_void_p]
+    lib.espeak_TextToPhonemes.restype = ctypes.c_char_p
+    lib.espeak_TextToPhonemes.argtypes = [ctypes.POINTER(ctypes.c_void_p), ctypes.c_int, ctypes.c_int]
     return lib
 
 
@@ -256,6 +258,32 @@ def languages() -> tuple[str, ...]:
                 pos = end + 1
             i += 1
     return tuple(sorted(c for c in codes if c))
+
+
+PHONEMES_IPA = 0x02  # espeak_TextToPhonemes phonememode: IPA characters, no separator
+
+
+def text_to_phonemes(text: str, voice: str) -> str:
+    """IPA of `text` as espeak would speak it with `voice` (e.g. 'fi'), stress marks kept.
+
+    No audio is made. Clauses come back separated by spaces, words by spaces; espeak
+    may join an unstressed word to its neighbour ("of the"), so callers that need one
+    word's phonemes ask for that word alone.
+    """
+    encoded = ctypes.create_string_buffer(text.encode("utf-8"))
+    pointer = ctypes.c_void_p(ctypes.addressof(encoded))
+    parts: list[str] = []
+    with _LOCK:
+        state = _ensure_initialised()
+        lib = state["lib"]
+        if lib.espeak_SetVoiceByName(voice.encode()) != EE_OK:
+            raise EspeakError(f"espeak has no voice {voice!r}")
+        # espeak advances `pointer` clause by clause and sets it to NULL at the end
+        while pointer.value:
+            raw = lib.espeak_TextToPhonemes(ctypes.byref(pointer), CHARS_UTF8, PHONEMES_IPA)
+            if raw:
+                parts.append(raw.decode("utf-8", "replace").strip())
+    return " ".join(p for p in parts if p)
 
 
 def speak(text: str, voice: str, rate_wpm: int = 175, pitch: int = 50, pitch_range: int = 50) -> Utterance:
