@@ -375,3 +375,277 @@ def test_atomic_write_bytes(tmp_path):
     E.atomic_write_bytes(target, b"world")
     assert target.read_bytes() == b"world"
     assert list(target.parent.iterdir()) == [target]
+
+
+# ------------------------------------------------------------------ word-synced lyrics (LRC, TTML, SYLT)
+
+W = E.TimedWord
+
+SONG = [
+    E.TimedLine("Hämärä yö saapuu", 1.0, 3.2, (W("Hämärä", 1.0, 1.8), W("yö", 1.9, 2.4), W("saapuu", 2.5, 3.2)),
+                "Verse 1"),
+    E.TimedLine("Stjärnorna lyser, ljust", 4.0, 6.05,
+                (W("Stjärnorna", 4.0, 5.0), W("lyser", 5.1, 5.5), W("ljust", 5.6, 6.05)), "Chorus"),
+]
+
+
+def no_temp_files(folder, *expected) -> bool:
+    return sorted(p.name for p in folder.iterdir()) == sorted(p.name for p in expected)
+
+
+def test_enhanced_lrc_exact_text(tmp_path):
+    path = E.write_lrc(SONG, tmp_path / "song.lrc", title="Yö", artist="Milla", length_seconds=7.0)
+    assert path.read_bytes().decode("utf-8") == (
+        "[ti:Yö]\n"
+        "[ar:Milla]\n"
+        "[length:00:07]\n"
+        "[00:01.00]<00:01.00>Hämärä <00:01.90>yö <00:02.50>saapuu<00:03.20>\n"
+        "[00:04.00]<00:04.00>Stjärnorna <00:05.10>lyser, <00:05.60>ljust<00:06.05>\n"
+    )
+    plain = E.write_lrc(SONG, tmp_path / "plain.lrc", title="Yö", artist="Milla", words=False)
+    assert plain.read_text(encoding="utf-8").splitlines()[2:] == [
+        "[00:01.00]Hämärä yö saapuu", "[00:04.00]Stjärnorna lyser, ljust"]
+    assert no_temp_files(tmp_path, path, plain)
+
+
+def test_enhanced_lrc_syllables_punctuation_and_untimed_lines():
+    lines = [
+        E.TimedLine("(Oh) tonight, “we run”", 0.5, 2.0,
+                    (W("Oh", 0.5, 0.7), W("to", 0.8, 1.0), W("night", 1.0, 1.3), W("we", 1.4, 1.6), W("run", 1.6, 2.0))),
+        E.TimedLine("no word timing here", 2.5, 4.0),
+    ]
+    text = E.lrc_text(lines, title="t", artist="a")
+    assert text.splitlines()[2:] == [
+        "[00:00.50]<00:00.50>(Oh) <00:00.80>to<00:01.00>night, <00:01.40>“we <00:01.60>run”<00:02.00>",
+        "[00:02.50]no word timing here",
+    ]
+    with pytest.raises(ExportError, match="TimedLine"):
+        E.lrc_text([(1.0, "a")], title="t", artist="a", words=True)
+    with pytest.raises(ExportError, match="mix"):
+        E.lrc_text([(0.5, "a"), SONG[0]], title="t", artist="a")
+
+
+def test_ttml_round_trip_times_and_words(tmp_path):
+    lines = [
+        E.TimedLine("Hämärä yö saapuu", 1.234, 3.21, (W("Hämärä", 1.234, 1.801), W("yö", 1.9, 2.4), W("saapuu", 2.5, 3.21)),
+                    "Verse 1"),
+        E.TimedLine("yö laskeutuu", 3.5, 4.75, (W("yö", 3.5, 3.9), W("laskeutuu", 3.9, 4.75)), "Verse 1"),
+        E.TimedLine("Stjärnorna lyser, ljust", 61.0005, 3725.5,
+                    (W("Stjärnorna", 61.001, 62.0), W("lyser", 62.1, 62.5), W("ljust", 62.6, 3725.5)), "Pre-Chorus"),
+    ]
+    path = E.write_ttml(lines, tmp_path / "song.ttml", title="Yö", artist="Milla", language="fi")
+    back = E.read_ttml(path)
+    assert [line.text for line in back] == [line.text for line in lines]
+    assert [line.section for line in back] == ["Verse", "Verse", "PreChorus"]
+    for got, sent in zip(back, lines):
+        assert (E._ms(got.start), E._ms(got.end)) == (E._ms(sent.start), E._ms(sent.end))
+        assert [(E._ms(w.start), E._ms(w.end)) for w in got.words] == \
+               [(E._ms(w.start), E._ms(w.end)) for w in sent.words]
+    # word texts come back as printed: the line's text cut at the word starts, punctuation kept
+    assert [[w.text for w in line.words] for line in back] == [
+        ["Hämärä", "yö", "saapuu"], ["yö", "laskeutuu"], ["Stjärnorna", "lyser,", "ljust"]]
+    assert back[0].words[0].start == 1.234 and back[2].end == 3725.5
+    assert path.read_text(encoding="utf-8").count("<div ") == 2  # consecutive lines of one section share a div
+    assert E.timed_lines_problems(back) == []
+    assert 'begin="01:02:05.500"' not in path.read_text(encoding="utf-8")  # 3725.5 s is 1 h 2 min 5.5 s
+    assert 'end="01:02:05.500"' in path.read_text(encoding="utf-8")
+    # reading back and writing again gives the same document
+    again = E.write_ttml(back, tmp_path / "again.ttml", title="Yö", artist="Milla", language="fi")
+    assert E.read_ttml(again) == back
+    assert no_temp_files(tmp_path, path, again)
+
+
+def test_ttml_document_shape(tmp_path):
+    import xml.etree.ElementTree as ET
+
+    path = E.write_ttml(SONG, tmp_path / "song.ttml", title="Yö", artist="Milla", language="fi",
+                        length_seconds=205.4)
+    raw = path.read_bytes()
+    assert raw.startswith(b'<?xml version="1.0" encoding="UTF-8"?>\n<tt ')  # no BOM
+    text = raw.decode("utf-8")
+    assert ('<tt xmlns="http://www.w3.org/ns/ttml" xmlns:itunes="http://music.apple.com/lyric-ttml-internal" '
+            'xmlns:ttm="http://www.w3.org/ns/ttml#metadata" itunes:timing="Word" xml:lang="fi">') in text
+    root = ET.fromstring(raw)  # well-formed
+    tt, ttm, it = "{http://www.w3.org/ns/ttml}", "{http://www.w3.org/ns/ttml#metadata}", \
+        "{http://music.apple.com/lyric-ttml-internal}"
+    assert root.tag == tt + "tt"
+    assert root.get(it + "timing") == "Word"
+    assert root.get("{http://www.w3.org/XML/1998/namespace}lang") == "fi"
+    assert root.find(f"{tt}head/{tt}metadata/{ttm}title").text == "Yö"
+    agent = root.find(f"{tt}head/{tt}metadata/{ttm}agent")
+    assert agent.get("{http://www.w3.org/XML/1998/namespace}id") == "v1" and agent.find(ttm + "name").text == "Milla"
+    body = root.find(tt + "body")
+    assert body.get("dur") == "00:03:25.400"
+    divs = body.findall(tt + "div")
+    assert [(d.get("begin"), d.get("end"), d.get(it + "songPart")) for d in divs] == [
+        ("00:00:01.000", "00:00:03.200", "Verse"), ("00:00:04.000", "00:00:06.050", "Chorus")]
+    p = divs[0].find(tt + "p")
+    assert (p.get("begin"), p.get("end"), p.get(it + "key"), p.get(ttm + "agent")) == \
+           ("00:00:01.000", "00:00:03.200", "L1", "v1")
+    spans = p.findall(tt + "span")
+    assert [(s.get("begin"), s.get("end"), s.text, s.tail) for s in spans] == [
+        ("00:00:01.000", "00:00:01.800", "Hämärä", " "),
+        ("00:00:01.900", "00:00:02.400", "yö", " "),
+        ("00:00:02.500", "00:00:03.200", "saapuu", None),
+    ]
+    assert divs[1].find(tt + "p").get(it + "key") == "L2"
+    assert '<span begin="00:00:01.900" end="00:00:02.400">yö</span> <span' in text  # space between spans
+    line = E.ttml_text(SONG, title="Yö", artist="Milla", language="sv-FI", timing="Line")
+    assert 'itunes:timing="Line"' in line and 'xml:lang="sv-FI"' in line and "<span" not in line
+    assert [l.text for l in E.parse_ttml(line)] == [l.text for l in SONG]
+
+
+def test_ttml_escapes_xml_special_characters(tmp_path):
+    lines = [E.TimedLine('Rock & "roll" <now> it\'s', 0.0, 2.0,
+                         (W("Rock", 0.0, 0.4), W("roll", 0.5, 1.0), W("now", 1.0, 1.5), W("it's", 1.5, 2.0)))]
+    title = 'Tom & "Jerry" <live>'
+    path = E.write_ttml(lines, tmp_path / "x.ttml", title=title, artist="A&B <c>", language="en-US")
+    text = path.read_text(encoding="utf-8")
+    assert "<now>" not in text and "<live>" not in text
+    assert "&amp;" in text and "&lt;now&gt;" in text and "A&amp;B &lt;c&gt;" in text
+    (back,) = E.read_ttml(path)
+    assert back.text == lines[0].text
+    assert [w.text for w in back.words] == ["Rock &", '"roll"', "<now>", "it's"]
+    import xml.etree.ElementTree as ET
+
+    root = ET.parse(path).getroot()
+    assert root.find(".//{http://www.w3.org/ns/ttml#metadata}title").text == title
+    # no attribute carries user text (times, the BCP-47 tag, a songPart made of letters), so quotes need no escape
+    lrc = E.write_lrc(lines, tmp_path / "x.lrc", title=title, artist="a").read_text(encoding="utf-8")
+    assert "[00:00.00]<00:00.00>Rock & <00:00.50>\"roll\" <00:01.00><now> <00:01.50>it's<00:02.00>" in lrc
+
+
+def test_non_ascii_round_trips(tmp_path):
+    lines = [E.TimedLine("Hämärä yö", 0.25, 1.5, (W("Hämärä", 0.25, 0.9), W("yö", 1.0, 1.5)), "Säkeistö 1"),
+             E.TimedLine("Stjärnorna", 2.0, 3.0, (W("Stjär", 2.0, 2.4), W("nor", 2.4, 2.7), W("na", 2.7, 3.0)), "Refräng")]
+    path = E.write_ttml(lines, tmp_path / "fi.ttml", title="Hämärä yö", artist="Milla", language="fi")
+    assert "Hämärä".encode() in path.read_bytes()  # raw UTF-8, not character references
+    back = E.read_ttml(path)
+    assert [l.text for l in back] == ["Hämärä yö", "Stjärnorna"]
+    assert [w.text for w in back[1].words] == ["Stjär", "nor", "na"]
+    assert [l.section for l in back] == ["Säkeistö", "Refräng"]
+    lrc = E.write_lrc(lines, tmp_path / "fi.lrc", title="Hämärä yö", artist="Milla")
+    assert "[00:02.00]<00:02.00>Stjär<00:02.40>nor<00:02.70>na<00:03.00>" in lrc.read_text(encoding="utf-8")
+
+
+def test_song_part_names():
+    assert [E.song_part(s) for s in ("Verse 1", "Pre-Chorus", "Final Chorus", "Post-chorus 2", "Intro", "Solo",
+                                     "bridge", "", "Middle eight")] == [
+        "Verse", "PreChorus", "Chorus", "PostChorus", "Intro", "Instrumental", "Bridge", "", "MiddleEight"]
+
+
+def test_read_apple_music_shaped_ttml():
+    # the shape Apple serves: seconds-only and M:SS times, itunes:songPart, a translation span to skip
+    doc = (
+        '<tt xmlns="http://www.w3.org/ns/ttml" xmlns:itunes="http://music.apple.com/lyric-ttml-internal" '
+        'xmlns:ttm="http://www.w3.org/ns/ttml#metadata" itunes:timing="Word" xml:lang="en">'
+        '<body dur="3:21.570"><div begin="27.395" end="1:02.5" itunes:songPart="Verse">'
+        '<p begin="27.395" end="28.960" itunes:key="L1" ttm:agent="v1">'
+        '<span begin="27.395" end="27.549">I</span> <span begin="27.549" end="27.740">been</span> '
+        '<span begin="27.740" end="28.077">try</span><span begin="28.077" end="28.960">na</span>'
+        '<span ttm:role="x-translation" xml:lang="fi">Olen yrittänyt</span></p>'
+        '<p begin="1:00.000" end="62.5s">Line only</p></div></body></tt>'
+    )
+    first, second = E.parse_ttml(doc)
+    assert first.text == "I been tryna" and first.section == "Verse"
+    assert [(w.text, w.start, w.end) for w in first.words] == [
+        ("I", 27.395, 27.549), ("been", 27.549, 27.74), ("try", 27.74, 28.077), ("na", 28.077, 28.96)]
+    assert (second.text, second.start, second.end, second.words) == ("Line only", 60.0, 62.5, ())
+    with pytest.raises(ExportError, match=r"<ttml>:1:\d+: not well-formed"):
+        E.parse_ttml("<tt><p></tt>")
+    with pytest.raises(ExportError, match="not <tt>"):
+        E.parse_ttml("<html/>")
+    with pytest.raises(ExportError, match=r"line 1 \('x'\): begin"):
+        E.parse_ttml('<tt xmlns="http://www.w3.org/ns/ttml"><body><div><p begin="1:75.0" end="2">x</p></div></body></tt>')
+
+
+def bad(index: int, **change):
+    import dataclasses
+
+    lines = list(SONG)
+    lines[index] = dataclasses.replace(lines[index], **change)
+    return lines
+
+
+def moved_word(line: E.TimedLine, index: int, **change) -> tuple:
+    import dataclasses
+
+    words = list(line.words)
+    words[index] = dataclasses.replace(words[index], **change)
+    return tuple(words)
+
+
+@pytest.mark.parametrize(
+    "lines, message",
+    [
+        (bad(1, words=moved_word(SONG[1], 2, end=6.5)), r"line 2 \('Stjärnorna lyser, ljust'\): word 3 \('ljust'\) .*outside its line.*Fix"),
+        (bad(1, start=0.5, words=()), r"line 2 .*starts at 0\.500 s, not after line 1.*Fix"),
+        (bad(1, start=float("nan")), r"line 2 .*start time nan.*Fix"),
+        (bad(1, words=moved_word(SONG[1], 1, start=float("nan"))), r"line 2 .*word 2 \('lyser'\) has times nan"),
+        (bad(1, end=3.0), r"line 2 .*ends at 3\.000 s, before it starts"),
+        (bad(1, words=moved_word(SONG[1], 1, start=4.5)), r"line 2 .*word 2 \('lyser'\) starts at 4\.500 s, before word 1"),
+        (bad(1, words=moved_word(SONG[1], 1, text="lysa")), r"line 2 .*word 2 \('lysa'\) is not in the line text after word 1"),
+        (bad(1, text="Stjärnorna\nlyser, ljust"), r"line 2 .*line break.*Fix: split it"),
+        (bad(0, section="x", words=moved_word(SONG[0], 0, start=0.5)), r"line 1 .*word 1 \('Hämärä'\).*outside"),
+    ],
+)
+def test_timed_lyrics_validation(tmp_path, lines, message):
+    with pytest.raises(ExportError, match=message):
+        E.write_lrc(lines, tmp_path / "bad.lrc", title="t", artist="a")
+    with pytest.raises(ExportError, match=message):
+        E.write_ttml(lines, tmp_path / "bad.ttml", title="t", artist="a", language="fi")
+    with pytest.raises(ExportError, match=message):
+        E.sylt_words(lines)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_validation_reports_every_problem_and_bad_options(tmp_path):
+    lines = [E.TimedLine("one two", 2.0, 1.0, (W("one", 2.0, 2.5), W("two", 2.5, 2.4))),
+             E.TimedLine("three", 1.5, 2.5, (W("three", 1.5, 2.5),))]
+    problems = E.timed_lines_problems(lines)
+    assert len(problems) >= 3 and all("Fix" in p for p in problems)
+    assert any(p.startswith("line 1 ") for p in problems) and any(p.startswith("line 2 ") for p in problems)
+    with pytest.raises(ExportError, match="language 'finnish' is not a BCP-47 tag"):
+        E.write_ttml(SONG, tmp_path / "x.ttml", title="t", artist="a", language="finnish")
+    with pytest.raises(ExportError, match="timing 'Syllable' is unknown; use one of Word, Line"):
+        E.write_ttml(SONG, tmp_path / "x.ttml", title="t", artist="a", language="fi", timing="Syllable")
+    with pytest.raises(ExportError, match="no line has word timing"):
+        E.write_ttml([E.TimedLine("a", 1.0, 2.0)], tmp_path / "x.ttml", title="t", artist="a", language="fi")
+    with pytest.raises(ExportError, match="shorter than the last line"):
+        E.write_ttml(SONG, tmp_path / "x.ttml", title="t", artist="a", language="fi", length_seconds=5.0)
+    with pytest.raises(ExportError, match="control character U\\+0007"):
+        E.write_ttml(SONG, tmp_path / "x.ttml", title="t\a", artist="a", language="fi")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_failed_ttml_write_keeps_old_file(tmp_path):
+    good = E.write_ttml(SONG, tmp_path / "song.ttml", title="Yö", artist="Milla", language="fi")
+    before = good.read_bytes()
+    with pytest.raises(ExportError):
+        E.write_ttml(bad(1, start=float("nan")), good, title="Yö", artist="Milla", language="fi")
+    assert good.read_bytes() == before
+    assert list(tmp_path.iterdir()) == [good]
+
+
+def test_sylt_word_entries(tmp_path, tags):
+    import dataclasses
+
+    from mutagen.id3 import ID3
+
+    entries = E.sylt_words(SONG)
+    # ID3v2.4 SYLT: whitespace and line feeds go in front of the word they separate
+    assert entries == ((1.0, "Hämärä"), (1.9, " yö"), (2.5, " saapuu"),
+                       (4.0, "\nStjärnorna"), (5.1, " lyser,"), (5.6, " ljust"))
+    assert "".join(text for _, text in entries) == "Hämärä yö saapuu\nStjärnorna lyser, ljust"
+    short = Audio(np.zeros((2, RATE // 2), dtype=np.float32), RATE)
+    word_tags = dataclasses.replace(tags, synced_words=entries, cover_image=None, cover_mime=None)
+    path = E.write_mp3(short, tmp_path / "words.mp3", word_tags)
+    (sylt,) = ID3(path).getall("SYLT")
+    assert (sylt.lang, sylt.format, sylt.type) == ("eng", 2, 1)
+    assert list(sylt.text) == [("Hämärä", 1000), (" yö", 1900), (" saapuu", 2500),
+                               ("\nStjärnorna", 4000), (" lyser,", 5100), (" ljust", 5600)]
+    assert list(tmp_path.iterdir()) == [path]
+    with pytest.raises(ExportError, match="synced_words entry 2"):
+        dataclasses.replace(tags, synced_words=((2.0, "a"), (1.0, " b")))
+    with pytest.raises(ExportError, match="synced_words entry 1 .* no text"):
+        dataclasses.replace(tags, synced_words=((0.0, "\n"),))

@@ -1,4 +1,4 @@
-"""Delivery files: plain PCM WAV, tagged FLAC and MP3, LRC lyrics, cover checks.
+"""Delivery files: plain PCM WAV, tagged FLAC and MP3, synced lyrics (LRC, TTML, ID3 SYLT), cover checks.
 
 Every file is written atomically (temp file in the same folder, fsync, os.replace), so a crash
 or an error never leaves a half-written release file behind, and an existing file is only ever
@@ -20,7 +20,7 @@ import struct
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from collections.abc import Iterator, Sequence
 
 import numpy as np
 
@@ -112,6 +112,9 @@ class ReleaseTags:
     lyrics_text: str | None = None  # unsynced
     lyrics_language: str = "eng"  # ISO 639-2, for ID3 USLT/SYLT
     synced_lyrics: tuple[tuple[float, str], ...] = ()  # (seconds, line), for ID3 SYLT
+    # (seconds, text) per sung word, text already in SYLT form (see sylt_words()): " word" starts a
+    # new word, "\nword" a new line. When given, the SYLT frame is word by word instead of by line.
+    synced_words: tuple[tuple[float, str], ...] = ()
 
     def __post_init__(self) -> None:
         problems: list[str] = []
@@ -153,6 +156,20 @@ class ReleaseTags:
         for t, _ in self.synced_lyrics:
             if not math.isfinite(t) or t < 0 or t <= last:
                 problems.append(f"synced_lyrics times must be >= 0 and strictly increasing (got {t} after {last})")
+                break
+            last = t
+        object.__setattr__(self, "synced_words", tuple((float(t), str(s)) for t, s in self.synced_words))
+        last = -math.inf
+        for number, (t, text) in enumerate(self.synced_words, start=1):
+            if not math.isfinite(t) or t < 0 or t < last:
+                after = f" (the entry before is at {last} s)" if math.isfinite(last) else ""
+                problems.append(
+                    f"synced_words entry {number} ({text!r}) is at {t} s{after}; word times must be >= 0 and "
+                    "never decrease (build them with sylt_words() from checked TimedLines)"
+                )
+                break
+            if not text.strip():
+                problems.append(f"synced_words entry {number} at {t} s has no text")
                 break
             last = t
         if problems:
@@ -460,10 +477,12 @@ def _id3(tags: ReleaseTags):
     lang = tags.lyrics_language
     if tags.lyrics_text is not None:
         id3.add(USLT(encoding=utf8, lang=lang, desc="", text=tags.lyrics_text))
-    if tags.synced_lyrics:
-        # format 2 = absolute milliseconds, type 1 = lyrics
-        lines = [(text, int(round(t * 1000))) for t, text in tags.synced_lyrics]
-        id3.add(SYLT(encoding=utf8, lang=lang, format=2, type=1, desc="", text=lines))
+    # format 2 = absolute milliseconds, type 1 = lyrics; one SYLT per language and description,
+    # so word timing (when there is any) replaces the line timing rather than adding a second frame.
+    entries = tags.synced_words or tags.synced_lyrics
+    if entries:
+        synced = [(text, int(round(t * 1000))) for t, text in entries]
+        id3.add(SYLT(encoding=utf8, lang=lang, format=2, type=1, desc="", text=synced))
     id3.add(COMM(encoding=utf8, lang="eng", desc="", text=[tags.disclosure]))
     for desc, value in (
         ("AI_DISCLOSURE", tags.disclosure),
@@ -516,6 +535,231 @@ def validate_cover(path: str | os.PathLike) -> tuple[bytes, str]:
     return data, mime
 
 
+# --------------------------------------------------------------------------- timed lyrics
+#
+# One timed source, three renderings: LRC (line or A2 "enhanced" word tags), TTML (as Apple Music
+# serves word-synced lyrics) and ID3 SYLT. Times are seconds from the start of the master, as sung.
+
+
+@dataclass(frozen=True)
+class TimedWord:
+    """One sung word (or syllable): its text as written in the line, start and end in seconds."""
+
+    text: str
+    start: float
+    end: float
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "text", str(self.text))
+        object.__setattr__(self, "start", float(self.start))
+        object.__setattr__(self, "end", float(self.end))
+
+
+@dataclass(frozen=True)
+class TimedLine:
+    """One sung lyric line: its text, start and end in seconds, the timed words in sung order and
+    the section it belongs to ("Verse 1"; consecutive lines of one section share a TTML <div>).
+
+    Each word's text must appear in the line text, in order; the writers print the line's own text
+    split at the word starts, so punctuation stays where the lyric sheet put it ("Hello," "world!").
+    The values are checked by the writers (see timed_lines_problems), which know the line numbers.
+    """
+
+    text: str
+    start: float
+    end: float
+    words: tuple[TimedWord, ...] = ()
+    section: str = ""
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "text", str(self.text))
+        object.__setattr__(self, "start", float(self.start))
+        object.__setattr__(self, "end", float(self.end))
+        object.__setattr__(self, "words", tuple(self.words))
+        object.__setattr__(self, "section", str(self.section))
+
+
+def _ms(seconds: float) -> int:
+    return round(seconds * 1000)
+
+
+def _bad_char(text: str) -> str | None:
+    """The first character that has no place in a lyric line (line breaks, other control characters)."""
+    for ch in text:
+        if ord(ch) < 32 or ch in "\x7f\u2028\u2029" or 0xFFFE <= ord(ch) <= 0xFFFF or 0xD800 <= ord(ch) <= 0xDFFF:
+            return ch
+    return None
+
+
+def _describe_char(ch: str) -> str:
+    return {"\n": "a line break", "\r": "a line break (CR)", "\u2028": "a line separator"}.get(ch, f"control character U+{ord(ch):04X}")
+
+
+def _find_word(text: str, word: str, cursor: int) -> int:
+    """Where `word` starts in `text` at or after `cursor`, preferring a start of a word; -1 if absent."""
+    first = at = text.find(word, cursor)
+    while at >= 0:
+        if at == cursor or not text[at - 1].isalnum():
+            return at
+        at = text.find(word, at + 1)
+    return first
+
+
+def _word_positions(text: str, words: Sequence[TimedWord]) -> list[int] | int:
+    """Start of each word in `text`, in order; or the index of the first word that is not there."""
+    positions: list[int] = []
+    cursor = 0
+    for index, word in enumerate(words):
+        at = _find_word(text, word.text, cursor)
+        if at < 0:
+            return index
+        positions.append(at)
+        cursor = at + len(word.text)
+    return positions
+
+
+def _pieces(line: TimedLine) -> list[tuple[str, bool]]:
+    """(display text, space before it) per word: the line text cut at each word's start.
+
+    Text before the first word joins the first word; opening marks glued to a word ("(oh", "“Run")
+    go with it; other text after a word (",", "!", a lone "&") stays with the word before; a space
+    is printed only where the line has whitespace, so syllables of one word join up.
+    """
+    text = line.text.strip()
+    positions = _word_positions(text, line.words)
+    if isinstance(positions, int):  # timed_lines_problems reports this before any writer gets here
+        raise ExportError(f"word {line.words[positions].text!r} is not in the line {line.text!r}")
+    cuts = [0]
+    for index in range(1, len(positions)):
+        at = positions[index]
+        previous_end = positions[index - 1] + len(line.words[index - 1].text)
+        while at > previous_end and not text[at - 1].isspace():
+            at -= 1  # back to the start of the word's token, never into the previous word
+        cuts.append(at)
+    out: list[tuple[str, bool]] = []
+    space_before = False
+    for index, begin in enumerate(cuts):
+        stop = cuts[index + 1] if index + 1 < len(cuts) else len(text)
+        chunk = text[begin:stop]
+        piece = chunk.rstrip()
+        out.append((piece, space_before))
+        space_before = len(piece) < len(chunk)
+    return out
+
+
+def timed_lines_problems(lines: Sequence[TimedLine]) -> list[str]:
+    """Every problem in `lines`, one message each naming the line number, its text and the fix; [] if fine.
+
+    Rules (compared in whole milliseconds, the precision the files carry): finite times, start >= 0,
+    end >= start; lines start strictly one after another; words inside their line, in sung order,
+    not overlapping, each found in the line text; no line breaks or control characters in any text.
+    """
+    problems: list[str] = []
+    previous: tuple[int, float] | None = None  # (number, start) of the previous line with a good start
+    for number, line in enumerate(lines, start=1):
+        if not isinstance(line, TimedLine):
+            problems.append(f"line {number} is a {type(line).__name__}, not a TimedLine")
+            continue
+        where = f"line {number} ({line.text!r})"
+        text = line.text.strip()
+        if not text:
+            problems.append(f"{where} has no text. Fix: drop the line or give it the sung words")
+        bad = _bad_char(line.text)
+        if bad is not None:
+            fix = "split it into one TimedLine per sung line" if bad in "\r\n\u2028" else "remove it"
+            problems.append(f"{where} contains {_describe_char(bad)}. Fix: {fix}")
+        times_ok = True
+        for name in ("start", "end"):
+            value = getattr(line, name)
+            if not math.isfinite(value) or value < 0:
+                problems.append(f"{where} has {name} time {value!r}; times must be finite seconds >= 0. "
+                                "Fix: take the time from the rendered vocal, not a failed alignment")
+                times_ok = False
+        if times_ok and _ms(line.end) < _ms(line.start):
+            problems.append(f"{where} ends at {line.end:.3f} s, before it starts at {line.start:.3f} s. "
+                            "Fix: end the line at its last word's end")
+        if times_ok and math.isfinite(line.start):
+            if previous is not None and _ms(line.start) <= _ms(previous[1]):
+                problems.append(
+                    f"{where} starts at {line.start:.3f} s, not after line {previous[0]} (at {previous[1]:.3f} s). "
+                    "Fix: give the lines in sung order, each starting after the one before"
+                )
+            previous = (number, line.start)
+        before: TimedWord | None = None
+        for index, word in enumerate(line.words, start=1):
+            if not isinstance(word, TimedWord):
+                problems.append(f"{where}: word {index} is a {type(word).__name__}, not a TimedWord")
+                before = None
+                continue
+            what = f"{where}: word {index} ({word.text!r})"
+            if not word.text.strip():
+                problems.append(f"{what} has no text. Fix: drop it or give the sung word")
+            elif word.text != word.text.strip():
+                problems.append(f"{what} has spaces at its ends. Fix: strip the word; spaces come from the line text")
+            bad = _bad_char(word.text)
+            if bad is not None:
+                problems.append(f"{what} contains {_describe_char(bad)}. Fix: remove it")
+            if not all(math.isfinite(t) and t >= 0 for t in (word.start, word.end)):
+                problems.append(f"{what} has times {word.start!r}..{word.end!r}; times must be finite seconds >= 0. "
+                                "Fix: take the time from the rendered vocal, not a failed alignment")
+                before = None
+                continue
+            start, end = _ms(word.start), _ms(word.end)
+            if end < start:
+                problems.append(f"{what} ends at {word.end:.3f} s, before it starts at {word.start:.3f} s. "
+                                "Fix: swap or recompute the word's times")
+            if times_ok and (start < _ms(line.start) or end > _ms(line.end)):
+                problems.append(
+                    f"{what} at {word.start:.3f}-{word.end:.3f} s lies outside its line "
+                    f"({line.start:.3f}-{line.end:.3f} s). Fix: start the line at its first word and end it at its last"
+                )
+            if before is not None and start < _ms(before.end):
+                problems.append(
+                    f"{what} starts at {word.start:.3f} s, before word {index - 1} ({before.text!r}) ends at "
+                    f"{before.end:.3f} s. Fix: give the words in sung order and end each one where the next begins"
+                )
+            before = word
+        if text and line.words and all(isinstance(w, TimedWord) and w.text.strip() for w in line.words):
+            missing = _word_positions(text, line.words)
+            if isinstance(missing, int):
+                problems.append(
+                    f"{where}: word {missing + 1} ({line.words[missing].text!r}) is not in the line text"
+                    + (f" after word {missing} ({line.words[missing - 1].text!r})" if missing else "")
+                    + ". Fix: give each word exactly as it is written in the line, in sung order"
+                )
+    return problems
+
+
+def _check_timed_lines(lines: Sequence[TimedLine], what: str) -> None:
+    problems = timed_lines_problems(lines)
+    if problems:
+        count = len(problems)
+        raise ExportError(
+            f"cannot write {what}: {count} problem{'s' if count != 1 else ''} in the timed lyrics:\n"
+            + "\n".join(f"  {p}" for p in problems)
+        )
+
+
+def sylt_words(lines: Sequence[TimedLine]) -> tuple[tuple[float, str], ...]:
+    """Word-by-word entries for ReleaseTags.synced_words (ID3 SYLT), from checked lines.
+
+    Follows the ID3v2.4 SYLT convention: whitespace belongs to the *start* of the next word
+    (" in", " the") and a new line starts with a line feed ("\\nExchanging"); punctuation stays
+    with the word before it. A line without word timing becomes one entry at the line start.
+    """
+    _check_timed_lines(lines, "SYLT word entries")
+    out: list[tuple[float, str]] = []
+    for line in lines:
+        newline = "\n" if out else ""
+        if not line.words:
+            out.append((line.start, newline + line.text.strip()))
+            continue
+        for index, ((piece, space_before), word) in enumerate(zip(_pieces(line), line.words)):
+            prefix = newline if index == 0 else (" " if space_before else "")
+            out.append((word.start, prefix + piece))
+    return tuple(out)
+
+
 # --------------------------------------------------------------------------- LRC
 
 
@@ -525,19 +769,28 @@ def _lrc_stamp(centis: int) -> str:
     return f"{minutes:02d}:{seconds:02d}.{cs:02d}"
 
 
-def write_lrc(
-    lines: list[tuple[float, str]] | tuple[tuple[float, str], ...],
-    path: str | os.PathLike,
+def _cs(seconds: float) -> int:
+    return round(seconds * 100)
+
+
+def lrc_text(
+    lines: Sequence[tuple[float, str]] | Sequence[TimedLine],
     *,
     title: str,
     artist: str,
     album: str | None = None,
     length_seconds: float | None = None,
-) -> Path:
-    """LRC lyrics: [ti:]/[ar:]/[al:]/[length:] headers, then "[mm:ss.xx]line" (centiseconds).
-
-    Times must be >= 0 and strictly increasing, also after rounding to centiseconds.
-    """
+    words: bool | None = None,
+) -> str:
+    """The text write_lrc writes (see there)."""
+    lines = list(lines)
+    timed = [isinstance(line, TimedLine) for line in lines]
+    if any(timed) and not all(timed):
+        raise ExportError("LRC lines mix TimedLine and (seconds, text) entries; give one kind")
+    is_timed = bool(lines) and all(timed)
+    if words and not is_timed:
+        raise ExportError("LRC word timing needs TimedLine entries with words; (seconds, text) pairs have none")
+    word_tags = is_timed if words is None else bool(words)
     out: list[str] = []
     for key, value in (("ti", title), ("ar", artist), ("al", album)):
         if value is not None:
@@ -549,19 +802,320 @@ def write_lrc(
             raise ExportError(f"LRC length {length_seconds!r} is not a duration in seconds")
         whole = int(round(length_seconds))
         out.append(f"[length:{whole // 60:02d}:{whole % 60:02d}]")
+    if is_timed:
+        _check_timed_lines(lines, "LRC")
+        entries = [(line.start, line.text.strip()) for line in lines]
+    else:
+        entries = [(t, text) for t, text in lines]
     last = -1
-    for i, (t, text) in enumerate(lines):
+    for i, (t, text) in enumerate(entries):
         t = float(t)
         if not math.isfinite(t) or t < 0:
             raise ExportError(f"LRC line {i + 1} ({text!r}) has time {t!r}; times must be >= 0 seconds")
         if "\n" in text or "\r" in text:
             raise ExportError(f"LRC line {i + 1} contains a line break: {text!r}; give one lyric line per entry")
-        cs = int(round(t * 100))
+        cs = _cs(t)
         if cs <= last:
             raise ExportError(
                 f"LRC line {i + 1} ({text!r}) at {t:.3f} s is not after the previous line "
                 f"(at {last / 100:.2f} s, to the centisecond); times must strictly increase"
             )
         last = cs
-        out.append(f"[{_lrc_stamp(cs)}]{text}")
-    return atomic_write_bytes(path, ("\n".join(out) + "\n").encode("utf-8"))
+        line = lines[i] if is_timed else None
+        if word_tags and line is not None and line.words:
+            # A2 enhanced LRC: <mm:ss.xx> before each word, one more after the last word for its end
+            parts = [f"[{_lrc_stamp(cs)}]"]
+            for (piece, space_before), word in zip(_pieces(line), line.words):
+                parts.append(f"{' ' if space_before else ''}<{_lrc_stamp(_cs(word.start))}>{piece}")
+            parts.append(f"<{_lrc_stamp(_cs(line.words[-1].end))}>")
+            out.append("".join(parts))
+        else:
+            out.append(f"[{_lrc_stamp(cs)}]{text}")
+    return "\n".join(out) + "\n"
+
+
+def write_lrc(
+    lines: Sequence[tuple[float, str]] | Sequence[TimedLine],
+    path: str | os.PathLike,
+    *,
+    title: str,
+    artist: str,
+    album: str | None = None,
+    length_seconds: float | None = None,
+    words: bool | None = None,
+) -> Path:
+    """LRC lyrics: [ti:]/[ar:]/[al:]/[length:] headers, then one "[mm:ss.xx]line" per line (centiseconds).
+
+    `lines` is either (seconds, text) pairs or TimedLines. With TimedLines, `words` (default True)
+    writes enhanced LRC (the A2 extension): "[00:01.00]<00:01.00>Hello, <00:01.50>world<00:02.10>",
+    a <mm:ss.xx> tag before each word and one after the last word for the moment it ends; lines
+    without words, and words=False, give plain "[mm:ss.xx]line". Line times must be >= 0 and
+    strictly increasing, also after rounding to centiseconds. UTF-8, no BOM; written atomically.
+    """
+    text = lrc_text(lines, title=title, artist=artist, album=album, length_seconds=length_seconds, words=words)
+    return atomic_write_bytes(path, text.encode("utf-8"))
+
+
+# --------------------------------------------------------------------------- TTML
+
+TTML_NS = "http://www.w3.org/ns/ttml"
+TTM_NS = "http://www.w3.org/ns/ttml#metadata"
+ITUNES_NS = "http://music.apple.com/lyric-ttml-internal"  # what Apple Music's lyric TTML declares
+# Other tools (the AMLL lyric database) declare this one for the same attributes; read_ttml takes both.
+_ITUNES_NAMESPACES = (ITUNES_NS, "http://itunes.apple.com/lyric-ttml-extensions")
+_XML_NS = "http://www.w3.org/XML/1998/namespace"
+TTML_TIMINGS = ("Word", "Line")
+_LANGUAGE_RE = re.compile(r"[A-Za-z]{2,3}(?:-[A-Za-z0-9]{1,8})*")
+
+# Apple's itunes:songPart values, matched inside a section name ("Verse 2" -> Verse); longest first
+_SONG_PARTS = (
+    ("prechorus", "PreChorus"), ("postchorus", "PostChorus"), ("chorus", "Chorus"), ("verse", "Verse"),
+    ("intro", "Intro"), ("outro", "Outro"), ("bridge", "Bridge"), ("hook", "Hook"), ("refrain", "Refrain"),
+    ("interlude", "Interlude"), ("instrumental", "Instrumental"), ("solo", "Instrumental"),
+)
+
+
+def song_part(section: str) -> str:
+    """Apple Music's itunes:songPart for a section name: "Verse 1" -> "Verse", "Pre-Chorus" ->
+    "PreChorus", "Final Chorus" -> "Chorus"; other names CamelCased without numbers; "" -> ""."""
+    key = re.sub(r"[^a-z]", "", section.lower())
+    for needle, part in _SONG_PARTS:
+        if needle in key:
+            return part
+    return "".join(w[:1].upper() + w[1:] for w in re.findall(r"[^\W\d_]+", section))
+
+
+def _clock(seconds: float) -> str:
+    """TTML 1.0 clock-time HH:MM:SS.mmm (hours grow past two digits when needed)."""
+    ms = _ms(seconds)
+    hours, rest = divmod(ms, 3_600_000)
+    minutes, rest = divmod(rest, 60_000)
+    secs, millis = divmod(rest, 1000)
+    return f"{hours:02d}:{minutes:02d}:{secs:02d}.{millis:03d}"
+
+
+def ttml_text(
+    lines: Sequence[TimedLine],
+    *,
+    title: str,
+    artist: str,
+    language: str,
+    timing: str = "Word",
+    length_seconds: float | None = None,
+) -> str:
+    """The document write_ttml writes (see there)."""
+    lines = list(lines)
+    if timing not in TTML_TIMINGS:
+        raise ExportError(f"TTML timing {timing!r} is unknown; use one of {', '.join(TTML_TIMINGS)}")
+    if not lines:
+        raise ExportError("TTML needs at least one timed line; this song has none")
+    if not isinstance(language, str) or not _LANGUAGE_RE.fullmatch(language):
+        raise ExportError(f"TTML language {language!r} is not a BCP-47 tag. Fix: use a tag like 'en-US', 'fi' or 'sv-FI'")
+    for name, value in (("title", title), ("artist", artist)):
+        if not str(value or "").strip():
+            raise ExportError(f"TTML {name} is empty")
+        bad = _bad_char(value)
+        if bad is not None:
+            raise ExportError(f"TTML {name} {value!r} contains {_describe_char(bad)}. Fix: remove it")
+    _check_timed_lines(lines, "TTML")
+    if timing == "Word" and not any(line.words for line in lines):
+        raise ExportError("TTML timing 'Word' but no line has word timing. Fix: give TimedLine.words, or timing='Line'")
+    last_end = max(line.end for line in lines)
+    if length_seconds is None:
+        length_seconds = last_end
+    elif not (math.isfinite(length_seconds) and _ms(length_seconds) >= _ms(last_end)):
+        raise ExportError(
+            f"TTML length {length_seconds!r} s is shorter than the last line, which ends at {last_end:.3f} s. "
+            "Fix: pass the master's length in seconds"
+        )
+    import xml.etree.ElementTree as ET
+
+    # Prefixed names are written as given (no Clark notation), so the output carries exactly the
+    # prefixes Apple's files use and ElementTree's global prefix table is left alone.
+    tt = ET.Element("tt", {
+        "xmlns": TTML_NS, "xmlns:itunes": ITUNES_NS, "xmlns:ttm": TTM_NS,
+        "itunes:timing": timing, "xml:lang": language,
+    })
+    metadata = ET.SubElement(ET.SubElement(tt, "head"), "metadata")
+    ET.SubElement(metadata, "ttm:title").text = title
+    agent = ET.SubElement(metadata, "ttm:agent", {"type": "person", "xml:id": "v1"})
+    ET.SubElement(agent, "ttm:name", {"type": "full"}).text = artist
+    body = ET.SubElement(tt, "body", {"dur": _clock(length_seconds)})
+    groups: list[list[TimedLine]] = []
+    for line in lines:
+        if groups and groups[-1][0].section == line.section:
+            groups[-1].append(line)
+        else:
+            groups.append([line])
+    key = 0
+    for group in groups:
+        attrs = {"begin": _clock(group[0].start), "end": _clock(max(line.end for line in group))}
+        part = song_part(group[0].section)
+        if part:
+            attrs["itunes:songPart"] = part
+        div = ET.SubElement(body, "div", attrs)
+        for line in group:
+            key += 1
+            p = ET.SubElement(div, "p", {"begin": _clock(line.start), "end": _clock(line.end),
+                                         "itunes:key": f"L{key}", "ttm:agent": "v1"})
+            if timing == "Word" and line.words:
+                previous = None
+                for (piece, space_before), word in zip(_pieces(line), line.words):
+                    if space_before and previous is not None:
+                        previous.tail = " "  # the space between words is a text node between the spans
+                    previous = ET.SubElement(p, "span", {"begin": _clock(word.start), "end": _clock(word.end)})
+                    previous.text = piece
+            else:
+                p.text = line.text.strip()
+    text = '<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(tt, encoding="unicode") + "\n"
+    try:
+        ET.fromstring(text.encode("utf-8"))
+    except ET.ParseError as exc:  # a bug here, not a user mistake: never write a broken file
+        raise ExportError(f"internal error: the TTML writer produced malformed XML ({exc})") from exc
+    return text
+
+
+def write_ttml(
+    lines: Sequence[TimedLine],
+    path: str | os.PathLike,
+    *,
+    title: str,
+    artist: str,
+    language: str,
+    timing: str = "Word",
+    length_seconds: float | None = None,
+) -> Path:
+    """Word-synced lyrics as TTML 1.0, in the shape Apple Music uses for its lyrics:
+
+        <tt xmlns="http://www.w3.org/ns/ttml" xmlns:itunes="http://music.apple.com/lyric-ttml-internal"
+            xmlns:ttm="http://www.w3.org/ns/ttml#metadata" itunes:timing="Word" xml:lang="fi">
+          <head><metadata><ttm:title>..</ttm:title><ttm:agent type="person" xml:id="v1">
+            <ttm:name type="full">artist</ttm:name></ttm:agent></metadata></head>
+          <body dur="00:03:25.400">
+            <div begin=".." end=".." itunes:songPart="Verse">     one per run of lines of one section
+              <p begin=".." end=".." itunes:key="L1" ttm:agent="v1">
+                <span begin=".." end="..">Hello,</span> <span begin=".." end="..">world</span></p>
+
+    All times are absolute (from the start of the audio, as Apple's files have them), TTML clock
+    times HH:MM:SS.mmm. The space between words is a text node between spans; syllables of one word
+    have none. timing="Line" writes each line's text straight into its <p>. `language` is a BCP-47
+    tag ("en-US", "fi"); body dur is `length_seconds` (default: the last line's end). Written
+    atomically as UTF-8 without BOM; read it back with read_ttml.
+    """
+    text = ttml_text(lines, title=title, artist=artist, language=language, timing=timing,
+                     length_seconds=length_seconds)
+    return atomic_write_bytes(path, text.encode("utf-8"))
+
+
+_CLOCK_RE = re.compile(r"(?:(?:(\d+):)?(\d{1,2}):)?(\d+(?:\.\d+)?)")
+_OFFSET_RE = re.compile(r"(\d+(?:\.\d+)?)(h|m|s|ms)")
+_METRIC_SECONDS = {"h": 3600, "m": 60, "s": 1}
+
+
+def _ttml_seconds(value: str) -> float:
+    """Seconds of a TTML time expression: [[HH:]MM:]SS[.fff] or an offset like 12.3s / 1500ms."""
+    from decimal import Decimal
+
+    value = value.strip()
+    match = _OFFSET_RE.fullmatch(value)
+    if match:
+        amount = Decimal(match[1])
+        return float(amount / 1000 if match[2] == "ms" else amount * _METRIC_SECONDS[match[2]])
+    match = _CLOCK_RE.fullmatch(value)
+    if not match:
+        raise ValueError(f"{value!r} is not a time expression like 00:01:02.345 or 62.345s")
+    hours, minutes, seconds = match[1], match[2], Decimal(match[3])
+    if minutes is not None and (int(minutes) >= 60 or seconds >= 60):
+        raise ValueError(f"{value!r} has minutes or seconds of 60 or more")
+    return float(Decimal(hours or 0) * 3600 + Decimal(minutes or 0) * 60 + seconds)
+
+
+def parse_ttml(data: bytes | str, *, source: str = "<ttml>") -> list[TimedLine]:
+    """TimedLines from a TTML lyrics document (ours, Apple Music's or similar); see read_ttml."""
+    import xml.etree.ElementTree as ET
+
+    try:
+        root = ET.fromstring(data)
+    except ET.ParseError as exc:
+        row, col = exc.position
+        raise ExportError(f"{source}:{row}:{col + 1}: not well-formed XML ({exc})") from exc
+    tt = f"{{{TTML_NS}}}"
+    if root.tag != tt + "tt":
+        raise ExportError(f"{source}: root element is {root.tag!r}, not <tt> in the TTML namespace {TTML_NS}")
+    role = f"{{{TTM_NS}}}role"
+
+    def part_of(div) -> str | None:
+        for ns in _ITUNES_NAMESPACES:
+            for name in ("songPart", "song-part"):
+                value = div.get(f"{{{ns}}}{name}")
+                if value is not None:
+                    return value
+        return None
+
+    def when(element, name: str, number: int, text: str) -> float | None:
+        value = element.get(name)
+        if value is None:
+            return None
+        try:
+            return _ttml_seconds(value)
+        except ValueError as exc:
+            raise ExportError(f"{source}: line {number} ({text!r}): {name} {exc}") from None
+
+    lines: list[TimedLine] = []
+
+    def read_p(p, section: str) -> TimedLine:
+        number = len(lines) + 1
+        pieces = [p.text or ""]
+        spans: list[tuple[str, object]] = []
+        for child in p:
+            if child.tag == tt + "span" and child.get(role) is None:
+                word = "".join(child.itertext())
+                pieces.append(word)
+                if word.strip() and (child.get("begin") is not None or child.get("end") is not None):
+                    spans.append((word.strip(), child))
+            elif child.tag == tt + "br":
+                pieces.append(" ")
+            # other children (translations, background vocals: ttm:role spans; metadata) are not the line
+            pieces.append(child.tail or "")
+        text = " ".join("".join(pieces).split())
+        words = []
+        for word, span in spans:
+            start, end = when(span, "begin", number, text), when(span, "end", number, text)
+            if start is None or end is None:
+                raise ExportError(f"{source}: line {number} ({text!r}): word {word!r} has no "
+                                  f"{'begin' if start is None else 'end'} time")
+            words.append(TimedWord(word, start, end))
+        start, end = when(p, "begin", number, text), when(p, "end", number, text)
+        start = start if start is not None else (words[0].start if words else None)
+        end = end if end is not None else (words[-1].end if words else None)
+        if start is None or end is None:
+            raise ExportError(f"{source}: line {number} ({text!r}) has no {'begin' if start is None else 'end'} time")
+        return TimedLine(text, start, end, tuple(words), section)
+
+    def walk(element, section: str) -> None:
+        for child in element:
+            if child.tag == tt + "div":
+                walk(child, part_of(child) or section)
+            elif child.tag == tt + "p":
+                lines.append(read_p(child, section))
+
+    body = root.find(tt + "body")
+    if body is not None:
+        walk(body, "")
+    return lines
+
+
+def read_ttml(path: str | os.PathLike) -> list[TimedLine]:
+    """The lines of a TTML lyrics file, in document order, with their word spans.
+
+    Times are read as absolute (Apple's convention); clock and offset time expressions are
+    accepted. A line's text is its spans and the text between them, whitespace collapsed; spans
+    with a ttm:role (translations, background vocals) are left out. `section` is the enclosing
+    div's itunes:songPart ("Verse"; the number of "Verse 1" is not stored in the file).
+    """
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise ExportError(f"cannot read TTML file {path} ({exc.strerror or exc})") from exc
+    return parse_ttml(data, source=str(path))
