@@ -1,7 +1,7 @@
 import mido
 import pytest
 
-from millamusic.compose import HIGHEST, LOWEST, compose
+from millamusic.compose import DEFAULT_RANGE, compose
 from millamusic.errors import SpecError
 from millamusic.score import Score
 from millamusic.spec import load_song
@@ -29,7 +29,7 @@ def test_melody_is_singable_and_follows_the_chords(write_spec):
     key = parse_key(score.key)
     stable = {key.tonic_pc, key.scale_pcs[2], key.scale_pcs[4]}
     for note in score.notes:
-        assert LOWEST <= note.pitch <= HIGHEST
+        assert DEFAULT_RANGE[0] <= note.pitch <= DEFAULT_RANGE[1]
         bar = score.bars[int(note.start_beat // score.beats_per_bar)]
         chord = parse_chord(bar.chord_at(note.start_beat - bar.start_beat))
         if note.start_beat == int(note.start_beat):  # strong beat: a chord tone
@@ -107,8 +107,32 @@ def test_midi_syllable_mismatch_is_a_clear_error(write_spec):
     with pytest.raises(SpecError) as caught:
         compose(load_song(path))
     message = str(caught.value)
-    assert "7 notes but the lyrics have 10 syllables" in message
+    assert "7 notes but the lyrics have 10 sung notes" in message
     assert "Verse: 7 notes / 5 syllables  <-- differs" in message
+    # the verse is one MIDI phrase and one lyric line: the line itself is named, at its line in the spec
+    line_problem = next(p for p in caught.value.problems if p.field == "lyrics")
+    assert line_problem.line == 13 and "has 5 sung notes (Hold the light to night)" in line_problem.message
+    assert "phrase starting in bar 1 has 7 notes" in line_problem.message
+
+
+def test_melisma_marks_add_held_notes(write_spec):
+    path = write_spec(extra="")
+    text = path.read_text().replace("Hold the light tonight", "Hold_ the light to_-night __")
+    path.write_text(text)
+    score = compose(load_song(path))
+    verse = [n for n in score.notes if n.line_index == 0]
+    assert [n.syllable for n in verse] == ["Hold", "", "the", "light", "to", "", "night", "", ""]
+    assert [w.syllables for w in score.words[:4]] == [("Hold",), ("the",), ("light",), ("to", "night")]
+    assert all(n.word_index == verse[0].word_index for n in verse[:2])
+
+
+def test_melisma_notes_take_midi_notes(write_spec):
+    path = write_spec(extra="melody: m.mid\n")
+    text = path.read_text().replace("Hold the light tonight", "Hold_ the light to-night")
+    path.write_text(text)
+    _write_midi(path.parent / "m.mid", [(i * 0.5, 0.5, 60 + i) for i in range(6)] + [(8 + i * 0.5, 0.5, 67) for i in range(5)])
+    score = compose(load_song(path))
+    assert [(n.syllable, n.pitch) for n in score.notes[:3]] == [("Hold", 60), ("", 61), ("the", 62)]
 
 
 def test_line_too_long_for_its_bars_names_the_line(write_spec):

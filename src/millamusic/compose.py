@@ -14,15 +14,16 @@ from dataclasses import dataclass
 import numpy as np
 
 from millamusic.errors import SpecError, SpecProblem
-from millamusic.lyrics import syllables, words_of
+from millamusic.lyrics import display_line, line_words
 from millamusic.score import Bar, LyricLine, Note, Score, Section, Word
 from millamusic.spec import Song
 from millamusic.theory import Key, parse_chord
 
-COMPOSER_VERSION = "1"
+COMPOSER_VERSION = "2"  # 2: syllable counts from espeak, melisma markers
 
-# Singable range of the default (female pop) voice, MIDI note numbers: A3..E5.
-LOWEST, HIGHEST = 57, 76
+# Singable range of the default (female pop) voice, MIDI note numbers: A3..E5. An artist
+# profile gives its own singer's range.
+DEFAULT_RANGE = (57, 76)
 
 # Register of each section relative to the song's centre pitch (low, high), in semitones.
 # Choruses sit higher than verses: the lift a listener expects.
@@ -36,16 +37,16 @@ def compose(song: Song) -> Score:
     spec = song.spec
     key = spec.key_value
     sections, bars = _bar_grid(song)
-    lines, words, line_syllables = _lyric_lines(song, sections)
+    lines, words, line_syllables, sheet_lines = _lyric_lines(song, sections)
     if song.melody_path is not None:
-        notes = _notes_from_midi(song, sections, bars, lines, line_syllables)
+        notes = _notes_from_midi(song, sections, bars, lines, line_syllables, sheet_lines)
         melody_source = f"midi:{song.input_hashes['melody']}"
     else:
         notes = _compose_melody(song, key, sections, bars, lines, line_syllables)
         melody_source = "composed"
     return Score(
         title=spec.title, tempo_bpm=float(spec.tempo), beats_per_bar=spec.beats_per_bar, beat_unit=4,
-        key=key.name, tonic_pc=key.tonic_pc, mode=key.mode, language=spec.voice.language, seed=spec.seed,
+        key=key.name, tonic_pc=key.tonic_pc, mode=key.mode, language=song.language, seed=spec.seed,
         sections=tuple(sections), bars=tuple(bars), lines=tuple(lines), words=tuple(words), notes=tuple(notes),
         melody_source=melody_source,
     )
@@ -66,6 +67,8 @@ def _bar_grid(song: Song) -> tuple[list[Section], list[Bar]]:
 
 @dataclass(frozen=True)
 class _SyllableRef:
+    """One note of a lyric line: a syllable, or a melisma note holding the one before ('')."""
+
     word_index: int
     text: str
     stressed: bool
@@ -77,29 +80,32 @@ def _lyric_lines(song: Song, sections: list[Section]):
     lines: list[LyricLine] = []
     words: list[Word] = []
     line_syllables: list[list[_SyllableRef]] = []
+    sheet_lines: list[int] = []  # line number in the lyric file of each sung line
     for section_index, section in enumerate(sections):
         block = by_header.get(section.name.lower())
         if block is None:
             continue  # instrumental section
         for sheet_line in block.lines:
             line_index = len(lines)
-            lines.append(LyricLine(section_index, sheet_line.text))
+            lines.append(LyricLine(section_index, display_line(sheet_line.text)))
             refs = []
-            for text in words_of(sheet_line.text):
-                parts = syllables(text)
+            for word in line_words(sheet_line.text, song.language):
                 word_index = len(words)
-                words.append(Word(text.replace("-", ""), line_index, parts))
-                for n, part in enumerate(parts):
-                    # First syllable of a word carries the stress in most English words.
+                words.append(Word(word.text, line_index, word.syllables))
+                for n, (part, hold) in enumerate(zip(word.syllables, word.holds)):
+                    # First syllable of a word carries the stress in most English and all Finnish words.
                     refs.append(_SyllableRef(word_index, part, n == 0))
+                    refs.extend(_SyllableRef(word_index, "", False) for _ in range(hold))
             line_syllables.append(refs)
-    return lines, words, line_syllables
+            sheet_lines.append(sheet_line.line)
+    return lines, words, line_syllables, sheet_lines
 
 
 # --- composed melody ---------------------------------------------------------------------------
 
 def _compose_melody(song, key: Key, sections, bars, lines, line_syllables) -> list[Note]:
-    centre = _centre_pitch(key)
+    lowest, highest = song.voice_range or DEFAULT_RANGE
+    centre = _centre_pitch(key, lowest)
     notes: list[Note] = []
     problems: list[SpecProblem] = []
     lines_by_section: dict[int, list[int]] = {}
@@ -112,7 +118,7 @@ def _compose_melody(song, key: Key, sections, bars, lines, line_syllables) -> li
         section_bars = bars[section.start_bar: section.start_bar + section.bars]
         spans = _line_spans(section_bars, len(line_indices))
         low, high = SECTION_REGISTER[section.kind]
-        low, high = max(LOWEST, centre + low), min(HIGHEST, centre + high)
+        low, high = max(lowest, centre + low), min(highest, centre + high)
         for position, (line_index, (span_start, span_beats)) in enumerate(zip(line_indices, spans)):
             refs = line_syllables[line_index]
             sheet_line = sheet_lines[section.name.lower()][position]
@@ -141,10 +147,10 @@ def _stable_seed(seed: int, *parts: object) -> int:
     return int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "little")
 
 
-def _centre_pitch(key: Key) -> int:
-    """The tonic placed between D4 and A4: the middle of a pop singer's chest/mix range."""
-    pitch = 60 + key.tonic_pc
-    return pitch - 12 if pitch > 69 else pitch
+def _centre_pitch(key: Key, lowest: int) -> int:
+    """The tonic in the octave just above the singer's lowest note (Bb3..A4 for an A3..E5
+    singer): the middle of a pop singer's chest/mix range, with room above for choruses."""
+    return lowest + 1 + (key.tonic_pc - lowest - 1) % 12
 
 
 def _line_spans(section_bars, count: int) -> list[tuple[float, float]]:
@@ -225,7 +231,7 @@ def _pitch_cost(pitch: int, target: float, sung: list[int]) -> float:
 
 # --- melody from MIDI --------------------------------------------------------------------------
 
-def _notes_from_midi(song: Song, sections, bars, lines, line_syllables) -> list[Note]:
+def _notes_from_midi(song: Song, sections, bars, lines, line_syllables, sheet_lines) -> list[Note]:
     import mido
 
     path = song.melody_path
@@ -237,10 +243,14 @@ def _notes_from_midi(song: Song, sections, bars, lines, line_syllables) -> list[
     events = _monophonic_notes(midi)
     refs = [(line_index, ref) for line_index, line_refs in enumerate(line_syllables) for ref in line_refs]
     if len(events) != len(refs):
-        raise SpecError([SpecProblem(str(song.path), None, None, "melody", str(path),
-                                     f"the MIDI melody has {len(events)} notes but the lyrics have {len(refs)} syllables "
-                                     f"({_count_by_section(events, sections, bars, lines, line_syllables)})",
-                                     "make one note per syllable, or write hyphens in the lyrics (spin-ning) to split words")])
+        counts = _count_by_section(events, sections, bars, lines, line_syllables)
+        problems = [SpecProblem(str(song.path), None, None, "melody", str(path),
+                                f"the MIDI melody has {len(events)} notes but the lyrics have {len(refs)} sung notes "
+                                f"(syllables plus melisma holds) ({counts})",
+                                "make one note per syllable, write hyphens (spin-ning) or melisma marks (love_) in the "
+                                "lyrics, or edit the MIDI")]
+        problems.extend(_line_mismatches(song, events, sections, bars, lines, line_syllables, sheet_lines))
+        raise SpecError(problems)
     return [Note(start, length, pitch, ref.text, ref.word_index, line_index)
             for (start, length, pitch), (line_index, ref) in zip(events, refs)]
 
@@ -269,6 +279,44 @@ def _monophonic_notes(midi) -> list[tuple[float, float, int]]:
         if length > 0:
             cut.append((start, length, pitch))
     return cut
+
+
+PHRASE_REST_BEATS = 0.75  # a rest this long in a MIDI melody ends a sung line
+
+
+def _line_mismatches(song: Song, events, sections, bars, lines, line_syllables, sheet_lines) -> list[SpecProblem]:
+    """Point at the lyric lines whose note count differs from their MIDI phrase.
+
+    The MIDI is split into phrases at rests; where a section has as many phrases as lyric
+    lines, the lines can be compared one by one.
+    """
+    problems = []
+    for index, section in enumerate(sections):
+        first = bars[section.start_bar].start_beat
+        last = first + sum(b.beats for b in bars[section.start_bar: section.start_bar + section.bars])
+        inside = [e for e in events if first <= e[0] < last]
+        phrases: list[list] = []
+        for event in inside:
+            if not phrases or event[0] - (phrases[-1][-1][0] + phrases[-1][-1][1]) >= PHRASE_REST_BEATS:
+                phrases.append([])
+            phrases[-1].append(event)
+        line_ids = [k for k, line in enumerate(lines) if line.section_index == index]
+        if len(phrases) != len(line_ids):
+            continue
+        for k, phrase in zip(line_ids, phrases):
+            sung = len(line_syllables[k])
+            if sung != len(phrase):
+                bar = int(phrase[0][0] // bars[0].beats) + 1
+                problems.append(SpecProblem(
+                    song.lyrics_file, sheet_lines[k], 1, "lyrics", lines[k].text,
+                    f"[{section.name}] line has {sung} sung notes ({_syllable_text(line_syllables[k])}) but its MIDI "
+                    f"phrase starting in bar {bar} has {len(phrase)} notes",
+                    "hyphenate differently, add melisma marks (word_), or change the MIDI phrase"))
+    return problems
+
+
+def _syllable_text(refs) -> str:
+    return " ".join(ref.text or "_" for ref in refs)
 
 
 def _count_by_section(events, sections, bars, lines, line_syllables) -> str:

@@ -263,13 +263,17 @@ def languages() -> tuple[str, ...]:
 PHONEMES_IPA = 0x02  # espeak_TextToPhonemes phonememode: IPA characters, no separator
 
 
-def text_to_phonemes(text: str, voice: str) -> str:
+def text_to_phonemes(text: str, voice: str, separator: str = "") -> str:
     """IPA of `text` as espeak would speak it with `voice` (e.g. 'fi'), stress marks kept.
 
     No audio is made. Clauses come back separated by spaces, words by spaces; espeak
     may join an unstressed word to its neighbour ("of the"), so callers that need one
-    word's phonemes ask for that word alone.
+    word's phonemes ask for that word alone. A one-character `separator` is put
+    between phonemes, so a diphthong ('aɪ') stays one phoneme.
     """
+    if len(separator) > 1:
+        raise ValueError(f"separator must be one character, not {separator!r}")
+    mode = PHONEMES_IPA | (ord(separator) << 8 if separator else 0)
     encoded = ctypes.create_string_buffer(text.encode("utf-8"))
     pointer = ctypes.c_void_p(ctypes.addressof(encoded))
     parts: list[str] = []
@@ -280,10 +284,19 @@ def text_to_phonemes(text: str, voice: str) -> str:
             raise EspeakError(f"espeak has no voice {voice!r}")
         # espeak advances `pointer` clause by clause and sets it to NULL at the end
         while pointer.value:
-            raw = lib.espeak_TextToPhonemes(ctypes.byref(pointer), CHARS_UTF8, PHONEMES_IPA)
+            raw = lib.espeak_TextToPhonemes(ctypes.byref(pointer), CHARS_UTF8, mode)
             if raw:
                 parts.append(raw.decode("utf-8", "replace").strip())
     return " ".join(p for p in parts if p)
+
+
+def language_fix(code: str) -> str | None:
+    """None when espeak-ng speaks `code`; otherwise the fix to show the user."""
+    known = languages()
+    if code.strip().lower() in known:
+        return None
+    examples = ", ".join(c for c in ("en-us", "en-gb", "fi", "sv", "de", "fr", "es", "it") if c in known)
+    return f"use an espeak-ng language code such as {examples} ({len(known)} available)"
 
 
 def speak(text: str, voice: str, rate_wpm: int = 175, pitch: int = 50, pitch_range: int = 50) -> Utterance:
