@@ -127,17 +127,27 @@ def test_stems_equal_length_and_lrc_matches_vocal_notes(rendered):
     assert len(set(lengths.values())) == 1, lengths
     lrc = (out / "lyrics" / "tiny-test-song.lrc").read_text()
     stamps = [(int(m[0]) * 60 + float(m[1]), m[2]) for m in re.findall(r"^\[(\d+):(\d+\.\d+)\](.+)$", lrc, re.M)]
-    assert [text for _, text in stamps] == ["Hold the light tonight", "Spin me round again"]
+    # enhanced LRC: <mm:ss.xx> before every word and one after the last
+    assert [re.sub(r"<[^>]+>", "", text) for _, text in stamps] == ["Hold the light tonight", "Spin me round again"]
     times = [t for t, _ in stamps]
     assert times == sorted(times) and len(set(times)) == len(times)
-    # Line times are the sung onsets: at or just before the first note of each line (120 BPM).
+    word_times = [int(m[0]) * 60 + float(m[1]) for m in re.findall(r"<(\d+):(\d+\.\d+)>", lrc)]
+    assert len(word_times) == 4 + 1 + 4 + 1 and word_times == sorted(word_times)
+    # Word times are the sung onsets: at or just before each word's first note (120 BPM).
     from millamusic.compose import compose
+    from millamusic.export import read_ttml
     from millamusic.spec import load_song
 
     score = compose(load_song(rendered[0]))
-    firsts = [score.beat_to_seconds(next(n for n in score.notes if n.line_index == i).start_beat) for i in (0, 1)]
-    for stamp, first_note in zip(times, firsts):
-        assert first_note - 0.25 <= stamp <= first_note + 0.05
+    first_notes = [score.beat_to_seconds(next(n for n in score.notes if n.word_index == w).start_beat)
+                   for w in range(len(score.words))]
+    ttml = read_ttml(out / "lyrics" / "tiny-test-song.ttml")
+    assert [line.text for line in ttml] == ["Hold the light tonight", "Spin me round again"]
+    ttml_words = [word for line in ttml for word in line.words]
+    assert [w.text for w in ttml_words] == ["Hold", "the", "light", "tonight", "Spin", "me", "round", "again"]
+    for word, first_note in zip(ttml_words, first_notes):
+        assert first_note - 0.25 <= word.start <= first_note + 0.01, (word, first_note)
+        assert round(word.start, 2) in [round(t, 2) for t in word_times]
 
 
 def test_second_render_hits_the_cache(rendered):
@@ -189,7 +199,7 @@ def test_editing_lyrics_keeps_the_backing(tmp_path, write_spec):
     summary = _render(spec, out)
     cached = {stage["name"]: stage["cached"] for stage in summary["stages"]}
     assert cached["backing"] and not cached["vocals"] and not cached["compose"]
-    assert "Turn me round again" in (out / "lyrics" / "tiny-test-song.lrc").read_text()
+    assert "Turn me round again" in re.sub(r"<[^>]+>", "", (out / "lyrics" / "tiny-test-song.lrc").read_text())
 
 
 def test_force_reruns_everything(tmp_path, write_spec):

@@ -199,10 +199,11 @@ def test_same_seed_same_audio_other_seed_differs(score, rendered):
 
 def test_details_report_the_render(rendered):
     details = rendered.details
-    assert details["espeak_voice"] == "en-us+milla_f"
+    assert (details["source"], details["voice"]) == ("espeak", "en-us+milla_f")
     assert details["sung_syllables"] == len(rendered.syllables)
     assert details["vowel_count_mismatches"] == []
-    assert details["phrases"] >= 2
+    assert details["phrases"]["lead"] >= 2
+    assert set(rendered.stems) == {"lead"} and rendered.engine_info is None
 
 
 # --- other scores and requests ----------------------------------------------------------------------
@@ -229,7 +230,7 @@ def test_male_voice_and_vibrato_options():
     score = make_score(lines)
     flat = Singer().render(score, request(voice="male", options={"vibrato_depth_cents": 0.0, "drift_cents": 0.0}))
     wide = Singer().render(score, request(voice="male", options={"vibrato_depth_cents": 60.0, "vibrato_rate_hz": 5.0}))
-    assert flat.details["espeak_voice"] == "en-us+milla_m"
+    assert flat.details["voice"] == "en-us+milla_m"
     spreads = []
     for result in (flat, wide):
         f0, t = f0_track(result, f0_floor=60.0)
@@ -267,3 +268,75 @@ def test_unknown_voice_and_option_are_render_errors(score):
         Singer().render(score, request(voice="alto"))
     with pytest.raises(RenderError, match="vibrato_rate_hz"):
         Singer().render(score, request(options={"vibrato_speed": 5}))
+
+
+# --- the artist's voice: formants, breath, double and harmony ----------------------------------------
+def _spectral_centroid(audio) -> float:
+    x = audio.samples[0].astype(np.float64)
+    spectrum = np.abs(np.fft.rfft(x * np.hanning(len(x)))) ** 2
+    freqs = np.fft.rfftfreq(len(x), 1 / RATE)
+    return float(np.sum(freqs * spectrum) / np.sum(spectrum))
+
+
+def test_formant_shift_moves_the_spectrum_not_the_pitch(score, rendered, track):
+    brighter = Singer().render(score, request(options={"formant_shift": 1.2}))
+    darker = Singer().render(score, request(options={"formant_shift": 0.85}))
+    centroids = [_spectral_centroid(r.stems["lead"]) for r in (darker, rendered, brighter)]
+    assert centroids[0] < centroids[1] < centroids[2]
+    assert centroids[2] / centroids[1] > 1.04  # the centroid moves less than the formants: f0 stays
+    assert np.median(np.abs(pitch_errors_cents(score, *f0_track(brighter)))) < 15.0
+
+
+def _periodicity(audio, start: float, end: float) -> float:
+    """Median peak of the normalised autocorrelation at pitch lags (300-900 Hz) in 40 ms windows:
+    1 for a pure periodic tone, lower as noise (breath) is mixed in."""
+    x = audio.samples[0].astype(np.float64)
+    peaks = []
+    for t in np.arange(start, end - 0.05, 0.02):
+        seg = x[int(t * RATE): int((t + 0.04) * RATE)]
+        seg = seg - seg.mean()
+        ac = np.correlate(seg, seg, "full")[len(seg) - 1:]
+        peaks.append((ac / (ac[0] + 1e-12))[RATE // 900: RATE // 300].max())
+    return float(np.median(peaks))
+
+
+def test_breathiness_adds_air(score, rendered):
+    airy = Singer().render(score, request(options={"breathiness": 0.6}))
+    held = (score.beat_to_seconds(13.5) + 0.3, score.beat_to_seconds(16.0) - 0.2)  # "night", held on C5
+    clear, breathy = _periodicity(rendered.stems["lead"], *held), _periodicity(airy.stems["lead"], *held)
+    assert clear > 0.9 and breathy < clear - 0.1, (clear, breathy)
+    # the pitch is still there under the breath
+    assert np.median(np.abs(pitch_errors_cents(score, *f0_track(airy)))) < 15.0
+
+
+def test_third_above_stays_in_the_key():
+    from millamusic.engines.singer import third_above
+
+    c_major = (0, 2, 4, 5, 7, 9, 11)
+    assert [third_above(p, c_major) for p in (60, 62, 64, 65, 67, 69, 71, 72)] == [64, 65, 67, 69, 71, 72, 74, 76]
+    a_minor = (9, 11, 0, 2, 4, 5, 7)
+    assert [third_above(p, a_minor) for p in (57, 60, 64, 69)] == [60, 64, 67, 72]
+
+
+def test_double_and_harmony_sing_the_chorus():
+    lines = [PHRASE[0], PHRASE[1]]
+    base = make_score(lines)
+    # the second line is a chorus: its section is the second one
+    score = base.__class__(**{**base.__dict__, "sections": (Section("Verse 1", "verse", 0, 2),
+                                                            Section("Chorus", "chorus", 2, len(base.bars) - 2)),
+                              "lines": (base.lines[0], LyricLine(1, base.lines[1].text))})
+    result = Singer().render(score, request(options={"double_track": "chorus", "harmony": True}))
+    assert set(result.stems) == {"lead", "lead_double", "harmony"}
+    lead, double, harmony = (result.stems[k].samples[0] for k in ("lead", "lead_double", "harmony"))
+    verse_end = int(score.beat_to_seconds(7.5) * RATE)  # the chorus' breath and onset come after this
+    assert np.max(np.abs(double[:verse_end])) < 1e-4 and np.max(np.abs(harmony[:verse_end])) < 1e-4
+    assert np.max(np.abs(double[verse_end:])) > 0.1 and not np.allclose(double[verse_end:], lead[verse_end:], atol=1e-3)
+    # the harmony is a diatonic third above the lead, note by note (C major)
+    f0, t = f0_track(type(result)(stems={"lead": result.stems["harmony"]}, syllables=()))
+    from millamusic.engines.singer import third_above
+
+    chorus = [n for n in score.notes if n.line_index == 1]
+    up = Score(**{**score.__dict__, "notes": tuple(Note(n.start_beat, n.length_beats, third_above(n.pitch, (0, 2, 4, 5, 7, 9, 11)),
+                                                         n.syllable, n.word_index, n.line_index) for n in chorus)})
+    errors = pitch_errors_cents(up, f0, t)
+    assert np.median(np.abs(errors)) < 15.0, errors

@@ -9,7 +9,7 @@ import numpy as np
 
 from millamusic.audio import Audio
 
-MIX_VERSION = "2"
+MIX_VERSION = "3"
 
 
 @dataclass(frozen=True)
@@ -33,9 +33,12 @@ STEM_SETTINGS: dict[str, StemSettings] = {
     "piano": StemSettings(gain_db=-3.0, highpass_hz=60.0, reverb_send=0.1),
     "arp": StemSettings(gain_db=-6.0, highpass_hz=250.0, reverb_send=0.1),
     "lead": StemSettings(gain_db=0.0, highpass_hz=110.0, compress=(-22.0, 3.0), presence_db=2.5, reverb_send=0.22),
+    # the double thickens the lead from under it; the harmony sits behind, in more reverb
+    "lead_double": StemSettings(gain_db=-8.0, highpass_hz=150.0, compress=(-22.0, 3.0), reverb_send=0.3),
+    "harmony": StemSettings(gain_db=-7.0, pan=0.2, highpass_hz=150.0, compress=(-22.0, 3.0), reverb_send=0.35),
 }
 DEFAULT_STEM = StemSettings(gain_db=-4.0, highpass_hz=60.0)
-VOCAL_STEMS = ("lead",)
+VOCAL_STEMS = ("lead", "lead_double", "harmony")
 DUCK_DB = 2.0  # how far the backing dips while the vocal sings: room for words, no pumping
 MIX_PEAK_DBFS = -3.0  # headroom handed to mastering
 

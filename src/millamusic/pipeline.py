@@ -125,9 +125,10 @@ def render(song: Song, options: RenderOptions, progress: Progress | None = None)
     _stems(run, score, backing, vocals)
     mixed = _mix(run, backing, vocals)
     master_entry = _master(run, mixed, target)
-    credits = _credits(song, score, backing_engine.info, backing, vocal_engine.info)
+    vocals_info = _engine_used(vocals, "vocals.json")
+    credits = _credits(song, score, backing_engine.info, backing, vocals_info)
     export_entry = _export(run, score, master_entry, vocals, credits)
-    files = publish(run, export_entry, credits, target, backing_engine.info, vocal_engine.info)
+    files = publish(run, export_entry, credits, target, backing_engine.info, vocals_info)
     loudness = json.loads((master_entry.path / "loudness.json").read_text())
     return RenderResult(song.slug, tuple(run.reports), loudness, files, files["release"],
                         time.perf_counter() - started)
@@ -141,7 +142,8 @@ def _compose(run: _Run) -> Score:
     spec = run.song.spec
     inputs = {
         "composer": COMPOSER_VERSION,
-        "spec": spec.model_dump(include={"title", "tempo", "key", "time_signature", "seed", "structure", "voice"}),
+        "spec": spec.model_dump(include={"title", "tempo", "key", "time_signature", "seed", "structure"}),
+        "language": run.song.language, "voice_range": run.song.voice_range,
         "lyrics": [[block.header, [line.text for line in block.lines]] for block in run.song.lyric_blocks],
         "melody": run.song.input_hashes.get("melody"),
     }
@@ -181,20 +183,25 @@ def _backing(run: _Run, score: Score, engine) -> Entry:
 def _vocals(run: _Run, score: Score, engine) -> Entry:
     from millamusic.engines.base import VocalRequest
 
-    spec = run.song.spec
-    request = VocalRequest(seed=spec.seed, language=spec.voice.language, voice=spec.voice.voice,
-                           sample_rate=SAMPLE_RATE, options=dict(spec.engines.vocal_options))
+    song = run.song
+    request = VocalRequest(seed=song.spec.seed, language=song.language, voice=song.voice,
+                           sample_rate=SAMPLE_RATE, options=song.vocal_options)
     sung = {"tempo": score.tempo_bpm, "total_seconds": score.total_seconds,
             "notes": [asdict(n) for n in score.notes], "words": [asdict(w) for w in score.words],
-            "lines": [asdict(line) for line in score.lines]}
-    inputs = {"engine": asdict(engine.info), "score": sung, "request": asdict(request)}
+            "lines": [asdict(line) for line in score.lines],
+            "sections": [[s.name, s.kind] for s in score.sections], "key": score.key}
+    keyed = asdict(request)  # the cache key holds the voice model's content, not where it lies
+    if "piper_model" in keyed["options"]:
+        keyed["options"]["piper_model"] = song.artist.sha256  # profile + model file, hashed when it loaded
+    inputs = {"engine": asdict(engine.info), "score": sung, "request": keyed}
 
     def produce(folder: Path) -> None:
         result = engine.render(score, request)
         _check_stems(result.stems, score, f"vocal engine {engine.info.name!r}")
         for name, audio in result.stems.items():
             save_npy(audio, folder / f"{name}.npy")
-        (folder / "vocals.json").write_text(json.dumps({"stems": sorted(result.stems),
+        info = asdict(result.engine_info or engine.info)
+        (folder / "vocals.json").write_text(json.dumps({"stems": sorted(result.stems), "engine": info,
                                                         "syllables": [asdict(s) for s in result.syllables],
                                                         "details": result.details}, indent=1, default=str))
 
@@ -282,6 +289,13 @@ def _master(run: _Run, mixed: Entry, target) -> Entry:
     return run.stage("master", inputs, produce)
 
 
+def _engine_used(entry: Entry, record: str):
+    """The EngineInfo an engine reported for this render (a Piper voice, say), from its cache record."""
+    from millamusic.engines.base import EngineInfo
+
+    return EngineInfo(**json.loads((entry.path / record).read_text())["engine"])
+
+
 def _credits(song: Song, score: Score, backing_info, backing: Entry, vocals_info):
     from millamusic.credits import song_credits
 
@@ -292,33 +306,63 @@ def _credits(song: Song, score: Score, backing_info, backing: Entry, vocals_info
                         seed=spec.seed, backing=backing_info, backing_prompt=prompt, vocals=vocals_info)
 
 
-def synced_lines(score: Score, vocals: Entry) -> list[tuple[float, str]]:
-    """(seconds, text) per lyric line: when its first syllable was actually sung."""
+def timed_lyrics(score: Score, vocals: Entry) -> list:
+    """Each lyric line with its words, timed from the syllables as actually sung.
+
+    A word runs from its first syllable's first sound to its last syllable's end, cut
+    where the next word begins (the next word's consonants are sung before its beat).
+    """
+    from millamusic.export import TimedLine, TimedWord
+
     sung = json.loads((vocals.path / "vocals.json").read_text())["syllables"]
-    start_of_note = {s["note_index"]: s["start_seconds"] for s in sung}
-    lines: list[tuple[float, str]] = []
-    for index, note in enumerate(score.notes):
-        if index in start_of_note and (not lines or note.line_index != lines[-1][2]):
-            lines.append((start_of_note[index], score.lines[note.line_index].text, note.line_index))
-    return [(round(t, 3), text) for t, text, _ in lines]
+    spans: dict[int, list[float]] = {}  # word index -> [start, end]
+    for syllable in sorted(sung, key=lambda s: s["start_seconds"]):
+        word = score.notes[syllable["note_index"]].word_index
+        span = spans.setdefault(word, [syllable["start_seconds"], syllable["end_seconds"]])
+        span[1] = max(span[1], syllable["end_seconds"])
+    order = sorted(spans, key=lambda w: spans[w][0])
+    for this, following in zip(order, order[1:]):
+        spans[this][1] = min(spans[this][1], spans[following][0])
+    lines = []
+    for line_index, line in enumerate(score.lines):
+        words = [TimedWord(score.words[w].text, round(spans[w][0], 3), round(spans[w][1], 3))
+                 for w in order if score.words[w].line_index == line_index]
+        if words:
+            lines.append(TimedLine(line.text, words[0].start, words[-1].end, tuple(words),
+                                   score.sections[line.section_index].name))
+    return lines
+
+
+# ISO 639-2 codes for ID3 lyrics frames, from the espeak language's first part
+_ISO_639_2 = {"en": "eng", "fi": "fin", "sv": "swe", "de": "deu", "fr": "fra", "es": "spa", "it": "ita", "nl": "nld",
+              "no": "nor", "nb": "nob", "da": "dan", "et": "est", "pt": "por", "ja": "jpn", "ru": "rus", "pl": "pol"}
+
+
+def _bcp47(language: str) -> str:
+    """espeak 'en-us' -> BCP-47 'en-US' (TTML's xml:lang)."""
+    parts = language.split("-")
+    return "-".join([parts[0].lower()] + [p.upper() if len(p) == 2 else p for p in parts[1:]])
 
 
 def _export(run: _Run, score: Score, master_entry: Entry, vocals: Entry, credits) -> Entry:
     from millamusic.credits import contains_ai, credits_json, digital_source_type, disclosure
-    from millamusic.export import ReleaseTags, validate_cover, write_flac, write_lrc, write_mp3, write_wav
+    from millamusic.export import (ReleaseTags, sylt_words, validate_cover, write_flac, write_lrc, write_mp3,
+                                   write_ttml, write_wav)
 
     song, spec = run.song, run.song.spec
     slug = song.slug
     cover = validate_cover(song.artwork_path) if song.artwork_path else (None, None)
-    lines = synced_lines(score, vocals)
+    lines = timed_lyrics(score, vocals)
     tags = ReleaseTags(
         title=spec.title, artist=spec.artist, album=spec.release.album, album_artist=spec.release.album_artist or spec.artist,
         track_number=spec.release.track, track_total=spec.release.track_total, disc_number=spec.release.disc,
         year=spec.release.year, genre=spec.genre.capitalize(), isrc=spec.release.isrc, composer=spec.release.composer,
         lyricist=spec.release.lyricist, copyright=spec.release.copyright, label=spec.release.label,
         producer=spec.release.producer, cover_image=cover[0], cover_mime=cover[1],
-        lyrics_text="\n".join(line.text for line in score.lines), synced_lyrics=tuple(lines),
-        disclosure=disclosure(spec.artist, credits, spec.release.disclosure), contains_ai=contains_ai(credits),
+        lyrics_text="\n".join(line.text for line in score.lines), synced_words=sylt_words(lines),
+        synced_lyrics=tuple((line.start, line.text) for line in lines),
+        lyrics_language=_ISO_639_2.get(song.language.split("-")[0], "und"),
+        disclosure=disclosure(spec.artist, credits, song.disclosure), contains_ai=contains_ai(credits),
         digital_source_type=digital_source_type(credits), ai_credits_json=credits_json(credits),
     )
     tag_inputs = {k: v for k, v in asdict(tags).items() if k != "cover_image"}
@@ -332,6 +376,8 @@ def _export(run: _Run, score: Score, master_entry: Entry, vocals: Entry, credits
         write_mp3(mastered, folder / f"{slug}.mp3", tags)
         write_lrc(lines, folder / f"{slug}.lrc", title=spec.title, artist=spec.artist, album=spec.release.album,
                   length_seconds=mastered.seconds)
+        write_ttml(lines, folder / f"{slug}.ttml", title=spec.title, artist=spec.artist,
+                   language=_bcp47(song.language), length_seconds=mastered.seconds)
         (folder / "lyrics.txt").write_text(tags.lyrics_text + "\n", encoding="utf-8")
         (folder / "tags.json").write_text(json.dumps(tag_inputs, indent=1, ensure_ascii=False))
 
@@ -351,6 +397,7 @@ def publish(run: _Run, export_entry: Entry, credits, target, backing_info, vocal
     plan = [(export_entry.path / f"{slug}.{ext}", masters / f"{slug}.{ext}", ext) for ext in ("wav", "flac", "mp3")]
     plan.append((export_entry.path / "lyrics.txt", masters / "lyrics.txt", "lyrics_txt"))
     plan.append((export_entry.path / f"{slug}.lrc", lyrics / f"{slug}.lrc", "lrc"))
+    plan.append((export_entry.path / f"{slug}.ttml", lyrics / f"{slug}.ttml", "ttml"))
     stems_entry = run.entries["stems"]
     for path in sorted(stems_entry.path.iterdir()):
         if path.suffix in (".wav", ".mid"):

@@ -11,12 +11,15 @@ import hashlib
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
 from pydantic_core import PydanticCustomError
 
 from millamusic.errors import SpecError, SpecProblem
+
+if TYPE_CHECKING:
+    from millamusic.artist import Artist
 from millamusic.identifiers import normalise_isrc
 from millamusic.lyrics import LyricBlock, parse_sheet
 from millamusic.soundfont import is_soundfont  # the renderer's own header check
@@ -144,6 +147,7 @@ class ReleaseSpec(_Strict):
 class SongSpec(_Strict):
     title: str = Field(min_length=1, max_length=200)
     artist: str = Field(min_length=1, max_length=200)
+    artist_profile: str | None = None  # artists/<name>.yaml: voice, range, disclosure (docs/singing.md)
     genre: Literal["pop", "rock"]
     style: list[str] = Field(default_factory=list)
     tempo: float = Field(ge=40, le=240)
@@ -184,10 +188,49 @@ class Song:
     artwork_path: Path | None
     input_hashes: dict  # field -> sha256 of the file's content (cache keys use content, not paths)
     soundfont_path: Path | None = None
+    artist: Artist | None = None  # the artist profile, when the spec names one
 
     @property
     def slug(self) -> str:
         return slugify(self.spec.title)
+
+    # --- the voice: the song's own `voice:` fields win over the profile's ---------------------
+    @property
+    def language(self) -> str:
+        if self.artist is None or "language" in self.spec.voice.model_fields_set:
+            return self.spec.voice.language
+        return self.artist.profile.voice.language
+
+    @property
+    def voice(self) -> str:
+        if self.artist is None or "voice" in self.spec.voice.model_fields_set:
+            return self.spec.voice.voice
+        return self.artist.profile.voice.voice
+
+    @property
+    def voice_range(self) -> tuple[int, int] | None:
+        """(lowest, highest) MIDI note the composer may write, from the profile; None: the default."""
+        return self.artist.range_midi if self.artist else None
+
+    @property
+    def vocal_options(self) -> dict:
+        """The vocal engine's options: the profile's voice and singing, then the song's own."""
+        options: dict = {}
+        if self.artist is not None:
+            settings = self.artist.profile.voice
+            options["source"] = settings.source
+            if self.artist.piper_model_path is not None:
+                options["piper_model"] = str(self.artist.piper_model_path)
+            options.update(self.artist.profile.singing)
+        options.update(self.spec.engines.vocal_options)
+        return options
+
+    @property
+    def disclosure(self) -> str | None:
+        """The song's own disclosure text, else the artist's default (None: the generated one)."""
+        if self.spec.release.disclosure:
+            return self.spec.release.disclosure
+        return self.artist.profile.disclosure if self.artist else None
 
 
 def slugify(title: str) -> str:
@@ -243,13 +286,70 @@ def load_song(path: str | Path) -> Song:
             files[field_name] = resolved
             hashes[field_name] = sha256_file(resolved)
 
+    artist = None
+    if spec.artist_profile is not None:
+        artist, artist_problems = _load_profile(spec, document, shown, base)
+        problems.extend(artist_problems)
+        if artist is not None:
+            hashes["artist_profile"] = artist.sha256
+    if spec.engines.vocals == "singer":
+        from millamusic.artist import singing_problems
+
+        problems.extend(singing_problems(spec.engines.vocal_options, document, shown, ("engines", "vocal_options")))
+    problems.extend(_language_problems(spec, artist, document, shown))
+
     blocks, lyrics_file, lyric_problems = _read_lyrics(spec, document, shown, base)
     problems.extend(lyric_problems)
     problems.extend(_match_lyrics_to_sections(spec, blocks, lyrics_file))
     if problems:
         raise SpecError(problems)
     return Song(spec, path, hashlib.sha256(raw_bytes).hexdigest(), tuple(blocks), lyrics_file,
-                files["melody"], files["reference"], files["artwork"], hashes, files["soundfont"])
+                files["melody"], files["reference"], files["artwork"], hashes, files["soundfont"], artist)
+
+
+def _load_profile(spec: SongSpec, document: Any, shown: str, base: Path):
+    """The spec's artist profile, or the problems with it (including a name that differs)."""
+    from millamusic.artist import load_artist
+
+    line, col = _position(document, ("artist_profile",))
+    resolved = (base / spec.artist_profile).resolve()
+    if not resolved.is_file():
+        return None, [SpecProblem(shown, line, col, "artist_profile", spec.artist_profile, "artist profile not found",
+                                  f"give a path relative to the spec's folder ({base}), e.g. ../artists/milla-virta.yaml")]
+    try:
+        artist = load_artist(resolved)
+    except SpecError as error:
+        return None, list(error.problems)
+    if artist.name != spec.artist:
+        line, col = _position(document, ("artist",))
+        return None, [SpecProblem(shown, line, col, "artist", spec.artist,
+                                  f"differs from the artist profile's name {artist.name!r}",
+                                  f"set `artist: {artist.name}`, or point artist_profile at this artist's profile")]
+    return artist, []
+
+
+def _language_problems(spec: SongSpec, artist, document: Any, shown: str) -> list[SpecProblem]:
+    """The song's sung language must be one espeak-ng knows: it splits and speaks the words.
+    (A profile's language is checked when the profile loads.)"""
+    if artist is not None and "language" not in spec.voice.model_fields_set:
+        return []
+    fix = language_problem(spec.voice.language)
+    if fix is None:
+        return []
+    line, col = _position(document, ("voice", "language"))
+    return [SpecProblem(shown, line, col, "voice.language", spec.voice.language, "espeak-ng has no such language", fix)]
+
+
+def language_problem(code: str) -> str | None:
+    """The fix for a language espeak-ng cannot speak, or None (also None when espeak is
+    missing: the singer then reports itself unavailable with the install command)."""
+    from millamusic import espeak
+
+    try:
+        return espeak.language_fix(code)
+    except (OSError, ImportError, espeak.EspeakError):
+        return None
+
 
 
 def sha256_file(path: Path) -> str:

@@ -54,6 +54,7 @@ class SungSyllable:
     note_index: int
     start_seconds: float  # first audible sound of the syllable (onset consonant)
     end_seconds: float
+    vowel_seconds: float | None = None  # where the vowel starts: on the note's beat
 
 
 @dataclass(frozen=True)
@@ -61,6 +62,8 @@ class VocalResult:
     stems: dict[str, Audio]  # at least "lead"; stereo, score length
     syllables: tuple[SungSyllable, ...]
     details: dict = field(default_factory=dict)
+    # set when an option swapped the model (e.g. a Piper voice): the credits name this instead
+    engine_info: EngineInfo | None = None
 
 
 class BackingEngine(ABC):

@@ -24,8 +24,9 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from dataclasses import dataclass, field
-from typing import ClassVar
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Callable, ClassVar
 
 import numpy as np
 
@@ -103,7 +104,13 @@ DEFAULT_OPTIONS = {
     "drift_cents": 5.0,  # peak of the slow random pitch drift
     "speech_rate_wpm": 140,  # espeak speaking rate: slower gives longer, cleaner vowels
     "breath_db": -28.0,  # breath before a phrase, relative to the sung level; None: no breaths
+    "formant_shift": 1.0,  # spectral envelope stretched by this factor: > 1 a smaller, brighter voice
+    "breathiness": 0.0,  # 0..1: air mixed into the voiced sound, most above 2 kHz
+    "double_track": False,  # a second take as the stem `lead_double`: true (whole song) or "chorus"
+    "harmony": False,  # also sing a third above the lead in choruses as the stem `harmony`
 }
+# Set by the pipeline from the artist profile, not by hand: where the speech comes from.
+SOURCE_OPTIONS = {"source": "espeak", "piper_model": None}
 _OPTION_RANGES = {
     "vibrato_rate_hz": (0.0, 12.0),
     "vibrato_depth_cents": (0.0, 200.0),
@@ -112,7 +119,10 @@ _OPTION_RANGES = {
     "drift_cents": (0.0, 100.0),
     "speech_rate_wpm": (80, 400),
     "breath_db": (-80.0, 0.0),
+    "formant_shift": (0.75, 1.35),
+    "breathiness": (0.0, 1.0),
 }
+_FLAG_OPTIONS = ("harmony",)
 
 _VOWEL_CHARS = set("aeiouyæɑɐɒɔəɘɚɛɜɝɞɤɨɪɯɵøœɶʉʊʌʏᵻ")
 _SYLLABIC_MARK = "\u0329"
@@ -226,16 +236,17 @@ def _clean_word(text: str) -> str:
     return text or "la"
 
 
-def _speak_line(words: list[str], voice: str, rate_wpm: int, f0_range: tuple[float, float]) -> _Analysis:
+def _speak_line(words: list[str], speaker: _Speaker) -> _Analysis:
     """Speak `words` as one line; analyse it; give every word its phones by event order."""
     import pyworld
 
+    f0_range = speaker.f0_range
     text_parts, spans, pos = [], [], 0
     for word in words:
         spans.append((pos, pos + len(word)))
         text_parts.append(word)
         pos += len(word) + 1
-    utt = espeak.speak(" ".join(text_parts), voice, rate_wpm=rate_wpm, pitch_range=15)
+    utt = speaker.speak(" ".join(text_parts))
     x = utt.samples.astype(np.float64)
     if len(x) < utt.sample_rate // 10:
         x = np.concatenate([x, np.zeros(utt.sample_rate // 10 - len(x))])
@@ -666,32 +677,52 @@ class Singer(VocalEngine):
     )
 
     def render(self, score: Score, request: VocalRequest) -> VocalResult:
-        """Sing `score`: lead stem stereo, score.total_frames(rate) long, peak at PEAK_DBFS."""
-        voice, opts = _check_request(request)
+        """Sing `score`: stereo stems score.total_frames(rate) long, each peaking at PEAK_DBFS.
+
+        Stems: `lead`, plus `lead_double` and `harmony` when those options are on.
+        """
+        speaker, opts = _check_request(request)
         units = _units(score)
-        mismatches = _attach_sources(score, units, voice, request.voice, opts)
+        mismatches = _attach_sources(score, units, speaker)
         units = [u for u in units if u.source is not None]
-        fs = espeak.sample_rate()
-        buffer = np.zeros(int(np.ceil(score.total_seconds * fs)) + fs)  # mono, at the analysis rate
-        phrases = _sing(units, buffer, fs, opts, np.random.default_rng(request.seed))
-        stem, peak = _finish(buffer, fs, request.sample_rate, score.total_frames(request.sample_rate))
+        fs = speaker.sample_rate
+        frames = score.total_frames(request.sample_rate)
+        takes = {"lead": (units, opts, request.seed)}
+        if opts["double_track"]:
+            # a second take: its own vibrato, drift and breath noise, a slightly different
+            # vocal tract and timing a few ms apart, as a singer's double is
+            double = {**opts, "formant_shift": opts["formant_shift"] * 1.015, "drift_cents": opts["drift_cents"] + 3.0}
+            doubled = _chorus_units(score, units) if opts["double_track"] == "chorus" else units
+            takes["lead_double"] = (_shifted_copy(doubled, request.seed), double, request.seed + 1)
+        if opts["harmony"]:
+            harmony = [replace(u, pitches=[(a, b, third_above(m, score.key_value.scale_pcs)) for a, b, m in u.pitches])
+                       for u in _chorus_units(score, units)]
+            takes["harmony"] = (harmony, opts, request.seed + 2)
+        stems, phrase_counts, peaks = {}, {}, {}
+        for name, (take_units, take_opts, seed) in takes.items():
+            buffer = np.zeros(int(np.ceil(score.total_seconds * fs)) + fs)  # mono, at the analysis rate
+            phrases = _sing(take_units, buffer, fs, take_opts, np.random.default_rng(seed))
+            stems[name], peaks[name] = _finish(buffer, fs, request.sample_rate, frames)
+            phrase_counts[name] = len(phrases)
         syllables = tuple(
-            SungSyllable(u.notes[0], round(u.onset_start, 4), round(max(u.coda_end, u.start + FRAME_S), 4))
+            SungSyllable(u.notes[0], round(u.onset_start, 4), round(max(u.coda_end, u.start + FRAME_S), 4),
+                         round(u.start, 4))
             for u in units
         )
         details = {
+            "source": speaker.name,
+            "voice": speaker.description,
             "espeak_version": espeak.version(),
-            "espeak_voice": voice,
             "analysis_sample_rate": fs,
             "frame_period_ms": FRAME_MS,
-            "phrases": len(phrases),
+            "phrases": phrase_counts,
             "sung_syllables": len(syllables),
             "notes": len(score.notes),
-            "peak_dbfs": PEAK_DBFS if peak > 0 else None,
+            "peak_dbfs": {name: PEAK_DBFS if peak > 0 else None for name, peak in peaks.items()},
             "vowel_count_mismatches": mismatches,
             "options": opts,
         }
-        return VocalResult(stems={"lead": stem}, syllables=syllables, details=details)
+        return VocalResult(stems=stems, syllables=syllables, details=details, engine_info=speaker.engine_info)
 
 
 def _sing(units: list[_Unit], buffer: np.ndarray, fs: int, opts: dict, rng: np.random.Generator) -> list:
@@ -707,6 +738,37 @@ def _sing(units: list[_Unit], buffer: np.ndarray, fs: int, opts: dict, rng: np.r
     return phrases
 
 
+def _shifted_copy(units: list[_Unit], seed: int) -> list[_Unit]:
+    """The lead's units for a double take: each phrase early or late by up to 15 ms.
+
+    A double sung by a person never lands exactly on the lead; a fixed offset would
+    comb-filter, a per-phrase one sounds like two takes.
+    """
+    rng = np.random.default_rng([seed, 101])
+    copies, offset, last_end = [], 0.0, -np.inf
+    for u in units:
+        if u.start - last_end > PHRASE_GAP_S:
+            offset = float(rng.uniform(-0.015, 0.015))
+        last_end = u.end
+        copies.append(replace(u, start=u.start + offset, end=u.end + offset,
+                              pitches=[(a + offset, b + offset, m) for a, b, m in u.pitches]))
+    return copies
+
+
+def _chorus_units(score: Score, units: list[_Unit]) -> list[_Unit]:
+    """The units sung in chorus sections."""
+    chorus_lines = {k for k, line in enumerate(score.lines) if score.sections[line.section_index].kind == "chorus"}
+    return [u for u in units if u.line in chorus_lines]
+
+
+def third_above(pitch: int, scale: tuple[int, ...]) -> int:
+    """The note two scale steps above `pitch` in the key (a major or minor third).
+    A note outside the scale keeps its offset from the scale note under it."""
+    ladder = [octave * 12 + pc for octave in range(pitch // 12 - 1, pitch // 12 + 3) for pc in sorted(scale)]
+    index = max(i for i, note in enumerate(ladder) if note <= pitch)
+    return ladder[index + 2] + (pitch - ladder[index])
+
+
 def _finish(buffer: np.ndarray, fs: int, rate: int, frames: int) -> tuple[Audio, float]:
     """Mono buffer at `fs` -> stereo Audio at `rate`, exactly `frames` long, peak at PEAK_DBFS.
 
@@ -720,34 +782,77 @@ def _finish(buffer: np.ndarray, fs: int, rate: int, frames: int) -> tuple[Audio,
     return Audio(np.repeat(samples[None, :], 2, axis=0).astype(np.float32), rate), peak
 
 
-def _check_request(request: VocalRequest) -> tuple[str, dict]:
-    """Validate voice, language and options; return the espeak voice name and options."""
+def option_problems(options: dict) -> list[tuple[str, str, str]]:
+    """(option, problem, fix) for every bad singing option; [] when all are fine."""
+    problems = []
+    for key in sorted(set(options) - set(DEFAULT_OPTIONS) - set(SOURCE_OPTIONS)):
+        problems.append((key, "unknown singing option", f"use one of: {', '.join(DEFAULT_OPTIONS)}"))
+    for key, (lo, hi) in _OPTION_RANGES.items():
+        if key not in options or (key == "breath_db" and options[key] is None):
+            continue
+        value = options[key]
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not lo <= value <= hi:
+            problems.append((key, f"must be a number from {lo} to {hi}", f"write a number from {lo} to {hi}"))
+    for key in _FLAG_OPTIONS:
+        if key in options and not isinstance(options[key], bool):
+            problems.append((key, "must be true or false", "write true or false"))
+    if options.get("double_track", False) not in (True, False, "chorus"):
+        problems.append(("double_track", "must be true, false or chorus", "write true, false or chorus"))
+    if options.get("source", "espeak") not in ("espeak", "piper"):
+        problems.append(("source", "unknown speech source", "use espeak or piper"))
+    return problems
+
+
+@dataclass(frozen=True)
+class _Speaker:
+    """Where the spoken syllables come from: espeak-ng's own voice or a Piper voice."""
+
+    name: str  # "espeak" | "piper"
+    description: str  # for the release record, e.g. "en-us+milla_f" or the Piper model file
+    sample_rate: int
+    f0_range: tuple[float, float]  # f0 search range for analysing the spoken voice (Hz)
+    speak: Callable[[str], espeak.Utterance]
+    engine_info: EngineInfo | None = None  # what the credits name when it is not the embedded voice
+
+
+def _check_request(request: VocalRequest) -> tuple[_Speaker, dict]:
+    """Validate voice, language and options; return the speech source and options."""
     if request.voice not in _VARIANTS:
         raise RenderError(f"singer: unknown voice {request.voice!r}; valid voices: {', '.join(_VARIANTS)}")
     language = (request.language or "").strip().lower()
-    known = espeak.languages()
-    if language not in known:
-        examples = ", ".join(c for c in ("en-us", "en-gb", "de", "fr", "es", "it", "pt-br", "ja") if c in known)
-        raise RenderError(
-            f"singer: unknown language {request.language!r}; use an espeak-ng language code such as {examples} "
-            f"({len(known)} available)"
-        )
-    unknown = sorted(set(request.options) - set(DEFAULT_OPTIONS))
-    if unknown:
-        raise RenderError(f"singer: unknown options {unknown}; valid options: {', '.join(DEFAULT_OPTIONS)}")
-    opts = {**DEFAULT_OPTIONS, **request.options}
-    for key, (lo, hi) in _OPTION_RANGES.items():
-        value = opts[key]
-        if key == "breath_db" and value is None:
-            continue
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not lo <= value <= hi:
-            raise RenderError(f"singer: option {key} = {value!r} must be a number from {lo} to {hi}")
+    fix = espeak.language_fix(language)
+    if fix is not None:
+        raise RenderError(f"singer: unknown language {request.language!r}; {fix}")
+    problems = option_problems(request.options)
+    if problems:
+        raise RenderError("singer: " + "; ".join(f"option {key}: {message} ({fix})" for key, message, fix in problems))
+    opts = {**DEFAULT_OPTIONS, **SOURCE_OPTIONS, **request.options}
+    if opts["source"] == "piper":
+        return _piper_speaker(opts["piper_model"]), opts
     name, text = _VARIANTS[request.voice]
     espeak.install_variant(name, text)
-    return f"{language}+{name}", opts
+    voice = f"{language}+{name}"
+    rate = int(opts["speech_rate_wpm"])
+    return _Speaker("espeak", voice, espeak.sample_rate(), _ANALYSIS_F0[request.voice],
+                    lambda line: espeak.speak(line, voice, rate_wpm=rate, pitch_range=15)), opts
 
 
-def _attach_sources(score: Score, units: list[_Unit], voice: str, voice_kind: str, opts: dict) -> list[dict]:
+def _piper_speaker(model: str | None) -> _Speaker:
+    if not model:
+        raise RenderError("singer: source piper needs a voice model. Fix: set voice.piper_model in the artist profile")
+    from millamusic import piper
+
+    voice = piper.load_voice(model)
+    info = EngineInfo(name="singer", kind="vocals", version=Singer.info.version,
+                      model=f"Piper voice {Path(model).name} (onnxruntime) + WORLD (pyworld)",
+                      licence=f"voice: {piper.voice_licence(model)}; WORLD: modified BSD", generator="trained",
+                      weights_hash=voice.sha256)
+    # Piper voices speak with their own natural pitch, male or female: search widely
+    return _Speaker("piper", Path(model).name, voice.sample_rate, (60.0, 500.0),
+                    lambda line: piper.speak(line, voice), info)
+
+
+def _attach_sources(score: Score, units: list[_Unit], speaker: _Speaker) -> list[dict]:
     """Speak each lyric line once and give every unit its source frames.
 
     Returns the words whose espeak vowel count differed from their sung syllable count.
@@ -764,9 +869,9 @@ def _attach_sources(score: Score, units: list[_Unit], voice: str, voice_kind: st
         key = " ".join(texts)
         if key not in cache:
             try:
-                cache[key] = _speak_line(texts, voice, int(opts["speech_rate_wpm"]), _ANALYSIS_F0[voice_kind])
+                cache[key] = _speak_line(texts, speaker)
             except espeak.EspeakError as exc:
-                raise RenderError(f"singer: espeak failed on line {line} ({key!r}): {exc}") from exc
+                raise RenderError(f"singer: {speaker.name} failed on line {line} ({key!r}): {exc}") from exc
         analysis = cache[key]
         for slot, w in enumerate(word_ids):
             word_units = [u for u in units if u.line == line and u.word == w]
@@ -796,14 +901,45 @@ def _sing_phrase(phrase: list[_Unit], buffer: np.ndarray, fs: int, opts: dict, r
     frames = _phrase_frames(phrase, bins)
     f0 = _pitch_curve(phrase, frames.first, len(frames.voiced), opts, rng)
     f0 = np.where(frames.voiced, f0, 0.0)
-    sp = _tune_first_formant(frames.sp, f0, fs)
-    y = pyworld.synthesize(
-        np.ascontiguousarray(f0), np.ascontiguousarray(sp), np.ascontiguousarray(frames.ap), fs, FRAME_MS
-    )
+    sp = _shift_formants(frames.sp, opts["formant_shift"])
+    sp = _tune_first_formant(sp, f0, fs)
+    ap = _add_breathiness(_shift_formants(frames.ap, opts["formant_shift"]), opts["breathiness"], fs)
+    y = pyworld.synthesize(np.ascontiguousarray(f0), np.ascontiguousarray(sp), np.ascontiguousarray(ap), fs, FRAME_MS)
     y = _fade_edges(_level_syllables(y, frames, fs), fs)
     start = int(round(frames.first * FRAME_S * fs))
     end = min(start + len(y), len(buffer))
     buffer[start:end] += y[: end - start]
+
+
+def _shift_formants(envelope: np.ndarray, factor: float) -> np.ndarray:
+    """Stretch an envelope (frames, bins) along frequency: formants move by `factor`.
+
+    A factor above 1 is a shorter vocal tract (a younger, brighter or more female voice),
+    below 1 a longer one. The pitch is untouched: WORLD keeps f0 and envelope apart. Bins
+    beyond the top of the source repeat its last bin.
+    """
+    if abs(factor - 1.0) < 1e-6:
+        return envelope
+    bins = envelope.shape[1]
+    source = np.clip(np.arange(bins) / factor, 0, bins - 1)
+    i0 = np.floor(source).astype(int)
+    i1 = np.minimum(i0 + 1, bins - 1)
+    w = (source - i0)[None, :]
+    log_env = np.log(np.maximum(envelope, 1e-20))
+    return np.exp((1 - w) * log_env[:, i0] + w * log_env[:, i1])
+
+
+def _add_breathiness(ap: np.ndarray, amount: float, fs: int) -> np.ndarray:
+    """Mix air into the voice: aperiodicity (frames, bins) raised towards 1, most above 2 kHz.
+
+    `amount` 0 leaves the voice as analysed; 1 makes the top of the spectrum pure breath
+    and the bottom a third breathy, so the pitch stays clear.
+    """
+    if amount <= 0:
+        return ap
+    freqs = np.linspace(0.0, fs / 2, ap.shape[1])
+    weight = amount * (0.33 + 0.67 * np.clip((freqs - 500.0) / 1500.0, 0.0, 1.0))
+    return 1.0 - (1.0 - ap) * (1.0 - weight[None, :])
 
 
 def _tune_first_formant(sp: np.ndarray, f0: np.ndarray, fs: int) -> np.ndarray:

@@ -1,0 +1,147 @@
+"""Artist profiles: who sings, with which voice and range, and what every release says about AI.
+
+A profile is a YAML file (usually `artists/<slug>.yaml`) that songs point at with
+`artist_profile:`. It keeps one singer the same across every song: the voice source and
+its parameters, the range the composer writes melodies in, and the default AI disclosure.
+Validated like song specs: every problem at once, with file:line:col.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import AfterValidator, Field, ValidationError, model_validator
+
+from millamusic.errors import SpecError, SpecProblem
+from millamusic.spec import _parse_yaml, _position, _problem, _pydantic_problems, _Strict, language_problem, sha256_file
+
+_NOTE_RE = re.compile(r"^([A-G])([#b]?)(-?\d)$")
+_LETTER_PC = {"C": 0, "D": 2, "E": 4, "F": 5, "G": 7, "A": 9, "B": 11}
+
+
+def note_to_midi(name: str) -> int:
+    """'A3' -> 57, 'C#5' -> 73, 'Eb4' -> 63 (scientific pitch: C4 is 60)."""
+    match = _NOTE_RE.match(str(name).strip())
+    if not match:
+        raise ValueError(f"not a note name: {name!r}")
+    letter, accidental, octave = match.groups()
+    return 12 * (int(octave) + 1) + _LETTER_PC[letter] + {"#": 1, "b": -1, "": 0}[accidental]
+
+
+def _check_note(text: str) -> str:
+    try:
+        note_to_midi(text)
+    except ValueError:
+        raise _problem("not a note name", "write a letter, optional # or b, and an octave, e.g. A3, C#5, Eb4") from None
+    return text
+
+
+NoteName = Annotated[str, AfterValidator(_check_note)]
+
+
+class VoiceSettings(_Strict):
+    source: Literal["espeak", "piper"] = "espeak"
+    language: str = "en-us"
+    voice: Literal["female", "male"] = "female"
+    piper_model: str | None = None  # .onnx file, relative to the profile's folder
+    range: list[NoteName] = Field(default_factory=lambda: ["A3", "E5"], min_length=2, max_length=2)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "VoiceSettings":
+        low, high = (note_to_midi(n) for n in self.range)
+        if high - low < 9:
+            raise _problem(f"range {self.range[0]}-{self.range[1]} is narrower than a major sixth",
+                           "give the lowest and highest comfortable notes, e.g. [A3, E5]")
+        if not (28 <= low and high <= 96):
+            raise _problem("range outside E1-C7", "give a human singing range, e.g. [A3, E5]")
+        if self.source == "piper" and not self.piper_model:
+            raise _problem("source piper needs `piper_model`", "point piper_model at a Piper voice .onnx file "
+                           "(its .onnx.json must lie beside it)")
+        if self.source == "espeak" and self.piper_model:
+            raise _problem("`piper_model` is set but source is espeak", "set source: piper, or remove piper_model")
+        return self
+
+
+class ArtistProfile(_Strict):
+    name: str = Field(min_length=1, max_length=200)
+    voice: VoiceSettings = Field(default_factory=VoiceSettings)
+    singing: dict[str, Any] = Field(default_factory=dict)  # the vocal engine's options (docs/singing.md)
+    disclosure: str | None = Field(default=None, min_length=20)
+
+
+@dataclass(frozen=True)
+class Artist:
+    """A validated profile plus the files it points to, hashed once."""
+
+    profile: ArtistProfile
+    path: Path
+    sha256: str  # of the profile file and the voice model together: the cache keys use it
+    piper_model_path: Path | None
+
+    @property
+    def name(self) -> str:
+        return self.profile.name
+
+    @property
+    def range_midi(self) -> tuple[int, int]:
+        low, high = self.profile.voice.range
+        return note_to_midi(low), note_to_midi(high)
+
+
+def load_artist(path: str | Path, shown: str | None = None) -> Artist:
+    """Read and validate an artist profile; raise SpecError listing every problem."""
+    path = Path(path)
+    shown = shown or str(path)
+    try:
+        raw = path.read_bytes()
+    except OSError as error:
+        raise SpecError([SpecProblem(shown, None, None, "artist_profile", shown,
+                                     f"cannot read the artist profile ({error.strerror})",
+                                     "check the path; it is relative to the song spec's folder")]) from None
+    document = _parse_yaml(raw, shown)
+    try:
+        profile = ArtistProfile.model_validate(document)
+    except ValidationError as error:
+        raise SpecError(_pydantic_problems(error, document, shown)) from None
+
+    problems = []
+    model_path = None
+    digest = hashlib.sha256(raw)
+    if profile.voice.piper_model:
+        model_path = (path.resolve().parent / profile.voice.piper_model).resolve()
+        line, col = _position(document, ("voice", "piper_model"))
+        if not model_path.is_file() or model_path.suffix != ".onnx":
+            problems.append(SpecProblem(shown, line, col, "voice.piper_model", profile.voice.piper_model,
+                                        "Piper voice not found (an .onnx file)",
+                                        f"give a path relative to the profile's folder ({path.resolve().parent})"))
+        elif not Path(str(model_path) + ".json").is_file():
+            problems.append(SpecProblem(shown, line, col, "voice.piper_model", profile.voice.piper_model,
+                                        f"the voice's config {model_path.name}.json is missing",
+                                        "put the .onnx.json that came with the voice beside the .onnx file"))
+        else:
+            digest.update(sha256_file(model_path).encode())
+    problems.extend(singing_problems(profile.singing, document, shown, ("singing",)))
+    fix = language_problem(profile.voice.language)
+    if fix is not None:
+        line, col = _position(document, ("voice", "language"))
+        problems.append(SpecProblem(shown, line, col, "voice.language", profile.voice.language,
+                                    "espeak-ng has no such language", fix))
+    if problems:
+        raise SpecError(problems)
+    return Artist(profile, path.resolve(), digest.hexdigest(), model_path)
+
+
+def singing_problems(options: dict, document: Any, shown: str, loc: tuple) -> list[SpecProblem]:
+    """The singer's own option checks, reported at the option's position in the YAML."""
+    from millamusic.engines.singer import option_problems
+
+    problems = []
+    for key, message, fix in option_problems(options):
+        line, col = _position(document, loc + (key,))
+        problems.append(SpecProblem(shown, line, col, ".".join(loc + (key,)), options.get(key), message, fix))
+    return problems
+
