@@ -123,7 +123,7 @@ def test_espeak_speaks_with_events_in_order():
 
 def test_info_is_stable():
     info = Singer.info
-    assert (info.name, info.kind, info.version, info.generator) == ("singer", "vocals", "0.1.0", "algorithmic")
+    assert (info.name, info.kind, info.version, info.generator) == ("singer", "vocals", "0.2.0", "algorithmic")
     assert info.model.startswith("espeak-ng ") and info.model.endswith("+ WORLD (pyworld)")
     assert "GPL-3.0-or-later" in info.licence and "BSD" in info.licence
 
@@ -340,3 +340,16 @@ def test_double_and_harmony_sing_the_chorus():
                                                          n.syllable, n.word_index, n.line_index) for n in chorus)})
     errors = pitch_errors_cents(up, f0, t)
     assert np.median(np.abs(errors)) < 15.0, errors
+
+
+def test_words_espeak_runs_together_are_all_sung():
+    # espeak says "for the" and "on the" as one word each, with no word event for "the"
+    lines = [[("waiting", [("wai", 1.0, 1.0, 64), ("ting", 2.0, 1.0, 62)]), ("for", [("for", 3.0, 1.0, 60)]),
+              ("the", [("the", 4.0, 1.0, 62)]), ("dawn", [("dawn", 5.0, 2.0, 64)])]]
+    score = make_score(lines)
+    result = Singer().render(score, request())
+    assert len(result.syllables) == len(score.notes)
+    assert result.details["vowel_count_mismatches"] == []
+    f0, t = f0_track(result)
+    errors = pitch_errors_cents(score, f0, t)
+    assert np.all(np.isfinite(errors)) and np.median(np.abs(errors)) < 15.0, errors

@@ -670,7 +670,7 @@ class Singer(VocalEngine):
     info: ClassVar[EngineInfo] = EngineInfo(
         name="singer",
         kind="vocals",
-        version="0.1.0",
+        version="0.2.0",
         model=_espeak_model(),
         licence="GPL-3.0-or-later (espeak-ng data); WORLD: modified BSD",
         generator="algorithmic",
@@ -873,17 +873,34 @@ def _attach_sources(score: Score, units: list[_Unit], speaker: _Speaker) -> list
             except espeak.EspeakError as exc:
                 raise RenderError(f"singer: {speaker.name} failed on line {line} ({key!r}): {exc}") from exc
         analysis = cache[key]
-        for slot, w in enumerate(word_ids):
-            word_units = [u for u in units if u.line == line and u.word == w]
-            phones = analysis.words[slot]
+        for slots in _spoken_words(analysis):
+            word_units = [u for u in units if u.line == line and u.word in {word_ids[k] for k in slots}]
+            phones = analysis.words[slots[0]]
             if not phones:
                 continue  # espeak said nothing for it: those notes stay silent
             groups, found = _syllable_groups(phones, len(word_units))
             if found != len(word_units):
-                mismatches.append({"word": texts[slot], "espeak_vowels": found, "sung_syllables": len(word_units)})
+                text = " ".join(texts[k] for k in slots)
+                mismatches.append({"word": text, "espeak_vowels": found, "sung_syllables": len(word_units)})
             for u, g in zip(word_units, groups):
                 u.source = _source_of(g, phones, analysis)
     return mismatches
+
+
+def _spoken_words(analysis: _Analysis) -> list[list[int]]:
+    """Word slots grouped as espeak spoke them.
+
+    espeak runs an unstressed word into the one before it ("for the" -> /fɚðə/) and
+    emits no word event for it, so its phones arrive with the previous word. Such a
+    word is sung from the phones of that group, split by syllable like one long word.
+    """
+    groups: list[list[int]] = []
+    for slot, phones in enumerate(analysis.words):
+        if phones or not groups:
+            groups.append([slot])
+        else:
+            groups[-1].append(slot)
+    return groups
 
 
 def _word_text(score: Score, units: list[_Unit], w: int) -> str:
