@@ -353,3 +353,12 @@ def test_words_espeak_runs_together_are_all_sung():
     f0, t = f0_track(result)
     errors = pitch_errors_cents(score, f0, t)
     assert np.all(np.isfinite(errors)) and np.median(np.abs(errors)) < 15.0, errors
+
+
+def test_phonemising_does_not_eat_the_next_lines_word_events():
+    # each espeak_TextToPhonemes call queues an event for the next synthesis; enough of them
+    # used to push "hello" out of the next line's event list, leaving its notes unsung
+    for _ in range(60):
+        espeak.text_to_phonemes("a", "en-us", separator="_")
+    utt = espeak.speak("hello world", "en-us")
+    assert [e.text for e in utt.events if e.kind == "word"] == ["hello", "world"]

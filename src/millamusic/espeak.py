@@ -287,7 +287,18 @@ def text_to_phonemes(text: str, voice: str, separator: str = "") -> str:
             raw = lib.espeak_TextToPhonemes(ctypes.byref(pointer), CHARS_UTF8, mode)
             if raw:
                 parts.append(raw.decode("utf-8", "replace").strip())
+        # each call queues a sample-rate event that the next espeak_Synth delivers; after a
+        # few dozen they overflow that call's event list and push out its first word events
+        state["stale_events"] = True
     return " ".join(p for p in parts if p)
+
+
+def _drain_stale_events(state: dict) -> None:
+    """Deliver events queued by text_to_phonemes into an empty synthesis (caller holds _LOCK)."""
+    if state.pop("stale_events", False):
+        state["sink"] = None
+        state["lib"].espeak_Synth(ctypes.create_string_buffer(b" "), 2, 0, POS_CHARACTER, 0, CHARS_UTF8, None, None)
+        state["lib"].espeak_Synchronize()
 
 
 def language_fix(code: str) -> str | None:
@@ -312,6 +323,7 @@ def speak(text: str, voice: str, rate_wpm: int = 175, pitch: int = 50, pitch_ran
         lib = state["lib"]
         if lib.espeak_SetVoiceByName(voice.encode()) != EE_OK:
             raise EspeakError(f"espeak has no voice {voice!r}")
+        _drain_stale_events(state)
         for param, value in ((PARAM_RATE, rate_wpm), (PARAM_PITCH, pitch), (PARAM_RANGE, pitch_range)):
             lib.espeak_SetParameter(param, int(value), 0)
         sink = {"chunks": [], "events": []}
