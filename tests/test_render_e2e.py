@@ -217,3 +217,11 @@ def test_compose_time_spec_error_exits_2(tmp_path, write_spec):
     assert "do not fit" in result.output and "stage" not in result.output
     assert not (tmp_path / "o" / "masters").exists()
 
+
+
+def test_engines_lists_engines_and_speech_sources():
+    result = CliRunner().invoke(main, ["engines"])
+    assert result.exit_code == 0
+    rows = {tuple(line.split()[:2]): line for line in result.output.splitlines()}
+    assert {("backing", "arranger"), ("vocals", "singer"), ("speech", "espeak"), ("speech", "piper")} <= set(rows)
+    assert rows[("speech", "piper")].endswith("installed")

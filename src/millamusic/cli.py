@@ -97,12 +97,17 @@ def check(spec: Path) -> None:
 @main.command()
 def engines() -> None:
     """List engines and whether each is installed."""
-    from millamusic.engines import REGISTRY, missing_modules
+    import importlib.util
+
+    from millamusic.engines import REGISTRY, SPEECH_SOURCES, missing_modules
 
     for name, entry in sorted(REGISTRY.items(), key=lambda item: (item[1].kind, item[0])):
         missing = missing_modules(name)
         state = "installed" if not missing else f"not installed ({entry.install_hint})"
         click.echo(f"{entry.kind:<8} {name:<10} {state}")
+    for name, (modules, hint) in SPEECH_SOURCES.items():  # what the singer can speak with
+        missing = [m for m in modules if importlib.util.find_spec(m) is None]
+        click.echo(f"{'speech':<8} {name:<10} {'installed' if not missing else f'not installed ({hint})'}")
 
 
 if __name__ == "__main__":  # pragma: no cover

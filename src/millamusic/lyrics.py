@@ -302,8 +302,8 @@ def _drop_silent_endings(lower: str, groups: list[tuple[int, int]]) -> list[tupl
     last_start, last_end = groups[-1]
     tail = lower[last_start:]
     consonant_before = last_start > 0 and lower[last_start - 1] not in _VOWELS
-    # silent final e ("fire", "alive"), but not "-le" after a consonant ("little")
-    if tail in ("e", "es") and consonant_before and not lower.endswith("le") and lower[last_start - 1] not in "csxz":
+    # silent final e ("fire", "alive"), but not "-le(s)" after a consonant ("little", "candles")
+    if tail in ("e", "es") and consonant_before and not lower.endswith(("le", "les")) and lower[last_start - 1] not in "csxz":
         return groups[:-1]
     # "-ed" is silent unless after t/d ("loved" vs "wanted")
     if tail == "ed" and consonant_before and lower[last_start - 1] not in "td":

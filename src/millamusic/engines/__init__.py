@@ -23,6 +23,13 @@ REGISTRY: dict[str, EngineEntry] = {
 }
 
 
+# The singer's speech sources (artist profile `voice.source`): importable modules and install hint.
+SPEECH_SOURCES: dict[str, tuple[tuple[str, ...], str]] = {
+    "espeak": (("espeakng_loader",), "pip install millamusic"),
+    "piper": (("onnxruntime", "onnx"), "pip install 'millamusic[piper]'"),
+}
+
+
 def names(kind: str) -> list[str]:
     return sorted(name for name, entry in REGISTRY.items() if entry.kind == kind)
 
