@@ -362,3 +362,29 @@ def test_phonemising_does_not_eat_the_next_lines_word_events():
         espeak.text_to_phonemes("a", "en-us", separator="_")
     utt = espeak.speak("hello world", "en-us")
     assert [e.text for e in utt.events if e.kind == "word"] == ["hello", "world"]
+
+
+@pytest.mark.parametrize("language, text", [
+    ("fi", "Rakastan sinua aina, kuu paistaa hämärässä"),
+    ("sv", "Jag älskar dig alltid under stjärnorna"),
+])
+def test_finnish_and_swedish_are_sung_in_tune(language, text):
+    from millamusic.lyrics import line_words
+
+    pitches = [64, 65, 67, 69, 67, 65, 64, 62, 64, 65, 67, 69, 71, 72]
+    syllables = [s for w in line_words(text, language) for s in w.syllables]
+    beat, line, k = 1.0, [], 0
+    for word in line_words(text, language):
+        notes = []
+        for syllable in word.syllables:
+            length = 1.5 if k == len(syllables) - 1 else 0.75
+            notes.append((syllable, beat, length, pitches[k % len(pitches)]))
+            beat, k = beat + length, k + 1
+        line.append((word.text, notes))
+    score = make_score([line])
+    score = Score(**{**score.__dict__, "language": language})
+    result = Singer().render(score, request(language=language))
+    assert len(result.syllables) == len(score.notes)
+    assert result.details["vowel_count_mismatches"] == []  # the syllable split agrees with espeak
+    errors = pitch_errors_cents(score, *f0_track(result))
+    assert np.median(np.abs(errors)) < 15.0 and np.mean(np.isfinite(errors)) >= 0.9, errors
