@@ -225,3 +225,20 @@ def test_engines_lists_engines_and_speech_sources():
     rows = {tuple(line.split()[:2]): line for line in result.output.splitlines()}
     assert {("backing", "arranger"), ("vocals", "singer"), ("speech", "espeak"), ("speech", "piper")} <= set(rows)
     assert rows[("speech", "piper")].endswith("installed")
+
+
+def test_stems_midi_has_the_sung_melody_with_lyrics(rendered):
+    import mido
+
+    _, out, _, _ = rendered
+    midi = mido.MidiFile(str(out / "stems" / "tiny-test-song" / "tiny-test-song.mid"))
+    (track,) = [t for t in midi.tracks if t.name == "Lead Vocal"]
+    lyrics = [m.text for m in track if m.type == "lyrics"]
+    assert " ".join(lyrics).replace("- ", "") == "Hold the light tonight Spin me round again"
+    assert "to-" in lyrics and "night" in lyrics
+    from millamusic.compose import compose
+    from millamusic.spec import load_song
+
+    score = compose(load_song(rendered[0]))
+    pitches = [m.note for m in track if m.type == "note_on" and m.velocity > 0]
+    assert pitches == [n.pitch for n in score.notes]

@@ -236,18 +236,23 @@ def _stems(run: _Run, score: Score, backing: Entry, vocals: Entry) -> Entry:
 
 
 def _midi_with_vocal(backing_midi: Path, score: Score) -> bytes:
-    """The backing's multitrack MIDI plus the sung melody with one lyric event per note."""
+    """The backing's multitrack MIDI plus the sung melody with a lyric event on each syllable's
+    note. As in karaoke files, a syllable that continues its word ends in '-' ("spin-", "ning");
+    melisma notes carry no lyric."""
     import mido
 
     data = backing_midi.read_bytes()
     midi = mido.MidiFile(file=io.BytesIO(data)) if data else mido.MidiFile(type=1, ticks_per_beat=480)
     per_beat = midi.ticks_per_beat
     events = []
-    for note in score.notes:
+    sung = [i for i, note in enumerate(score.notes) if note.syllable]
+    word_continues = {i for i, j in zip(sung, sung[1:]) if score.notes[i].word_index == score.notes[j].word_index}
+    for index, note in enumerate(score.notes):
         start = round(note.start_beat * per_beat)
         end = round((note.start_beat + note.length_beats) * per_beat)
         if note.syllable:
-            events.append((start, 0, mido.MetaMessage("lyrics", text=note.syllable)))
+            text = note.syllable + ("-" if index in word_continues else "")
+            events.append((start, 0, mido.MetaMessage("lyrics", text=text)))
         events.append((start, 1, mido.Message("note_on", channel=3, note=note.pitch, velocity=90)))
         events.append((max(end - 1, start), 0, mido.Message("note_off", channel=3, note=note.pitch, velocity=0)))
     track = mido.MidiTrack([mido.MetaMessage("track_name", name="Lead Vocal"),
