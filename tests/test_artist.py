@@ -102,7 +102,7 @@ def test_singing_option_problems_are_located(write_spec):
     assert problem.field == "voice.language" and problem.line == 3 and "fi" in problem.fix
 
 
-def test_piper_source_needs_a_model_beside_its_config(write_spec, tmp_path):
+def test_piper_source_needs_a_model_beside_its_config(write_spec):
     no_model = PROFILE.replace("voice: female", "voice: female\n  source: piper")
     with pytest.raises(SpecError) as caught:
         load_song(_with_profile(write_spec, no_model))

@@ -278,7 +278,7 @@ def _spectral_centroid(audio) -> float:
     return float(np.sum(freqs * spectrum) / np.sum(spectrum))
 
 
-def test_formant_shift_moves_the_spectrum_not_the_pitch(score, rendered, track):
+def test_formant_shift_moves_the_spectrum_not_the_pitch(score, rendered):
     brighter = Singer().render(score, request(options={"formant_shift": 1.2}))
     darker = Singer().render(score, request(options={"formant_shift": 0.85}))
     centroids = [_spectral_centroid(r.stems["lead"]) for r in (darker, rendered, brighter)]

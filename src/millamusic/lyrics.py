@@ -148,7 +148,7 @@ def syllables(word: str, language: str = "en-us") -> tuple[str, ...]:
     if spoken and spoken < len(parts):
         parts = _merge_to(parts, spoken)
     elif spoken > len(parts):
-        parts = _split_hiatus_to(word, parts, spoken, family)
+        parts = _split_hiatus_to(parts, spoken, family)
     return parts
 
 
@@ -204,7 +204,7 @@ def _merge_to(parts: tuple[str, ...], count: int) -> tuple[str, ...]:
 _ENGLISH_DIGRAPHS = ("ou", "oo", "ee", "ai", "ay", "oa", "ow", "ey", "oy", "au", "aw", "ew", "eau")
 
 
-def _split_hiatus_to(word: str, parts: tuple[str, ...], count: int, family: str) -> tuple[str, ...]:
+def _split_hiatus_to(parts: tuple[str, ...], count: int, family: str) -> tuple[str, ...]:
     """Split vowel pairs espeak says apart ("be-ing", "qui-et", "cre-ate") until `count`."""
     parts = list(parts)
     changed = True
