@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from millamusic.artist import load_artist, note_to_midi
+from millamusic.artist import load_artist
+from millamusic.theory import note_to_midi
 from millamusic.compose import compose
 from millamusic.errors import SpecError
 from millamusic.spec import load_song
@@ -146,3 +147,12 @@ def test_a_piper_profile_sings_through_the_cli(write_spec, tmp_path):
     assert record["engines"]["vocals"]["weights_hash"] and "CC0" in vocals["licence"]
     assert record["digital_source_type"].endswith("compositeWithTrainedAlgorithmicMedia")
     assert {"stems/tiny-test-song/lead.wav", "stems/tiny-test-song/harmony.wav"} <= set(record["files"])
+
+
+def test_the_speech_source_belongs_to_the_profile(write_spec):
+    path = write_spec(extra="engines:\n  vocal_options: {source: piper, piper_model: x.onnx}\n")
+    with pytest.raises(SpecError) as caught:
+        load_song(path)
+    fields = {p.field: p for p in caught.value.problems}
+    assert set(fields) == {"engines.vocal_options.source", "engines.vocal_options.piper_model"}
+    assert "artist profile" in fields["engines.vocal_options.source"].fix

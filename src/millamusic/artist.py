@@ -9,7 +9,6 @@ Validated like song specs: every problem at once, with file:line:col.
 from __future__ import annotations
 
 import hashlib
-import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -17,20 +16,8 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, Field, ValidationError, model_validator
 
 from millamusic.errors import SpecError, SpecProblem
+from millamusic.theory import note_to_midi
 from millamusic.spec import _parse_yaml, _position, _problem, _pydantic_problems, _Strict, language_problem, sha256_file
-
-_NOTE_RE = re.compile(r"^([A-G])([#b]?)(-?\d)$")
-_LETTER_PC = {"C": 0, "D": 2, "E": 4, "F": 5, "G": 7, "A": 9, "B": 11}
-
-
-def note_to_midi(name: str) -> int:
-    """'A3' -> 57, 'C#5' -> 73, 'Eb4' -> 63 (scientific pitch: C4 is 60)."""
-    match = _NOTE_RE.match(str(name).strip())
-    if not match:
-        raise ValueError(f"not a note name: {name!r}")
-    letter, accidental, octave = match.groups()
-    return 12 * (int(octave) + 1) + _LETTER_PC[letter] + {"#": 1, "b": -1, "": 0}[accidental]
-
 
 def _check_note(text: str) -> str:
     try:

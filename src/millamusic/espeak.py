@@ -260,6 +260,11 @@ def languages() -> tuple[str, ...]:
     return tuple(sorted(c for c in codes if c))
 
 
+# IPA characters that make a phoneme a vowel (syllable nucleus), and the mark of a syllabic
+# consonant (n̩): the singer, the syllable counter and the Piper source share these.
+IPA_VOWELS = frozenset("aeiouyæɑɐɒɔəɘɚɛɜɝɞɤɨɪɯɵøœɶʉʊʌʏᵻ")
+SYLLABIC_MARK = "\u0329"
+
 PHONEMES_IPA = 0x02  # espeak_TextToPhonemes phonememode: IPA characters, no separator
 
 

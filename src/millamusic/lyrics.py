@@ -134,8 +134,6 @@ def line_words(line: str, language: str = "en-us") -> list[LyricWord]:
 
 _VOWELS = "aeiouyäöåéèêàáíóúü"
 _KEEP_TOGETHER = ("th", "sh", "ch", "ph", "wh", "qu", "gh")
-_ESPEAK_VOWELS = set("aeiouyæɑɐɒɔəɘɚɛɜɝɞɤɨɪɯɵøœɶʉʊʌʏᵻ")
-_SYLLABIC_MARK = "\u0329"
 
 
 def syllables(word: str, language: str = "en-us") -> tuple[str, ...]:
@@ -163,8 +161,8 @@ def spoken_syllable_count(word: str, language: str) -> int:
     ipa = espeak.text_to_phonemes(word.replace("’", "'"), language, separator="_")
     count = 0
     for phoneme in ipa.replace(" ", "_").split("_"):
-        vowels = [ch for ch in phoneme if ch in _ESPEAK_VOWELS]
-        if vowels or _SYLLABIC_MARK in phoneme:
+        vowels = [ch for ch in phoneme if ch in espeak.IPA_VOWELS]
+        if vowels or espeak.SYLLABIC_MARK in phoneme:
             count += 2 if len(vowels) >= 3 and vowels[-1] in "əɚ" else 1
     return count
 

@@ -457,7 +457,7 @@ def _align_words(chunks: list[list[str]], word_phones: list[list[str]]) -> list[
 
 
 def _vowelish(phone: str) -> bool:
-    return any(ch in "aeiouyæɑɐɒɔəɘɚɛɜɝɞɤɨɪɯɵøœɶʉʊʌʏᵻ" for ch in phone)
+    return any(ch in espeak.IPA_VOWELS for ch in phone)
 
 
 def _segments(words: list[_Word], language: str) -> list[_Segment]:

@@ -117,5 +117,17 @@ def parse_chord(symbol: str) -> Chord:
     return Chord(symbol.strip(), root, CHORD_QUALITIES[match.group(2)], bass)
 
 
+_NOTE_OCTAVE_RE = re.compile(r"^([A-G][#b]?)(-?\d)$")
+
+
+def note_to_midi(name: str) -> int:
+    """'A3' -> 57, 'C#5' -> 73, 'Eb4' -> 63 (scientific pitch: C4 is 60)."""
+    match = _NOTE_OCTAVE_RE.match(str(name).strip())
+    if not match:
+        raise ValueError(f"not a note name: {name!r}")
+    pitch_class, octave = match.groups()
+    return 12 * (int(octave) + 1) + _LETTER_PC[pitch_class[0]] + {"#": 1, "b": -1}.get(pitch_class[1:], 0)
+
+
 def midi_to_hz(pitch: float) -> float:
     return 440.0 * 2.0 ** ((pitch - 69.0) / 12.0)

@@ -124,8 +124,6 @@ _OPTION_RANGES = {
 }
 _FLAG_OPTIONS = ("harmony",)
 
-_VOWEL_CHARS = set("aeiouyæɑɐɒɔəɘɚɛɜɝɞɤɨɪɯɵøœɶʉʊʌʏᵻ")
-_SYLLABIC_MARK = "\u0329"
 _SONORANTS = set("mnŋlɹrɾwjɲɫ")
 
 
@@ -176,7 +174,7 @@ class _Phone:
 
     @property
     def vowel_letters(self) -> int:
-        return sum(1 for ch in self.ipa if ch in _VOWEL_CHARS) + self.ipa.count(_SYLLABIC_MARK)
+        return sum(1 for ch in self.ipa if ch in espeak.IPA_VOWELS) + self.ipa.count(espeak.SYLLABIC_MARK)
 
     @property
     def is_vowel(self) -> bool:
@@ -783,8 +781,11 @@ def _finish(buffer: np.ndarray, fs: int, rate: int, frames: int) -> tuple[Audio,
 
 
 def option_problems(options: dict) -> list[tuple[str, str, str]]:
-    """(option, problem, fix) for every bad singing option; [] when all are fine."""
+    """(option, problem, fix) for every bad singing option a person wrote; [] when all are fine."""
     problems = []
+    for key in sorted(set(options) & set(SOURCE_OPTIONS)):
+        problems.append((key, "the speech source is part of the artist's voice",
+                         f"set voice.{key} in the artist profile (docs/singing.md)"))
     for key in sorted(set(options) - set(DEFAULT_OPTIONS) - set(SOURCE_OPTIONS)):
         problems.append((key, "unknown singing option", f"use one of: {', '.join(DEFAULT_OPTIONS)}"))
     for key, (lo, hi) in _OPTION_RANGES.items():
@@ -798,8 +799,6 @@ def option_problems(options: dict) -> list[tuple[str, str, str]]:
             problems.append((key, "must be true or false", "write true or false"))
     if options.get("double_track", False) not in (True, False, "chorus"):
         problems.append(("double_track", "must be true, false or chorus", "write true, false or chorus"))
-    if options.get("source", "espeak") not in ("espeak", "piper"):
-        problems.append(("source", "unknown speech source", "use espeak or piper"))
     return problems
 
 
@@ -823,10 +822,13 @@ def _check_request(request: VocalRequest) -> tuple[_Speaker, dict]:
     fix = espeak.language_fix(language)
     if fix is not None:
         raise RenderError(f"singer: unknown language {request.language!r}; {fix}")
-    problems = option_problems(request.options)
+    sung = {k: v for k, v in request.options.items() if k not in SOURCE_OPTIONS}  # the source comes from the pipeline
+    problems = option_problems(sung)
     if problems:
         raise RenderError("singer: " + "; ".join(f"option {key}: {message} ({fix})" for key, message, fix in problems))
     opts = {**DEFAULT_OPTIONS, **SOURCE_OPTIONS, **request.options}
+    if opts["source"] not in ("espeak", "piper"):
+        raise RenderError(f"singer: unknown speech source {opts['source']!r}; use espeak or piper")
     if opts["source"] == "piper":
         return _piper_speaker(opts["piper_model"]), opts
     name, text = _VARIANTS[request.voice]
