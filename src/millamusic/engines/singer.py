@@ -22,8 +22,10 @@ Frame arrays below are indexed by 5 ms WORLD frames; `sp` and `ap` are
 
 from __future__ import annotations
 
+import os
 import re
 import unicodedata
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable, ClassVar
@@ -696,12 +698,19 @@ class Singer(VocalEngine):
             harmony = [replace(u, pitches=[(a, b, third_above(m, score.key_value.scale_pcs)) for a, b, m in u.pitches])
                        for u in _chorus_units(score, units)]
             takes["harmony"] = (harmony, opts, request.seed + 2)
-        stems, phrase_counts, peaks = {}, {}, {}
-        for name, (take_units, take_opts, seed) in takes.items():
+        def sing_take(take: tuple) -> tuple[Audio, float, int]:
+            take_units, take_opts, seed = take
             buffer = np.zeros(int(np.ceil(score.total_seconds * fs)) + fs)  # mono, at the analysis rate
             phrases = _sing(take_units, buffer, fs, take_opts, np.random.default_rng(seed))
-            stems[name], peaks[name] = _finish(buffer, fs, request.sample_rate, frames)
-            phrase_counts[name] = len(phrases)
+            return (*_finish(buffer, fs, request.sample_rate, frames), len(phrases))
+
+        # WORLD's synthesis releases the GIL, so the takes sing side by side on threads; each
+        # take has its own units and random stream, so the result does not depend on the order
+        with ThreadPoolExecutor(max_workers=min(len(takes), os.cpu_count() or 1)) as pool:
+            sung = dict(zip(takes, pool.map(sing_take, takes.values())))
+        stems = {name: stem for name, (stem, _, _) in sung.items()}
+        peaks = {name: peak for name, (_, peak, _) in sung.items()}
+        phrase_counts = {name: count for name, (_, _, count) in sung.items()}
         syllables = tuple(
             SungSyllable(u.notes[0], round(u.onset_start, 4), round(max(u.coda_end, u.start + FRAME_S), 4),
                          round(u.start, 4))
