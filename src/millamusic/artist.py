@@ -16,8 +16,17 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, Field, ValidationError, model_validator
 
 from millamusic.errors import SpecError, SpecProblem
+from millamusic.spec import (
+    _parse_yaml,
+    _position,
+    _problem,
+    _pydantic_problems,
+    _Strict,
+    language_problem,
+    sha256_file,
+)
 from millamusic.theory import note_to_midi
-from millamusic.spec import _parse_yaml, _position, _problem, _pydantic_problems, _Strict, language_problem, sha256_file
+
 
 def _check_note(text: str) -> str:
     try:
@@ -79,10 +88,10 @@ class Artist:
         return note_to_midi(low), note_to_midi(high)
 
 
-def load_artist(path: str | Path, shown: str | None = None) -> Artist:
+def load_artist(path: str | Path) -> Artist:
     """Read and validate an artist profile; raise SpecError listing every problem."""
     path = Path(path)
-    shown = shown or str(path)
+    shown = str(path)
     try:
         raw = path.read_bytes()
     except OSError as error:
@@ -131,4 +140,3 @@ def singing_problems(options: dict, document: Any, shown: str, loc: tuple) -> li
         line, col = _position(document, loc + (key,))
         problems.append(SpecProblem(shown, line, col, ".".join(loc + (key,)), options.get(key), message, fix))
     return problems
-

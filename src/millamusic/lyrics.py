@@ -114,14 +114,14 @@ def line_words(line: str, language: str = "en-us") -> list[LyricWord]:
                 last = words[-1]
                 words[-1] = LyricWord(last.text, last.syllables, last.holds[:-1] + (last.holds[-1] + token.count(MELISMA),))
             continue
-        if MELISMA in token and "-" not in token.strip("-"):
-            parts, holds = syllables(bare, language), [0] * len(syllables(bare, language))
-            holds[-1] = token.count(MELISMA)
-        else:
-            pieces = [p for p in token.strip("-").split("-") if p.replace(MELISMA, "")]
-            parts = tuple(p.replace(MELISMA, "") for p in pieces) if len(pieces) > 1 else syllables(bare, language)
-            holds = [p.count(MELISMA) for p in pieces] if len(pieces) > 1 else [0] * (len(parts) - 1) + [pieces[0].count(MELISMA)]
-        words.append(LyricWord(bare.replace("-", ""), tuple(parts), tuple(holds)))
+        pieces = [p for p in token.strip("-").split("-") if p.replace(MELISMA, "")]
+        if len(pieces) > 1:  # written syllables: "spin_-ning"
+            parts = tuple(p.replace(MELISMA, "") for p in pieces)
+            holds = tuple(p.count(MELISMA) for p in pieces)
+        else:  # one word, split here; a mark holds its last syllable: "love_"
+            parts = syllables(bare, language)
+            holds = (0,) * (len(parts) - 1) + (token.count(MELISMA),)
+        words.append(LyricWord(bare.replace("-", ""), parts, holds))
     return words
 
 

@@ -365,7 +365,6 @@ def _export(run: _Run, score: Score, master_entry: Entry, vocals: Entry, credits
         lyricist=spec.release.lyricist, copyright=spec.release.copyright, label=spec.release.label,
         producer=spec.release.producer, cover_image=cover[0], cover_mime=cover[1],
         lyrics_text="\n".join(line.text for line in score.lines), synced_words=sylt_words(lines),
-        synced_lyrics=tuple((line.start, line.text) for line in lines),
         lyrics_language=_ISO_639_2.get(song.language.split("-")[0], "und"),
         disclosure=disclosure(spec.artist, credits, song.disclosure), contains_ai=contains_ai(credits),
         digital_source_type=digital_source_type(credits), ai_credits_json=credits_json(credits),

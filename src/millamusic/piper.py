@@ -140,7 +140,7 @@ def _load_cached(path: str, size: int, mtime_ns: int) -> PiperVoice:
         noise_inputs=noise_inputs,
         noise_sizes=noise_sizes,
         sha256=hashlib.sha256(data).hexdigest(),
-        licence=voice_licence(model_file),
+        licence=_voice_licence(model_file),
         **config,
     )
 
@@ -207,7 +207,7 @@ def _read_config(model_file: Path) -> dict:
         raise RenderError(f"Piper voice config {str(json_file)!r} lacks or garbles {exc}. {fix}") from None
 
 
-def voice_licence(model_path: str | os.PathLike) -> str:
+def _voice_licence(model_path: str | os.PathLike) -> str:
     """The licence line of the voice's MODEL_CARD (Piper voices ship one beside the model)."""
     model_file = Path(model_path)
     for card in (model_file.with_name("MODEL_CARD"), model_file.with_name(model_file.name + ".MODEL_CARD")):

@@ -17,13 +17,13 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationErr
 from pydantic_core import PydanticCustomError
 
 from millamusic.errors import SpecError, SpecProblem
-
-if TYPE_CHECKING:
-    from millamusic.artist import Artist
 from millamusic.identifiers import normalise_isrc
 from millamusic.lyrics import LyricBlock, parse_sheet
 from millamusic.soundfont import is_soundfont  # the renderer's own header check
 from millamusic.theory import Key, parse_chord, parse_key
+
+if TYPE_CHECKING:
+    from millamusic.artist import Artist  # artist.py builds on this module's YAML helpers
 
 
 def _problem(message: str, fix: str) -> PydanticCustomError:

@@ -856,7 +856,7 @@ def _piper_speaker(model: str | None) -> _Speaker:
     voice = piper.load_voice(model)
     info = EngineInfo(name="singer", kind="vocals", version=Singer.info.version,
                       model=f"Piper voice {Path(model).name} (onnxruntime) + WORLD (pyworld)",
-                      licence=f"voice: {piper.voice_licence(model)}; WORLD: modified BSD", generator="trained",
+                      licence=f"voice: {voice.licence}; WORLD: modified BSD", generator="trained",
                       weights_hash=voice.sha256)
     # Piper voices speak with their own natural pitch, male or female: search widely
     return _Speaker("piper", Path(model).name, voice.sample_rate, (60.0, 500.0),
