@@ -22,6 +22,7 @@ from millamusic.spec import (
     _problem,
     _pydantic_problems,
     _Strict,
+    engine_option_problems,
     language_problem,
     sha256_file,
 )
@@ -120,7 +121,7 @@ def load_artist(path: str | Path) -> Artist:
                                         "put the .onnx.json that came with the voice beside the .onnx file"))
         else:
             digest.update(sha256_file(model_path).encode())
-    problems.extend(singing_problems(profile.singing, document, shown, ("singing",)))
+    problems.extend(engine_option_problems("singer", profile.singing, document, shown, ("singing",)))
     fix = language_problem(profile.voice.language)
     if fix is not None:
         line, col = _position(document, ("voice", "language"))
@@ -129,14 +130,3 @@ def load_artist(path: str | Path) -> Artist:
     if problems:
         raise SpecError(problems)
     return Artist(profile, path.resolve(), digest.hexdigest(), model_path)
-
-
-def singing_problems(options: dict, document: Any, shown: str, loc: tuple) -> list[SpecProblem]:
-    """The singer's own option checks, reported at the option's position in the YAML."""
-    from millamusic.engines.singer import option_problems
-
-    problems = []
-    for key, message, fix in option_problems(options):
-        line, col = _position(document, loc + (key,))
-        problems.append(SpecProblem(shown, line, col, ".".join(loc + (key,)), options.get(key), message, fix))
-    return problems

@@ -142,6 +142,8 @@ class ReleaseSpec(_Strict):
     copyright: str | None = None
     label: str | None = None
     disclosure: str | None = Field(default=None, min_length=20)
+    commercial: bool = True  # sold or streamed for money: models licensed non-commercially are refused
+    acknowledge_noncommercial: bool = False  # ...unless this says the producer knows (recorded in release.json)
 
 
 class SongSpec(_Strict):
@@ -292,10 +294,10 @@ def load_song(path: str | Path) -> Song:
         problems.extend(artist_problems)
         if artist is not None:
             hashes["artist_profile"] = artist.sha256
-    if spec.engines.vocals == "singer":
-        from millamusic.artist import singing_problems
-
-        problems.extend(singing_problems(spec.engines.vocal_options, document, shown, ("engines", "vocal_options")))
+    problems.extend(engine_option_problems(spec.engines.vocals, spec.engines.vocal_options, document, shown,
+                                           ("engines", "vocal_options")))
+    problems.extend(engine_option_problems(spec.engines.backing, spec.engines.backing_options, document, shown,
+                                           ("engines", "backing_options")))
     problems.extend(_language_problems(spec, artist, document, shown))
 
     blocks, lyrics_file, lyric_problems = _read_lyrics(spec, document, shown, base)
@@ -382,6 +384,17 @@ def _parse_yaml(raw: bytes, shown: str) -> Any:
         raise SpecError([SpecProblem(shown, 1, 1, "spec", type(document).__name__,
                                      "the spec must be a mapping of fields", "start with `title: ...`")])
     return document
+
+
+def engine_option_problems(engine: str, options: dict, document: Any, shown: str, loc: tuple) -> list[SpecProblem]:
+    """An engine's own option checks (its registry entry names them), at the option's place in the YAML."""
+    from millamusic.engines import option_problems
+
+    problems = []
+    for key, message, fix in option_problems(engine, options):
+        line, col = _position(document, loc + (key,))
+        problems.append(SpecProblem(shown, line, col, ".".join(loc + (key,)), options.get(key), message, fix))
+    return problems
 
 
 def _position(document: Any, loc: tuple) -> tuple[int | None, int | None]:

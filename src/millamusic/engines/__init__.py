@@ -15,11 +15,16 @@ class EngineEntry:
     target: str  # "module:Class"
     requires: tuple[str, ...]  # importable modules the engine needs
     install_hint: str  # the command that installs them
+    option_problems: str | None = None  # "module:function": options -> [(option, problem, fix)], no heavy imports
 
 
 REGISTRY: dict[str, EngineEntry] = {
-    "arranger": EngineEntry("backing", "millamusic.engines.arranger:Arranger", ("pedalboard", "mido"), "pip install millamusic"),
-    "singer": EngineEntry("vocals", "millamusic.engines.singer:Singer", ("pyworld", "espeakng_loader"), "pip install millamusic"),
+    "arranger": EngineEntry("backing", "millamusic.engines.arranger:Arranger", ("pedalboard", "mido"), "pip install millamusic",
+                            "millamusic.engines.arranger:option_problems"),
+    "musicgen": EngineEntry("backing", "millamusic.engines.musicgen:MusicGen", ("torch", "transformers"),
+                            "pip install 'millamusic[musicgen]'", "millamusic.engines.musicgen:option_problems"),
+    "singer": EngineEntry("vocals", "millamusic.engines.singer:Singer", ("pyworld", "espeakng_loader"), "pip install millamusic",
+                          "millamusic.engines.singer:option_problems"),
 }
 
 
@@ -50,3 +55,12 @@ def load_engine(kind: str, name: str):
         )
     module_name, class_name = entry.target.split(":")
     return getattr(importlib.import_module(module_name), class_name)()
+
+
+def option_problems(name: str, options: dict) -> list[tuple[str, str, str]]:
+    """The engine's own checks of the options a spec gives it; [] for engines without checks."""
+    entry = REGISTRY.get(name)
+    if entry is None or entry.option_problems is None:
+        return []
+    module_name, function_name = entry.option_problems.split(":")
+    return getattr(importlib.import_module(module_name), function_name)(options)

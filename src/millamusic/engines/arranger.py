@@ -108,6 +108,15 @@ def _merge(base: dict, over: dict) -> dict:
     return out
 
 
+def option_problems(options: dict) -> list[tuple[str, str, str]]:
+    """(option, problem, fix) for spec options the arranger does not know; checked when the spec loads."""
+    problems = [(key, "unknown arranger option", f"use one of: {', '.join(OPTION_NAMES)}")
+                for key in sorted(set(options) - set(OPTION_NAMES))]
+    if "preset" in options and options["preset"] not in PRESETS:
+        problems.append(("preset", "no such arranger preset", f"use one of: {', '.join(PRESETS)}"))
+    return problems
+
+
 def resolve_preset(genre: str, style: tuple[str, ...] = (), options: dict | None = None) -> tuple[str, dict, list[str]]:
     """(preset name, preset with style words and option overrides merged in, style words used).
 
