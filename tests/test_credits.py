@@ -29,3 +29,14 @@ def test_disclosure_names_engines_and_cannot_be_empty():
     assert "virtual artist" in text and "arranger" in text and "singer" in text and "lyrics by Ann" in text
     assert disclosure("Milla", _credits(ALGO), "  Made with AI tools by the Milla team.  ") == "Made with AI tools by the Milla team."
     assert disclosure("Milla", _credits(ALGO), "") == text
+
+
+def test_commercial_use_is_refused_for_nc_and_unknown_licences():
+    from millamusic.credits import licence_allows_commercial
+
+    for refused in ("cc-by-nc-4.0", "CC BY-NC-SA 4.0", "CC-BY-NC-ND-4.0", "non-commercial", "research only",
+                    "unknown", ""):
+        assert not licence_allows_commercial(refused), refused
+    for allowed in ("mit", "apache-2.0", "cc-by-4.0", "MIT (millamusic)",
+                    "GPL-3.0-or-later (espeak-ng data); WORLD: modified BSD"):
+        assert licence_allows_commercial(allowed), allowed

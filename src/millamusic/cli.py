@@ -35,9 +35,15 @@ def main() -> None:
 @click.option("--target", default=None, help="Mastering target, overriding the spec (e.g. spotify, apple).")
 @click.option("--soundfont", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
               help="Play the arranger's parts with this General MIDI .sf2 through FluidSynth (overrides the spec).")
+@click.option("--model", default=None,
+              help="Backing checkpoint: a hub id (facebook/musicgen-melody) or a local folder (overrides the spec).")
+@click.option("--device", default=None, help="Where MusicGen runs: auto (CUDA, MPS, CPU), cpu, cuda, cuda:N, mps.")
+@click.option("--acknowledge-noncommercial", is_flag=True,
+              help="Release with a non-commercially licensed model anyway (recorded in release.json).")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON summary on stdout instead of a table.")
 def render(spec: Path, out_root: Path, cache_dir: Path | None, force: bool, backing: str | None,
-           vocals: str | None, target: str | None, soundfont: Path | None, as_json: bool) -> None:
+           vocals: str | None, target: str | None, soundfont: Path | None, model: str | None, device: str | None,
+           acknowledge_noncommercial: bool, as_json: bool) -> None:
     """Render SPEC (a song YAML) into a release."""
     from rich.console import Console
 
@@ -55,7 +61,8 @@ def render(spec: Path, out_root: Path, cache_dir: Path | None, force: bool, back
     try:
         song = load_song(spec)
         options = RenderOptions(out_root=out_root, cache_dir=cache, force=force, backing=backing, vocals=vocals,
-                                target=target, soundfont=soundfont)
+                                target=target, soundfont=soundfont, model=model, device=device,
+                                acknowledge_noncommercial=acknowledge_noncommercial)
         with console.status("") as status:
             def progress(stage: str, state: str) -> None:
                 if state == "start":

@@ -7,6 +7,7 @@ source type and a JSON list of per-stage credits.
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import asdict, dataclass
 
 from millamusic.compose import COMPOSER_VERSION
@@ -45,6 +46,19 @@ def song_credits(*, artist: str, lyricist: str | None, melody_from_midi: bool, c
 
 def _engine_credit(stage: str, info: EngineInfo, seed: int, prompt: str | None) -> StageCredit:
     return StageCredit(stage, info.name, info.model, info.version, info.licence, info.generator, seed, prompt)
+
+
+# Licence names (SPDX ids, Hugging Face card values, or prose) that forbid commercial use.
+_NONCOMMERCIAL = re.compile(r"(?:\b|_)(?:nc|noncommercial|non-commercial|research[- ]only)(?:\b|_)", re.I)
+
+
+def licence_allows_commercial(licence: str) -> bool:
+    """False for non-commercial licences (cc-by-nc-4.0, CC BY-NC-SA, "research only") and unknown ones.
+
+    Unknown counts as not allowed: a release manager must find out, not find out later.
+    """
+    text = (licence or "").strip()
+    return bool(text) and text.lower() != "unknown" and not _NONCOMMERCIAL.search(text)
 
 
 def contains_ai(credits: list[StageCredit]) -> str:

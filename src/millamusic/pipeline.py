@@ -38,6 +38,9 @@ class RenderOptions:
     vocals: str | None = None
     target: str | None = None
     soundfont: Path | None = None  # the arranger plays its parts with this .sf2 (through FluidSynth)
+    model: str | None = None  # the backing engine's checkpoint (MusicGen: hub id or folder), overriding the spec
+    device: str | None = None  # where a neural backing engine runs (auto, cpu, cuda, mps), overriding the spec
+    acknowledge_noncommercial: bool = False  # release with a non-commercial model on purpose (licence guard)
 
 
 @dataclass(frozen=True)
@@ -119,16 +122,19 @@ def render(song: Song, options: RenderOptions, progress: Progress | None = None)
     target = TARGETS[target_name]
     run = _Run(song, options, StageCache(options.cache_dir), progress or (lambda *_: None))
 
+    backing_request = _backing_request(run)
+    backing_info = backing_engine.describe(backing_request)  # the checkpoint, before minutes of rendering
+    guard_licences(song, [backing_info, vocal_engine.info], options.acknowledge_noncommercial)
     score = _compose(run)
-    backing = _backing(run, score, backing_engine)
+    backing = _backing(run, score, backing_engine, backing_request, backing_info)
     vocals = _vocals(run, score, vocal_engine)
     _stems(run, score, backing, vocals)
     mixed = _mix(run, backing, vocals)
     master_entry = _master(run, mixed, target)
     vocals_info = _engine_used(vocals, "vocals.json")
-    credits = _credits(song, score, backing_engine.info, backing, vocals_info)
+    credits = _credits(song, score, backing_info, backing, vocals_info)
     export_entry = _export(run, score, master_entry, vocals, credits)
-    files = publish(run, export_entry, credits, target, backing_engine.info, vocals_info)
+    files = publish(run, export_entry, credits, target, backing_info, vocals_info)
     loudness = json.loads((master_entry.path / "loudness.json").read_text())
     return RenderResult(song.slug, tuple(run.reports), loudness, files, files["release"],
                         time.perf_counter() - started)
@@ -151,22 +157,70 @@ def _compose(run: _Run) -> Score:
     return Score.from_json((entry.path / "score.json").read_text())
 
 
-def _backing(run: _Run, score: Score, engine) -> Entry:
+def guard_licences(song: Song, infos: list, acknowledged: bool) -> None:
+    """Refuse a commercial release made with a model whose licence forbids (or does not grant) that.
+
+    MusicGen's published weights are CC-BY-NC 4.0. The spec's `release.commercial` (default true:
+    streaming releases earn money) and an explicit acknowledgement decide, never a silent default.
+    """
+    from millamusic.credits import licence_allows_commercial
+    from millamusic.errors import SpecError, SpecProblem
+
+    release = song.spec.release
+    if not release.commercial or acknowledged or release.acknowledge_noncommercial:
+        return
+    for info in infos:
+        if not licence_allows_commercial(info.licence):
+            what = "is unknown" if info.licence == "unknown" else f"is {info.licence}, which does not allow commercial use"
+            raise SpecError([SpecProblem(
+                str(song.path), None, None, "release.commercial", True,
+                f"the {info.kind} model {info.model} ({info.name}) licence {what}",
+                "use a model licensed for commercial use (or the embedded engine), set `release.commercial: false`, "
+                "or acknowledge it: `release.acknowledge_noncommercial: true` / --acknowledge-noncommercial "
+                "(recorded in release.json)")])
+
+
+def _backing_request(run: _Run):
     from millamusic.engines.base import BackingRequest
 
     spec = run.song.spec
-    options = dict(spec.engines.backing_options)
+    engine = run.options.backing or spec.engines.backing
+    # The spec's backing_options are written for the spec's engine: another one from --backing starts clean.
+    options = dict(spec.engines.backing_options) if engine == spec.engines.backing else {}
     soundfont = run.options.soundfont or run.song.soundfont_path
     if soundfont is not None:
         options["soundfont"] = str(Path(soundfont).resolve())
-    request = BackingRequest(seed=spec.seed, genre=spec.genre, style=tuple(spec.style), sample_rate=SAMPLE_RATE,
-                             options=options)
-    keyed = asdict(request)  # the cache key holds the SoundFont's content, not where it lies
+    for name in ("model", "device"):  # command-line values, checked like the spec's
+        value = getattr(run.options, name)
+        if value is None:
+            continue
+        options[name] = value
+        from millamusic.engines import option_problems
+        from millamusic.errors import SpecError, SpecProblem
+
+        bad = [SpecProblem(f"--{name}", None, None, name, value, f"backing engine {engine!r}: {message}",
+                           f"{fix} (or pick another engine with --backing)")
+               for key, message, fix in option_problems(engine, {name: value}) if key == name]
+        if bad:
+            raise SpecError(bad)
+    reference = str(run.song.reference_path) if run.song.reference_path else None
+    return BackingRequest(seed=spec.seed, genre=spec.genre, style=tuple(spec.style), sample_rate=SAMPLE_RATE,
+                          options=options, reference=reference)
+
+
+def _backing(run: _Run, score: Score, engine, request, info) -> Entry:
+    keyed = asdict(request)  # the cache key holds files' content, not where they lie
+    soundfont = request.options.get("soundfont")
     if soundfont is not None:
         keyed["options"]["soundfont"] = (sha256_file(Path(soundfont)) if run.options.soundfont
                                          else run.song.input_hashes["soundfont"])  # hashed when the spec loaded
-    inputs = {"engine": asdict(engine.info), "harmony": score.harmony_dict(), "request": keyed,
-              "reference": run.song.input_hashes.get("reference")}
+    engine_key = asdict(info)
+    if info.weights_hash is not None:  # the model is named by its content, not by the folder it lies in
+        keyed["options"].pop("model", None)
+        engine_key["model"] = None
+    keyed["options"].pop("device", None)  # where it ran is recorded, but a render from any device will do
+    keyed["reference"] = run.song.input_hashes.get("reference")
+    inputs = {"engine": engine_key, "harmony": score.harmony_dict(), "request": keyed}
 
     def produce(folder: Path) -> None:
         result = engine.render(score, request)
@@ -177,7 +231,10 @@ def _backing(run: _Run, score: Score, engine) -> Entry:
         (folder / "backing.json").write_text(json.dumps({"stems": sorted(result.stems), "prompt": result.prompt,
                                                          "details": result.details}, indent=1, default=str))
 
-    return run.stage("backing", inputs, produce)
+    entry = run.stage("backing", inputs, produce)
+    for warning in json.loads((entry.path / "backing.json").read_text())["details"].get("warnings", []):
+        run.progress("backing", f"warning: {warning}")  # shown again on a cached run: it is still true
+    return entry
 
 
 def _vocals(run: _Run, score: Score, engine) -> Entry:
@@ -419,7 +476,10 @@ def publish(run: _Run, export_entry: Entry, credits, target, backing_info, vocal
         "title": run.song.spec.title, "artist": run.song.spec.artist, "slug": slug,
         "spec": {"path": str(run.song.path), "sha256": run.song.spec_sha256, "inputs": run.song.input_hashes},
         "engines": {"backing": asdict(backing_info), "vocals": asdict(vocals_info)},
-        "settings": {"sample_rate": SAMPLE_RATE, "seed": run.song.spec.seed, "target": asdict(target)},
+        "settings": {"sample_rate": SAMPLE_RATE, "seed": run.song.spec.seed, "target": asdict(target),
+                     "commercial": run.song.spec.release.commercial,
+                     "acknowledged_noncommercial": (run.options.acknowledge_noncommercial
+                                                    or run.song.spec.release.acknowledge_noncommercial)},
         "stages": {r.name: {"key": run.entries[r.name].key, "content_hash": run.entries[r.name].content_hash,
                             "cached": r.cached, "seconds": round(r.seconds, 3), "why": r.why} for r in run.reports},
         "loudness": json.loads((run.entries["master"].path / "loudness.json").read_text()),

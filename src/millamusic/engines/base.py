@@ -28,6 +28,7 @@ class BackingRequest:
     style: tuple[str, ...]
     sample_rate: int
     options: dict = field(default_factory=dict)  # engine-specific, from the spec
+    reference: str | None = None  # the spec's reference recording (covers), when it has one
 
 
 @dataclass(frozen=True)
@@ -68,6 +69,11 @@ class VocalResult:
 
 class BackingEngine(ABC):
     info: ClassVar[EngineInfo]
+
+    def describe(self, request: BackingRequest) -> EngineInfo:  # noqa: ARG002 (engines with a model option use it)
+        """What would make this request: engines whose model is an option (MusicGen) name that model,
+        its licence and its content hash here, before anything renders (cache key, licence guard)."""
+        return self.info
 
     @abstractmethod
     def render(self, score: Score, request: BackingRequest) -> BackingResult: ...
