@@ -24,7 +24,7 @@ import math
 import os
 import re
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import ClassVar
 
@@ -434,9 +434,7 @@ def guide_audio(score: Score, request: BackingRequest, source: ModelSource, guid
     arrangement = arrange(score, BackingRequest(seed=request.seed, genre=request.genre, style=request.style,
                                                 sample_rate=MUSICGEN_RATE))
     pitched = [part for part in arrangement.parts if part.name != "drums"]  # chroma of harmony, not of drums
-    stems = render_arrangement(score, type(arrangement)(arrangement.preset_name, arrangement.style_words,
-                                                        arrangement.preset, tuple(pitched)),
-                               request.seed, MUSICGEN_RATE)
+    stems = render_arrangement(score, replace(arrangement, parts=tuple(pitched)), request.seed, MUSICGEN_RATE)
     return Audio(sum_stems(stems), MUSICGEN_RATE), "score"
 
 
@@ -503,7 +501,8 @@ class MusicGen(BackingEngine):
         peak = float(np.max(np.abs(samples)))
         if peak > 0:
             samples *= np.float32(10 ** (BACKING_PEAK_DBFS / 20) / peak)
-        steps = sum(w.end - w.new_start + (codes.shape[0] // source.audio_channels) - 1 for w in windows)
+        delay = codes.shape[0] // source.audio_channels - 1  # the codebook delay pattern adds these steps per call
+        steps = sum(w.end - w.new_start + delay for w in windows)
         details = {
             "model": source.model_id, "architecture": source.architecture, "licence": source.licence,
             "identity": source.identity, "device": device, "dtype": str(dtype).split(".")[-1],
