@@ -224,3 +224,28 @@ def test_other_mode_is_shifted_onto_the_same_notes(monkeypatch):
     fit = fit_to_grid(Audio.silence(RATE, RATE), tempo_bpm=120, key=A_MINOR, frames=RATE, key_policy="shift")
     assert fit.pitch_shift == -2 and fit.audio.frames == RATE
     assert any("-2 semitones to C major" in w for w in fit.warnings), fit.warnings
+
+
+def test_a_stretch_that_does_not_help_is_undone(monkeypatch):
+    """When the tempo measured after stretching is further off than before, the take stays unstretched."""
+    from millamusic.analysis import TempoEstimate
+
+    rate = 22050
+    samples = np.random.default_rng(7).standard_normal((1, rate * 20)).astype(np.float32) * 0.1
+    readings = iter([126.0, 135.0])  # before the stretch, then after it: worse
+
+    def fake_tempo(_samples, _rate, **_kwargs):
+        bpm = next(readings)
+        beats = tuple(np.arange(0, 19, 60 / bpm))
+        return TempoEstimate(bpm=bpm, librosa_bpm=bpm, beat_seconds=beats)
+
+    monkeypatch.setattr(grid_fit, "estimate_tempo", fake_tempo)
+    monkeypatch.setattr(grid_fit, "_fit_key", lambda *_args: ("A minor", 0.5, 0, []))
+    fit = fit_to_grid(Audio(samples, rate), tempo_bpm=120, key=parse_key("A minor"), frames=samples.shape[1])
+    assert fit.stretch == 1.0 and fit.fitted_bpm == fit.measured_bpm == 126.0
+    assert any("did not bring the backing onto the grid" in w for w in fit.warnings)
+    shift = round(fit.offset_seconds * rate)  # unstretched: the input moved by the phase shift only
+    if shift >= 0:
+        assert np.array_equal(fit.audio.samples[:, shift:], samples[:, : samples.shape[1] - shift])
+    else:
+        assert np.array_equal(fit.audio.samples[:, : shift], samples[:, -shift:])

@@ -124,6 +124,15 @@ def fit_to_grid(audio: Audio, *, tempo_bpm: float, key: Key, frames: int,
             except ValueError as error:
                 beats, fitted_bpm = None, math.nan
                 warnings.append(f"the fitted backing's beats could not be measured ({error}); not phase-shifted")
+        if factors is not None and not abs(fitted_bpm / tempo_bpm - 1) <= abs(measured_bpm / tempo_bpm - 1):
+            # The stretch made it worse (no steady beat to track: noise, rubato, a tracker that
+            # wandered): keep the take as it was rather than warp it by a guess.
+            warnings.append(f"stretching did not bring the backing onto the grid (measured {measured_bpm:.1f} BPM, "
+                            f"after stretching {fitted_bpm:.1f}, spec {tempo_bpm:g}): left unstretched; the beat "
+                            "tracker finds no steady beat in it")
+            samples = audio.samples if not semitones else pedalboard.time_stretch(
+                audio.samples, rate, pitch_shift_in_semitones=float(semitones), high_quality=False)
+            stretch, beats, fitted_bpm = 1.0, np.asarray(before.beat_seconds), measured_bpm
 
     # --- phase: move the audio by the median beat offset from the grid (less than half a beat)
     offset_seconds = 0.0
