@@ -1,6 +1,6 @@
 """Time the MusicGen backing engine: its overhead over a bare `model.generate`, and ms per decoding step.
 
-    python bench/musicgen.py                      # full run: overhead + small and medium (several minutes on CPU)
+    python bench/musicgen.py                      # full run: overhead + small and medium (~25 min on 2 CPU cores)
     python bench/musicgen.py --quick              # a smoke check: short clips, few steps, small only
     python bench/musicgen.py --parts steps --sizes small --steps 100 --threads 8
     python bench/musicgen.py --device cuda        # GPU in bf16 (auto: CPU, plus CUDA when there is one)
@@ -24,8 +24,9 @@ No download: every model has random weights, built in code with the real archite
    "sampling" is generate minus its text encoder and codec decode: the decoding steps themselves.
    The same comparison is made for a long render (several windows: each one re-encodes its text,
    re-prefills its context and is decoded inside generate) against one bare generate of as many
-   frames (`--song songs/x.yaml` uses a real song instead), and, with `--melody`, for a MusicGen-Melody checkpoint with the score's chroma guide
-   (the bare call gets the same chroma, computed beforehand: rendering the guide is engine extra).
+   frames (`--song songs/x.yaml` uses a real song instead), and, with `--melody`, for a
+   MusicGen-Melody checkpoint with the score's chroma guide (the bare call gets the same chroma,
+   computed beforehand: rendering the guide is engine extra).
    The engine's extra seconds barely depend on the model size (the codec, the guide and the
    grid fit are the same for every checkpoint), so the last table projects the ratio onto the
    real sizes using the ms/step measured in part 2.
@@ -145,7 +146,7 @@ def save_tokenizer(folder: Path, texts: list[str]) -> int:
     words = sorted({word for text in texts for word in text.split()})
     pieces = {"<pad>": 0.0, "</s>": 0.0, "<unk>": 0.0, "\u2581": -5.0}
     pieces.update({"\u2581" + word: -1.0 for word in words})
-    pieces.update({char: -10.0 for char in sorted(set("".join(words)) | set("0123456789"))})
+    pieces.update(dict.fromkeys(sorted(set("".join(words)) | set("0123456789")), -10.0))
     tokenizer = Tokenizer(models.Unigram(list(pieces.items()), unk_id=2))
     tokenizer.normalizer = normalizers.NFKC()
     tokenizer.pre_tokenizer = pre_tokenizers.Metaspace()
@@ -431,6 +432,7 @@ def compare(label: str, score: Score, folder: Path, device: str, dtype: str, *, 
             "extra": engine_median - bare_median, "fixed_extra": fixed_extra, "windows": len(windows),
             "engine_steps": engine_steps, "bare_steps": bare_steps, "context_tokens": context_tokens,
             "bare_ms_per_step": 1000 * medians["bare"]["sampling"] / bare_steps,
+            "engine_sampling": medians["engine"]["sampling"], "bare_sampling": medians["bare"]["sampling"],
             "bare_fixed": bare_median - medians["bare"]["sampling"]}
 
 
@@ -478,7 +480,7 @@ class StepClock(transformers.StoppingCriteria):
         self.device = device
         self.stamps: list[float] = []
 
-    def __call__(self, input_ids, scores, **kwargs):  # noqa: ARG002 (the StoppingCriteria signature)
+    def __call__(self, input_ids, _scores, **_kwargs):  # the StoppingCriteria signature
         sync(self.device)
         self.stamps.append(time.perf_counter())
         return torch.zeros(input_ids.shape[0], dtype=torch.bool, device=input_ids.device)
@@ -607,6 +609,15 @@ def print_projection(overhead: list[dict], steps: list[dict]) -> None:
         print(f"  {case['label']:<13}{row['size']:<8}{row['device']:<7}{bare:>9.1f}{case['fixed_extra']:>9.2f}"
               f"{steps_extra:>9.2f}{prefill:>11.2f}{engine / bare:>8.3f}")
     print("  (the text encoder is t5-base there, not the bench one: a few ms more on both sides)")
+    for case in overhead:
+        clip = next((c for c in overhead if c["windows"] == 1 and c["device"] == case["device"]), None)
+        if case["windows"] > 1 and clip is not None:
+            print(f"  {case['label']} ({case['windows']} windows) takes one ms/step for every step, yet one bare call"
+                  " slows down as its cache\n  grows past a window (which would lower the ratio). In part 1 the bare"
+                  f" call took {case['bare_ms_per_step']:.1f} ms/step over {case['bare_steps']}\n  steps against"
+                  f" {clip['bare_ms_per_step']:.1f} over {clip['bare_steps']}, and the engine's windowed sampling,"
+                  f" its prefills included, took {case['engine_sampling']:.1f} s\n  against the bare"
+                  f" {case['bare_sampling']:.1f} s.")
 
 
 # ------------------------------------------------------------------------------------------ main
@@ -624,8 +635,9 @@ def machine_info(devices: list[str]) -> None:
     with contextlib.suppress(ValueError, OSError, AttributeError):
         memory = f", {os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 2**30:.0f} GiB RAM"
     print(f"machine: {cpu}; {os.cpu_count()} CPUs ({usable} usable){memory}; {platform.system()} {platform.release()}")
+    threads = f"torch threads {torch.get_num_threads()} (interop {torch.get_num_interop_threads()})"
     print(f"python {platform.python_version()}, torch {torch.__version__}, transformers {transformers.__version__}, "
-          f"numpy {np.__version__}; torch threads {torch.get_num_threads()} (interop {torch.get_num_interop_threads()})")
+          f"numpy {np.__version__}; {threads}")
     for device in devices:
         if device.startswith("cuda"):
             props = torch.cuda.get_device_properties(torch.device(device))
