@@ -230,6 +230,12 @@ def test_checkpoint_identity_is_its_content_and_licence_its_card(tmp_path, check
     moved = shutil.copytree(checkpoints["plain"], tmp_path / "elsewhere")
     assert resolve_model(str(moved)).identity == resolve_model(str(checkpoints["plain"])).identity
     assert resolve_model(str(checkpoints["melody"])).identity != resolve_model(str(moved)).identity
+    # Under a hidden folder (~/.cache, ~/.models) the files still count: two models stay two identities.
+    hidden = tmp_path / ".models"
+    plain_hidden = shutil.copytree(checkpoints["plain"], hidden / "plain")
+    melody_hidden = shutil.copytree(checkpoints["melody"], hidden / "melody")
+    assert resolve_model(str(plain_hidden)).identity == resolve_model(str(moved)).identity
+    assert resolve_model(str(plain_hidden)).identity != resolve_model(str(melody_hidden)).identity
     assert resolve_model(str(checkpoints["unlicensed"])).licence == "unknown"
     assert resolve_model(str(checkpoints["unlicensed"]), licence="apache-2.0").licence == "apache-2.0"
     assert resolve_model(str(checkpoints["mit"])).licence == "mit"

@@ -181,7 +181,9 @@ def guard_licences(song: Song, infos: list, acknowledged: bool) -> None:
 
 
 def _backing_request(run: _Run):
+    from millamusic.engines import option_problems
     from millamusic.engines.base import BackingRequest
+    from millamusic.errors import SpecError, SpecProblem
 
     spec = run.song.spec
     engine = run.options.backing or spec.engines.backing
@@ -195,9 +197,6 @@ def _backing_request(run: _Run):
         if value is None:
             continue
         options[name] = value
-        from millamusic.engines import option_problems
-        from millamusic.errors import SpecError, SpecProblem
-
         bad = [SpecProblem(f"--{name}", None, None, name, value, f"backing engine {engine!r}: {message}",
                            f"{fix} (or pick another engine with --backing)")
                for key, message, fix in option_problems(engine, {name: value}) if key == name]

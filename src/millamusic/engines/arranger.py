@@ -627,7 +627,7 @@ def _apply_fx(samples: np.ndarray, chain: list, sr: int) -> np.ndarray:
     return board(np.ascontiguousarray(samples, dtype=np.float32), sr).astype(np.float32, copy=False)
 
 
-def _fade_tail(samples: np.ndarray, score: Score, sr: int) -> None:
+def fade_tail(samples: np.ndarray, score: Score, sr: int) -> None:
     """The ending: after the last bar everything decays (exponentially, -48 dB by the end of the
     tail, so even a sustaining distorted guitar rings down) and the last 40 % of the tail is faded
     to exact silence."""
@@ -681,7 +681,7 @@ def _render_stem(part: Part, score: Score, preset: dict, seed: int, sample_rate:
         x = _render_drums(part.events, cfg, seed, sample_rate, spb, frames)
     else:
         x = _render_instrument(part.events, cfg, seed, part.name, sample_rate, spb, frames)
-    _fade_tail(x, score, sample_rate)
+    fade_tail(x, score, sample_rate)
     _balance(x, cfg["balance"], sample_rate)
     return x
 

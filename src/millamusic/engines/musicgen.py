@@ -139,7 +139,8 @@ def _folder_sha256(folder: Path) -> str:
 
     Remembered per process by (path, size, mtime) so an album hashes a multi-GB checkpoint once.
     """
-    files = sorted(p for p in folder.rglob("*") if p.is_file() and not any(s.startswith(".") for s in p.parts))
+    files = sorted(p for p in folder.rglob("*")  # hidden entries inside it (.git, .cache) are not the model
+                   if p.is_file() and not any(part.startswith(".") for part in p.relative_to(folder).parts))
     stamp = (str(folder.resolve()), tuple((str(p), p.stat().st_size, p.stat().st_mtime_ns) for p in files))
     if stamp not in _FOLDER_HASHES:
         digest = hashlib.sha256()
@@ -343,13 +344,6 @@ def plan_windows(total: int, window: int, context: int) -> list[Window]:
     return windows
 
 
-def _codes_from_stream(ids, delays: list[int], frames: int):
-    """Undo MusicGen's delay pattern: codebook k of the stream runs `delays[k]` steps late."""
-    import torch
-
-    return torch.stack([ids[k, 1 + d: 1 + d + frames] for k, d in enumerate(delays)])
-
-
 def generate_codes(model, tokenizer, *, frames: int, windows: list[Window], texts: list[str],
                    chroma: list | None, settings: dict, seed: int, device: str):
     """(codebooks, frames) codec tokens for the whole song, window after window.
@@ -393,7 +387,9 @@ def generate_codes(model, tokenizer, *, frames: int, windows: list[Window], text
             _, mask = decoder.build_delay_pattern_mask(decoder_ids.to(device), pad_token_id=start_token,
                                                        max_length=tokens.ids.shape[1])
             stream = decoder.apply_delay_pattern_mask(tokens.ids, mask).cpu()
-        codes[:, window.start:window.end] = _codes_from_stream(stream, delays, window.end - window.start)
+        length = window.end - window.start  # undo the delay pattern: codebook k runs delays[k] steps late
+        codes[:, window.start:window.end] = torch.stack([stream[k, 1 + d: 1 + d + length]
+                                                         for k, d in enumerate(delays)])
     return codes
 
 
@@ -458,6 +454,7 @@ class MusicGen(BackingEngine):
 
     def render(self, score: Score, request: BackingRequest) -> BackingResult:
         from millamusic.chroma import chroma_window, melody_chroma
+        from millamusic.engines.arranger import fade_tail
         from millamusic.grid_fit import fit_to_grid
 
         settings = _settings(request.options)
@@ -497,7 +494,8 @@ class MusicGen(BackingEngine):
                           frames=score.total_frames(request.sample_rate),
                           tempo_tolerance=settings["tempo_tolerance"] if settings["fit_tempo"] else math.inf,
                           key_policy=settings["fit_key"], max_key_shift=settings["max_key_shift"])
-        samples = _fade_tail(fit.audio.samples.copy(), score, request.sample_rate)
+        samples = fit.audio.samples.copy()
+        fade_tail(samples, score, request.sample_rate)  # the model does not know the song ends at the last bar
         peak = float(np.max(np.abs(samples)))
         if peak > 0:
             samples *= np.float32(10 ** (BACKING_PEAK_DBFS / 20) / peak)
@@ -536,12 +534,3 @@ def _section_kind(score: Score, seconds: float) -> str:
         if score.bars[section.start_bar].start_beat <= beat:
             kind = section.kind
     return kind
-
-
-def _fade_tail(samples: np.ndarray, score: Score, sample_rate: int) -> np.ndarray:
-    """Fade out over the score's tail: the model does not know the song ends at the last bar."""
-    start = int(score.music_seconds * sample_rate)
-    length = samples.shape[1] - start
-    if length > 0:
-        samples[:, start:] *= np.linspace(1.0, 0.0, length, dtype=np.float32) ** 2
-    return samples
