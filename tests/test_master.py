@@ -10,6 +10,7 @@ import pytest
 from millamusic.audio import Audio
 from millamusic.errors import RenderError
 from millamusic import master as M
+from millamusic.profiles import PROFILES
 
 RATE = 44100
 
@@ -138,18 +139,38 @@ def test_measure_silence_and_too_short():
 def test_targets_table():
     expect = {"spotify": (-14, -1), "apple": (-16, -1), "youtube": (-14, -1), "amazon": (-14, -2), "deezer": (-15, -1)}
     for name, (lufs, tp) in expect.items():
-        t = M.TARGETS[name]
+        t = PROFILES[name]
         assert (t.name, t.integrated_lufs, t.true_peak_dbtp) == (name, lufs, tp)
 
 
 # ------------------------------------------------------------------ mastering
 
 
-@pytest.mark.parametrize("which", ["quiet", "hot"])
-@pytest.mark.parametrize("target_name", ["spotify", "apple", "amazon"])
+@pytest.fixture(scope="module")
+def transient() -> Audio:
+    """Transient-heavy: hard drum hits over a quiet bass and pad (crest factor ~22 dB), -24 LUFS."""
+    rng = np.random.default_rng(7)
+    n = 20 * RATE
+    t = np.arange(n) / RATE
+    x = np.zeros((2, n))
+    x += 0.06 * (np.sin(2 * np.pi * 220.0 * t) + 0.7 * np.sin(2 * np.pi * 55.0 * t) + 0.3 * np.sin(2 * np.pi * 660.0 * t))
+    for k in range(0, n - RATE // 4, RATE // 3):
+        m = RATE // 8
+        tt = np.arange(m) / RATE
+        hit = np.sin(2 * np.pi * (60 + 180 * np.exp(-tt * 40)) * tt) * np.exp(-tt * 30)
+        hit += rng.standard_normal(m) * 0.6 * np.exp(-tt * 60)
+        x[:, k : k + m] += 0.9 * hit
+    audio = at_lufs(x, -24.0)
+    crest = 20 * np.log10(np.abs(audio.samples).max() / np.sqrt(np.mean(audio.samples.astype(np.float64) ** 2)))
+    assert crest > 20.0
+    return audio
+
+
+@pytest.mark.parametrize("which", ["quiet", "hot", "transient"])
+@pytest.mark.parametrize("target_name", list(PROFILES))
 def test_master_hits_target(request, which, target_name):
     audio = request.getfixturevalue(which)
-    target = M.TARGETS[target_name]
+    target = PROFILES[target_name]
     out, rep = M.master(audio, target)
     assert out.samples.dtype == np.float32
     assert out.channels == 2 and out.sample_rate == RATE
@@ -172,7 +193,7 @@ def _lag(a: np.ndarray, b: np.ndarray, span: int = 200) -> int:
 
 
 def test_master_is_time_aligned(hot):
-    out, _ = M.master(hot, M.TARGETS["spotify"])
+    out, _ = M.master(hot, PROFILES["spotify"])
     assert abs(_lag(hot.samples.mean(axis=0), out.samples.mean(axis=0))) <= 1
     # sanity check of the checker: a delayed copy is seen as delayed
     delayed = np.concatenate([np.zeros(37), out.samples[0, :-37]])
@@ -192,27 +213,79 @@ def test_limiter_keeps_clicks_in_place():
 
 def test_master_mono_input_becomes_stereo(mix):
     mono = Audio(mix[:1, : 8 * RATE].astype(np.float32) * 0.3, RATE)
-    out, rep = M.master(mono, M.TARGETS["deezer"])
+    out, rep = M.master(mono, PROFILES["deezer"])
     assert out.channels == 2 and out.frames == mono.frames
     assert abs(rep.integrated_lufs + 15.0) <= 0.3
 
 
 def test_master_refuses_silence():
     with pytest.raises(RenderError, match="silent"):
-        M.master(Audio.silence(5 * RATE, RATE), M.TARGETS["spotify"])
+        M.master(Audio.silence(5 * RATE, RATE), PROFILES["spotify"])
 
 
 def test_master_raises_with_numbers_when_target_unreachable():
-    # One click a second: the limiter can only flatten it; loudness cannot reach -14 LUFS.
+    # One click a second over digital silence: clipper and limiter can only flatten the clicks,
+    # so no gain reaches -14 LUFS.
     x = np.zeros((2, 5 * RATE), dtype=np.float32)
     x[:, ::RATE] = 0.9
-    x += np.random.default_rng(1).standard_normal(x.shape).astype(np.float32) * 1e-3
     with pytest.raises(RenderError, match=r"could not master to spotify .*LUFS.*dBTP"):
-        M.master(Audio(x, RATE), M.TARGETS["spotify"])
+        M.master(Audio(x, RATE), PROFILES["spotify"])
 
 
 def test_master_never_returns_a_master_over_the_ceiling(monkeypatch, mix):
     # If the limiter never got the true peak under the ceiling, master() must refuse.
     monkeypatch.setattr(M, "_true_peak_db", lambda samples, rate: 3.0)
     with pytest.raises(RenderError, match="3.00 dBTP"):
-        M.master(Audio(mix[:, : 5 * RATE].astype(np.float32), RATE), M.TARGETS["apple"])
+        M.master(Audio(mix[:, : 5 * RATE].astype(np.float32), RATE), PROFILES["apple"])
+
+
+def test_more_drive_never_gives_a_quieter_master(mix):
+    # pedalboard's BrickwallLimiter got quieter past ~16 dB of drive (its hold never released
+    # on dense material); the chain's own limiter must rise with the drive and hold the ceiling.
+    x = M._pre_chain(mix.astype(np.float32), RATE)
+    peak_db = M._true_peak_envelope_db(x, RATE)
+    levels = []
+    for gain in (0.0, 6.0, 12.0, 18.0, 24.0, 30.0):
+        y = M._limit(x, RATE, -1.5, peak_db=peak_db, gain_db=gain)
+        levels.append(M.integrated_loudness(y, RATE))
+        assert M._true_peak_db(y, RATE) <= -1.45
+        assert np.max(np.abs(y)) <= 10 ** (-1.5 / 20) + 1e-6
+    assert all(b > a for a, b in zip(levels, levels[1:])), levels
+    assert levels[-1] > -8.0
+
+
+def test_limiter_holds_a_peak_in_the_first_sample():
+    x = np.zeros((2, RATE), dtype=np.float32)
+    x[:, 0] = 0.99
+    x[:, 1000:] = 0.1
+    y = M._limit(x, RATE, -6.0)
+    assert np.max(np.abs(y)) <= 10 ** (-6 / 20) + 1e-6
+    assert y[0, -1] == pytest.approx(0.1, rel=1e-4)  # released long before the end
+
+
+def test_master_album_keeps_relative_loudness(mix, transient):
+    single = at_lufs(mix, -18.0)
+    ballad = at_lufs(make_mix(seed=3)[:, : 15 * RATE], -24.0)  # mixed 6 LU under the single
+    album = M.master_album([single, ballad, transient], PROFILES["spotify"])
+    assert abs(album.album_lufs + 14.0) <= 0.3
+    measured = [M.measure(audio) for audio, _ in album.tracks]
+    for (audio, report), check, source in zip(album.tracks, measured, (single, ballad, transient)):
+        assert audio.frames == source.frames and audio.channels == 2
+        assert check.true_peak_dbtp <= -1.0
+        assert report.integrated_lufs == pytest.approx(check.integrated_lufs, abs=0.01)
+    # the ballad stays well under the single (6 LU in the mixes; the glue compressor and the
+    # limiter, working harder on the louder track, narrow it: 4.35 LU measured)
+    gap = measured[0].integrated_lufs - measured[1].integrated_lufs
+    assert 4.0 <= gap <= 6.5, gap
+    # mastered one by one, both would sit at -14
+    alone = [M.master(a, PROFILES["spotify"])[1].integrated_lufs for a in (single, ballad)]
+    assert abs(alone[0] - alone[1]) <= 0.6
+
+
+def test_master_album_errors():
+    with pytest.raises(RenderError, match="at least one track"):
+        M.master_album([], PROFILES["spotify"])
+    a = Audio(np.zeros((2, RATE), dtype=np.float32), RATE)
+    b = Audio(np.zeros((2, 48000), dtype=np.float32), 48000)
+    with pytest.raises(RenderError, match="track 2 is at 48000 Hz"):
+        M.master_album([a, b], PROFILES["spotify"])
