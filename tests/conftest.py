@@ -29,6 +29,7 @@ release:
   track_total: 9
   year: 2026
   isrc: FI-MLA-26-00042
+  upc: "6 418000 12345 4"
   composer: Test Composer
   lyricist: Test Lyricist
   copyright: "(P) 2026 millamusic"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 import re
@@ -58,6 +59,7 @@ def tags(cover) -> E.ReleaseTags:
         year=2025,
         genre="Pop Rock",
         isrc="QZ-ABC-25-00001",
+        upc="0-12345-67890-5",
         composer="millamusic (AI)",
         lyricist="millamusic (AI)",
         copyright="2025 Milla Records",
@@ -67,6 +69,7 @@ def tags(cover) -> E.ReleaseTags:
         cover_mime="image/png",
         lyrics_text="First line\nSecond line\n",
         synced_lyrics=((1.5, "First line"), (4.25, "Second line")),
+        synced_lrc="[00:01.50]First line\n[00:04.25]Second line\n",
         disclosure="Milla is a virtual artist. Music, vocals and lyrics of this track were made with AI tools.",
         contains_ai="All",
         digital_source_type="http://cv.iptc.org/newscodes/digitalsourcetype/compositeSynthetic",
@@ -179,7 +182,7 @@ def test_flac_tags_round_trip(tmp_path, audio, tags, cover):
         "COPYRIGHT": tags.copyright, "LABEL": "Milla Records", "ORGANIZATION": "Milla Records",
         "PRODUCER": tags.producer, "LYRICS": tags.lyrics_text, "AI_DISCLOSURE": tags.disclosure,
         "CONTAINS_AI": "All", "DIGITAL_SOURCE_TYPE": tags.digital_source_type,
-        "AI_CREDITS": tags.ai_credits_json,
+        "AI_CREDITS": tags.ai_credits_json, "BARCODE": "012345678905", "SYNCEDLYRICS": tags.synced_lrc,
     }
     for key, value in expect.items():
         assert f.tags[key] == [value], key
@@ -649,3 +652,59 @@ def test_sylt_word_entries(tmp_path, tags):
         dataclasses.replace(tags, synced_words=((2.0, "a"), (1.0, " b")))
     with pytest.raises(ExportError, match="synced_words entry 1 .* no text"):
         dataclasses.replace(tags, synced_words=((0.0, "\n"),))
+
+
+# ------------------------------------------------------------------ codec-safe MP3, 16-bit FLAC
+
+
+def test_flac_16bit_is_dithered_pcm_16(tmp_path, audio, tags):
+    path = E.write_flac(audio, tmp_path / "cd.flac", tags, bit_depth=16)
+    assert sf.info(str(path)).subtype == "PCM_16"
+    wav = E.write_wav(audio, tmp_path / "cd.wav", bit_depth=16)
+    assert np.array_equal(E.decode(path).samples, E.decode(wav).samples)  # same dither, same samples
+    with pytest.raises(ExportError, match="bit_depth 8"):
+        E.write_flac(audio, tmp_path / "x.flac", tags, bit_depth=8)
+
+
+@pytest.mark.parametrize("mode", ["cbr320", "v0"])
+def test_mp3_under_trims_until_the_decoded_peak_is_under(tmp_path, audio, tags, mode):
+    from millamusic.master import measure
+
+    plain = E.write_mp3_under(audio, tmp_path / "plain.mp3", tags, mode=mode, max_true_peak_dbtp=0.0)
+    assert plain.trim_db == 0.0
+    limit = plain.loudness.true_peak_dbtp - 1.0
+    trimmed = E.write_mp3_under(audio, tmp_path / "trimmed.mp3", tags, mode=mode, max_true_peak_dbtp=limit)
+    again = measure(E.decode(tmp_path / "trimmed.mp3"))
+    assert again.true_peak_dbtp <= limit and trimmed.loudness.true_peak_dbtp == again.true_peak_dbtp
+    assert trimmed.trim_db <= -1.0
+    assert again.integrated_lufs == pytest.approx(plain.loudness.integrated_lufs + trimmed.trim_db, abs=0.1)
+    from mutagen.id3 import ID3
+
+    assert str(ID3(tmp_path / "trimmed.mp3")["TIT2"]) == tags.title
+
+
+def test_mp3_under_gives_up_and_leaves_nothing(tmp_path, audio, tags, monkeypatch):
+    import millamusic.master as M
+
+    real = M.measure
+    monkeypatch.setattr(M, "measure", lambda a: dataclasses.replace(real(a), true_peak_dbtp=3.0))
+    with pytest.raises(ExportError, match=r"still decodes to 3.00 dBTP .* over the -1.0 dBTP"):
+        E.write_mp3_under(audio, tmp_path / "x.mp3", tags, mode="cbr320", max_true_peak_dbtp=-1.0)
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("name", ["spotify", "apple", "amazon", "cd", "loud"])
+def test_mp3_of_every_profile_decodes_under_its_lossy_ceiling(tmp_path, tags, name):
+    # A mastered drum-and-chords mix, both MP3 flavours decoded back: <= -0.5 dBTP always
+    # (amazon: -1.5), reached without trimming when the limiter's margin is enough.
+    from millamusic.master import master
+    from millamusic.profiles import PROFILES
+    from tests.test_master import make_mix
+
+    profile = PROFILES[name]
+    mastered, _ = master(Audio(make_mix(8.0).astype(np.float32), RATE), profile)
+    for mode in ("cbr320", "v0"):
+        result = E.write_mp3_under(mastered, tmp_path / f"{mode}.mp3", tags, mode=mode,
+                                   max_true_peak_dbtp=profile.lossy_true_peak_dbtp)
+        assert result.loudness.true_peak_dbtp <= profile.lossy_true_peak_dbtp <= -0.5
+        assert abs(result.loudness.integrated_lufs - profile.integrated_lufs) <= 0.5 - result.trim_db

@@ -62,7 +62,8 @@ def test_every_promised_file_exists(rendered):
     _, out, first, _ = rendered
     slug = "tiny-test-song"
     masters = out / "masters" / slug
-    for name in (f"{slug}.wav", f"{slug}.flac", f"{slug}.mp3", "lyrics.txt", "release.json"):
+    for name in ("lyrics.txt", "release.json", *(f"spotify/{slug}{ext}" for ext in
+                                                  (".wav", ".flac", ".320.mp3", ".v0.mp3", ".report.png"))):
         assert (masters / name).is_file(), name
     assert (out / "lyrics" / f"{slug}.lrc").is_file()
     stems = sorted(p.name for p in (out / "stems" / slug).iterdir())
@@ -71,11 +72,21 @@ def test_every_promised_file_exists(rendered):
     for relative, record in release["files"].items():
         assert (out / relative).stat().st_size == record["bytes"]
     assert release["spec"]["sha256"] and release["engines"]["backing"]["name"] == "arranger"
+    assert release["track"]["isrc"] == "FIMLA2600042" and release["track"]["upc"] == "6418000123454"
+    assert release["settings"]["profiles"] == ["spotify"]
+    delivered = release["masters"]["spotify"]
+    assert delivered["profile"]["integrated_lufs"] == -14.0
+    for relative, record in delivered["files"].items():
+        assert relative in release["files"]
+        if record["role"] != "report":
+            assert abs(record["integrated_lufs"] + 14.0) <= 0.3, (relative, record)
+            limit = -0.5 if record["role"].startswith("mp3") else -1.0
+            assert record["true_peak_dbtp"] <= limit, (relative, record)
 
 
 def test_masters_format_loudness_and_true_peak(rendered):
     _, out, first, _ = rendered
-    masters = out / "masters" / "tiny-test-song"
+    masters = out / "masters" / "tiny-test-song" / "spotify"
     for ext in ("wav", "flac"):
         info = sf.info(str(masters / f"tiny-test-song.{ext}"))
         assert (info.samplerate, info.channels, info.subtype) == (44100, 2, "PCM_24")
@@ -85,20 +96,20 @@ def test_masters_format_loudness_and_true_peak(rendered):
     oversampled = soxr.resample(audio, rate, rate * 4, quality="VHQ")
     true_peak = 20 * np.log10(np.max(np.abs(oversampled)))
     assert true_peak <= -1.0
-    assert abs(first["loudness"]["integrated_lufs"] - loudness) < 0.05
+    assert abs(first["loudness"]["spotify"]["integrated_lufs"] - loudness) < 0.05
 
 
 def test_wav_has_nothing_after_data(rendered):
     _, out, _, _ = rendered
-    chunks = _riff_chunks(out / "masters" / "tiny-test-song" / "tiny-test-song.wav")
+    chunks = _riff_chunks(out / "masters" / "tiny-test-song" / "spotify" / "tiny-test-song.wav")
     assert chunks[-1] == "data" and chunks[0] == "fmt "
-    raw = (out / "masters" / "tiny-test-song" / "tiny-test-song.wav").read_bytes()
+    raw = (out / "masters" / "tiny-test-song" / "spotify" / "tiny-test-song.wav").read_bytes()
     assert struct.unpack("<H", raw[20:22])[0] == 1  # WAVE_FORMAT_PCM, not EXTENSIBLE
 
 
 def test_tags_and_ai_fields_read_back(rendered):
     _, out, _, _ = rendered
-    masters = out / "masters" / "tiny-test-song"
+    masters = out / "masters" / "tiny-test-song" / "spotify"
     flac = FLAC(str(masters / "tiny-test-song.flac"))
     assert flac["TITLE"] == ["Tiny Test Song"] and flac["ARTIST"] == ["Milla Virta"]
     assert flac["ALBUM"] == ["Test Album"] and flac["TRACKNUMBER"][0].startswith("3")
@@ -112,13 +123,16 @@ def test_tags_and_ai_fields_read_back(rendered):
     assert {c["engine"] for c in credits if c["stage"] in ("backing", "vocals")} == {"arranger", "singer"}
     assert "virtual artist" in flac["AI_DISCLOSURE"][0]
     assert flac.pictures and flac.pictures[0].type == 3
+    assert flac["BARCODE"] == ["6418000123454"]
+    assert re.match(r"\[ti:Tiny Test Song\]", flac["SYNCEDLYRICS"][0]) and "]Spin me round again" in flac["SYNCEDLYRICS"][0]
 
-    id3 = ID3(str(masters / "tiny-test-song.mp3"))
+    id3 = ID3(str(masters / "tiny-test-song.320.mp3"))
     assert str(id3["TIT2"]) == "Tiny Test Song" and str(id3["TSRC"]) == "FIMLA2600042"
     assert str(id3["TRCK"]) == "3/9" and str(id3["TCOM"]) == "Test Composer" and str(id3["TEXT"]) == "Test Lyricist"
     assert id3.getall("APIC") and "Hold the light tonight" in id3.getall("USLT")[0].text
     ai = {frame.desc: str(frame) for frame in id3.getall("TXXX")}
     assert ai["CONTAINS_AI"] == "Partly" and json.loads(ai["AI_CREDITS"]) == credits
+    assert ai["BARCODE"] == "6418000123454"
 
 
 def test_stems_equal_length_and_lrc_matches_vocal_notes(rendered):
@@ -157,14 +171,25 @@ def test_second_render_hits_the_cache(rendered):
     assert second["loudness"] == first["loudness"]
 
 
-def test_changing_only_the_target_reruns_master_and_export(rendered):
+def test_adding_a_profile_masters_and_exports_only_that_profile(rendered):
     spec, out, _, _ = rendered
-    summary = _render(spec, out, "--target", "apple")
+    summary = _render(spec, out, "--profile", "spotify", "--profile", "apple,cd")
     rerun = [stage["name"] for stage in summary["stages"] if not stage["cached"]]
-    assert rerun == ["master", "export"]
-    assert abs(summary["loudness"]["integrated_lufs"] - (-16.0)) <= 0.5
-    why = {stage["name"]: stage["why"] for stage in summary["stages"]}
-    assert "target" in why["master"]
+    assert rerun == ["master[apple]", "export[apple]", "master[cd]", "export[cd]"]
+    assert abs(summary["loudness"]["apple"]["integrated_lufs"] - (-16.0)) <= 0.3
+    assert abs(summary["loudness"]["cd"]["integrated_lufs"] - (-10.0)) <= 0.3
+    cd = out / "masters" / "tiny-test-song" / "cd"
+    assert sf.info(str(cd / "tiny-test-song.wav")).subtype == "PCM_16"
+    assert sf.info(str(cd / "tiny-test-song.flac")).subtype == "PCM_16"
+    release = json.loads((out / "masters" / "tiny-test-song" / "release.json").read_text())
+    assert list(release["masters"]) == ["spotify", "apple", "cd"]
+
+
+def test_unknown_profile_exits_2_naming_the_valid_ones(rendered, tmp_path):
+    spec, _, _, _ = rendered
+    result = CliRunner().invoke(main, ["render", str(spec), "--out", str(tmp_path / "o"), "--profile", "spotfy"])
+    assert result.exit_code == 2
+    assert "spotfy" in result.output and "apple" in result.output and "--profile" in result.output
 
 
 def test_spec_with_three_mistakes_exits_2_and_writes_nothing(tmp_path):
@@ -242,3 +267,25 @@ def test_stems_midi_has_the_sung_melody_with_lyrics(rendered):
     score = compose(load_song(rendered[0]))
     pitches = [m.note for m in track if m.type == "note_on" and m.velocity > 0]
     assert pitches == [n.pitch for n in score.notes]
+
+
+def test_check_passes_the_rendered_masters_and_fails_a_damaged_one(rendered, tmp_path):
+    import shutil
+
+    _, out, _, _ = rendered
+    masters = out / "masters" / "tiny-test-song"
+    result = CliRunner().invoke(main, ["check", str(masters)])
+    assert result.exit_code == 0, result.output
+    assert "0 failed" in result.output and "FAIL" not in result.output
+    # a copy of the release with the WAV turned down 3 dB: loudness fails, and the record no longer matches
+    copy = tmp_path / "out"
+    shutil.copytree(out / "masters", copy / "masters")
+    shutil.copytree(out / "lyrics", copy / "lyrics")
+    wav = copy / "masters" / "tiny-test-song" / "spotify" / "tiny-test-song.wav"
+    data, rate = sf.read(str(wav), dtype="float32")
+    sf.write(str(wav), data * 10 ** (-3 / 20), rate, subtype="PCM_24")
+    result = CliRunner().invoke(main, ["check", str(wav), "--profile", "spotify"])
+    assert result.exit_code == 1
+    assert re.search(r"loudness\s+│\s+FAIL", result.output) and re.search(r"record\s+│\s+FAIL", result.output)
+    result = CliRunner().invoke(main, ["check", str(wav), "--profile", "vinyl"])
+    assert result.exit_code == 2 and "spotify" in result.output

@@ -181,7 +181,7 @@ def test_cli_soundfont_errors(write_spec, tmp_path, monkeypatch):
     result = CliRunner().invoke(main, ["render", str(spec), "--out", str(tmp_path / "out")])
     assert result.exit_code == 3, result.output
     assert "fluidsynth" in result.output and "apt-get install --no-install-recommends fluidsynth" in result.output
-    assert not list((tmp_path / "out").glob("masters/*/*.wav"))
+    assert not list((tmp_path / "out").glob("masters/**/*.wav"))
 
     result = CliRunner().invoke(main, ["render", str(write_spec(name="plain.yaml")), "--soundfont",
                                        str(tmp_path / "missing.sf2")])

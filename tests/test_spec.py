@@ -120,3 +120,54 @@ release: {isrc: NOT-AN-ISRC}
                                          ("Sydän / Heart", "sydan-heart"), ("???", "untitled")])
 def test_slugs_are_safe(title, slug):
     assert slugify(title) == slug
+
+
+_PLAIN = """\
+title: Plain
+artist: Milla
+genre: pop
+tempo: 100
+key: C
+structure:
+  - {section: Verse, bars: 2, chords: [C, F]}
+lyrics: |
+  [Verse]
+  la la
+"""
+
+
+def test_profiles_and_upc(write_spec):
+    song = load_song(write_spec(text=_PLAIN + "master: {profiles: apple}\nrelease: {upc: '0 12345 67890 5'}\n"))
+    assert song.spec.master.profiles == ["apple"] and song.spec.release.upc == "012345678905"
+    assert load_song(write_spec(text=_PLAIN)).spec.master.profiles == ["spotify"]
+    path = write_spec(text=_PLAIN + "master:\n  profiles: [spotify, vinyl]\nrelease:\n  upc: '6418000123457'\n")
+    with pytest.raises(SpecError) as caught:
+        load_song(path)
+    text = str(caught.value)
+    assert [(p.field, p.line) for p in caught.value.problems] == [("master.profiles", 12), ("release.upc", 14)]
+    assert "unknown delivery profile 'vinyl'" in text and "cd, loud" in text
+    assert "check digit 7; the digits before it give 4" in text
+
+
+@pytest.mark.parametrize("profiles, message", [("[]", "no delivery profile"), ("[cd, cd]", "'cd' given more than once"),
+                                               ("{a: 1}", "not a profile name")])
+def test_bad_profile_lists(write_spec, profiles, message):
+    with pytest.raises(SpecError, match=message):
+        load_song(write_spec(text=_PLAIN + f"master: {{profiles: {profiles}}}\n"))
+
+
+@pytest.mark.parametrize("text, digits", [("012345678905", "012345678905"), ("4006381333931", "4006381333931"),
+                                          ("0-12345-67890-5", "012345678905")])
+def test_upc_ean_check_digits(text, digits):
+    from millamusic.identifiers import normalise_upc, upc_check_digit
+
+    assert normalise_upc(text) == digits
+    assert upc_check_digit(digits[:-1]) == int(digits[-1])
+
+
+@pytest.mark.parametrize("text", ["012345678904", "12345", "40063813339310", "01234567890X"])
+def test_upc_ean_rejects(text):
+    from millamusic.identifiers import normalise_upc
+
+    with pytest.raises(ValueError):
+        normalise_upc(text)

@@ -32,7 +32,9 @@ def main() -> None:
 @click.option("--force", is_flag=True, help="Re-run every stage, ignoring the cache.")
 @click.option("--backing", default=None, help="Backing engine, overriding the spec (see `millamusic engines`).")
 @click.option("--vocals", default=None, help="Vocal engine, overriding the spec.")
-@click.option("--target", default=None, help="Mastering target, overriding the spec (e.g. spotify, apple).")
+@click.option("--profile", "profiles", multiple=True, metavar="NAME[,NAME...]",
+              help="Delivery profile(s), overriding the spec: spotify, apple, youtube, amazon, deezer, cd, loud, "
+                   "ebu_r128. Repeat or comma-separate for several; one set of masters per profile.")
 @click.option("--soundfont", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
               help="Play the arranger's parts with this General MIDI .sf2 through FluidSynth (overrides the spec).")
 @click.option("--model", default=None,
@@ -42,10 +44,11 @@ def main() -> None:
               help="Release with a non-commercially licensed model anyway (recorded in release.json).")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON summary on stdout instead of a table.")
 def render(spec: Path, out_root: Path, cache_dir: Path | None, force: bool, backing: str | None,
-           vocals: str | None, target: str | None, soundfont: Path | None, model: str | None, device: str | None,
+           vocals: str | None, profiles: tuple[str, ...], soundfont: Path | None, model: str | None, device: str | None,
            acknowledge_noncommercial: bool, as_json: bool) -> None:
     """Render SPEC (a song YAML) into a release."""
     from rich.console import Console
+    from rich.markup import escape
 
     from millamusic.pipeline import RenderOptions, render as render_song
     from millamusic.spec import load_song
@@ -61,15 +64,15 @@ def render(spec: Path, out_root: Path, cache_dir: Path | None, force: bool, back
     try:
         song = load_song(spec)
         options = RenderOptions(out_root=out_root, cache_dir=cache, force=force, backing=backing, vocals=vocals,
-                                target=target, soundfont=soundfont, model=model, device=device,
+                                profiles=_split_names(profiles), soundfont=soundfont, model=model, device=device,
                                 acknowledge_noncommercial=acknowledge_noncommercial)
         with console.status("") as status:
             def progress(stage: str, state: str) -> None:
                 if state == "start":
-                    status.update(f"[bold]{song.spec.title}[/]: {stage} ...")
+                    status.update(f"[bold]{escape(song.spec.title)}[/]: {escape(stage)} ...")
                 else:
-                    console.print(f"  {stage:<8} {state}")
-            console.print(f"[bold]{song.spec.title}[/] ({spec})")
+                    console.print(f"  {stage:<8} {state}", markup=False)  # "master[spotify]" is not markup
+            console.print(f"[bold]{escape(song.spec.title)}[/] ({escape(str(spec))})")
             result = render_song(song, options, progress)
     except MillaError as error:
         _fail(error)
@@ -77,18 +80,45 @@ def render(spec: Path, out_root: Path, cache_dir: Path | None, force: bool, back
     if as_json:
         click.echo(json.dumps(result.to_dict(), indent=1))
         return
-    loud = result.loudness
-    console.print(f"  loudness {loud['integrated_lufs']:.1f} LUFS, true peak {loud['true_peak_dbtp']:.2f} dBTP, "
-                  f"LRA {loud['lra_lu']:.1f} LU (target {loud['target']['name']})")
-    console.print(f"  masters  {Path(result.files['wav']).parent}")
+    for name, loud in result.loudness.items():
+        console.print(f"  {name:<8} {loud['integrated_lufs']:.1f} LUFS, true peak {loud['true_peak_dbtp']:.2f} dBTP, "
+                      f"LRA {loud['lra_lu']:.1f} LU", markup=False)
+        console.print(f"           {Path(result.files[f'{name}:wav']).parent}", markup=False, soft_wrap=True)
     console.print(f"  release  {result.release_path}")
     console.print(f"  done in {result.seconds:.1f} s")
 
 
+def _split_names(values: tuple[str, ...]) -> tuple[str, ...] | None:
+    """--profile a --profile b,c -> ("a", "b", "c"); None when not given."""
+    names = tuple(n.strip() for value in values for n in value.split(",") if n.strip())
+    return names or None
+
+
 @main.command()
-@click.argument("spec", type=click.Path(dir_okay=False, path_type=Path))
-def check(spec: Path) -> None:
-    """Validate SPEC and report every problem at once (exit 2 if any)."""
+@click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--profile", default=None,
+              help="Delivery profile the masters must meet (spotify, apple, ...); by default the name of "
+                   "each file's folder (masters/<slug>/<profile>/).")
+def check(paths: tuple[Path, ...], profile: str | None) -> None:
+    """Check delivery masters (files or folders) against a profile, or validate song specs (.yaml).
+
+    Masters: prints a table of every rule per file (format, header, loudness, true peak, tags,
+    identifiers, cover, lyrics, AI fields, release record); exit 1 when any fails, 2 on bad usage.
+    Specs: reports every problem at once; exit 2 if any.
+    """
+    specs = [p for p in paths if p.suffix.lower() in (".yaml", ".yml")]
+    if specs and len(specs) != len(paths):
+        raise click.UsageError("give song specs (.yaml) or masters (audio files, folders), not both at once")
+    if specs:
+        if profile is not None:
+            raise click.UsageError("--profile applies to masters, not to song specs")
+        for spec in specs:
+            _check_spec(spec)
+        return
+    _check_masters(list(paths), profile)
+
+
+def _check_spec(spec: Path) -> None:
     from millamusic.compose import compose
     from millamusic.spec import load_song
 
@@ -99,6 +129,21 @@ def check(spec: Path) -> None:
         _fail(error)
         return
     click.echo(f"{spec}: ok ({len(score.bars)} bars, {score.total_seconds:.0f} s, {len(score.notes)} sung notes)")
+
+
+def _check_masters(paths: list[Path], profile: str | None) -> None:
+    from rich.console import Console
+
+    from millamusic.delivery import CheckUsageError, check_paths, failed, results_table, summary
+
+    try:
+        results = check_paths(paths, profile)
+    except CheckUsageError as error:
+        raise click.UsageError(str(error)) from None
+    console = Console(soft_wrap=False)
+    console.print(results_table(results))
+    console.print(summary(results), markup=False)
+    sys.exit(1 if failed(results) else 0)
 
 
 @main.command()

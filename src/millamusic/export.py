@@ -21,12 +21,16 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from collections.abc import Iterator, Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from .audio import Audio
-from .identifiers import normalise_isrc
+from .identifiers import normalise_isrc, normalise_upc
 from .errors import ExportError
+
+if TYPE_CHECKING:
+    from .master import LoudnessReport  # for the annotation only: master is imported when measuring
 
 log = logging.getLogger(__name__)
 
@@ -102,6 +106,7 @@ class ReleaseTags:
     year: int | None = None
     genre: str | None = None
     isrc: str | None = None  # stored without hyphens, upper case
+    upc: str | None = None  # the release's UPC-A / EAN-13 barcode, digits only
     composer: str | None = None
     lyricist: str | None = None
     copyright: str | None = None
@@ -115,6 +120,8 @@ class ReleaseTags:
     # (seconds, text) per sung word, text already in SYLT form (see sylt_words()): " word" starts a
     # new word, "\nword" a new line. When given, the SYLT frame is word by word instead of by line.
     synced_words: tuple[tuple[float, str], ...] = ()
+    # LRC text of the same timing, for FLAC's SYNCEDLYRICS comment (Vorbis has no binary SYLT)
+    synced_lrc: str | None = None
 
     def __post_init__(self) -> None:
         problems: list[str] = []
@@ -145,6 +152,11 @@ class ReleaseTags:
                 object.__setattr__(self, "isrc", normalise_isrc(self.isrc))
             except ValueError as error:
                 problems.append(f"isrc: {error}")
+        if self.upc is not None:
+            try:
+                object.__setattr__(self, "upc", normalise_upc(self.upc))
+            except ValueError as error:
+                problems.append(f"upc: {error}")
         if (self.cover_image is None) != (self.cover_mime is None):
             problems.append("cover_image and cover_mime must be given together")
         if self.cover_mime is not None and self.cover_mime not in ("image/jpeg", "image/png"):
@@ -194,6 +206,7 @@ class ReleaseTags:
             "DATE": None if self.year is None else str(self.year),
             "GENRE": self.genre,
             "ISRC": self.isrc,
+            "BARCODE": self.upc,  # MusicBrainz Picard's name for the UPC/EAN
             "COMPOSER": self.composer,
             "LYRICIST": self.lyricist,
             "COPYRIGHT": self.copyright,
@@ -201,6 +214,7 @@ class ReleaseTags:
             "ORGANIZATION": self.label,
             "PRODUCER": self.producer,
             "LYRICS": self.lyrics_text,
+            "SYNCEDLYRICS": self.synced_lrc,
             # Shown by ordinary players, so the disclosure is visible without special tools.
             "COMMENT": self.disclosure,
             "AI_DISCLOSURE": self.disclosure,
@@ -359,15 +373,17 @@ def check_wav_delivery(
     return problems
 
 
-def write_flac(audio: Audio, path: str | os.PathLike, tags: ReleaseTags) -> Path:
-    """24-bit FLAC with Vorbis comments and a front-cover Picture block."""
+def write_flac(audio: Audio, path: str | os.PathLike, tags: ReleaseTags, bit_depth: int = 24) -> Path:
+    """FLAC (24-bit, or 16-bit dithered like the WAV) with Vorbis comments and a front-cover Picture block."""
     import soundfile as sf
     from mutagen.flac import FLAC, Picture
 
-    data = _quantize(audio, 24)
+    if bit_depth not in (16, 24):
+        raise ExportError(f"bit_depth {bit_depth} is not supported; use 24 (delivery) or 16 (CD)")
+    data = _quantize(audio, bit_depth)
     path = Path(path)
     with atomic_path(path) as tmp:
-        sf.write(str(tmp), data, audio.sample_rate, subtype="PCM_24", format="FLAC")
+        sf.write(str(tmp), data, audio.sample_rate, subtype=f"PCM_{bit_depth}", format="FLAC")
         flac = FLAC(tmp)
         if flac.tags is None:
             flac.add_tags()
@@ -443,6 +459,62 @@ def write_mp3(
     return path
 
 
+MP3_TRIM_TRIES = 4
+
+
+@dataclass(frozen=True)
+class LossyWrite:
+    trim_db: float  # <= 0: how much the input was lowered to keep the decoded true peak down
+    loudness: LoudnessReport  # of the file decoded back
+
+
+def write_mp3_under(
+    audio: Audio,
+    path: str | os.PathLike,
+    tags: ReleaseTags,
+    *,
+    mode: str,
+    max_true_peak_dbtp: float,
+) -> LossyWrite:
+    """Write an MP3 whose decoded true peak is at or under `max_true_peak_dbtp`; returns the trim
+    (dB, <= 0) that took and the decoded file's loudness.
+
+    The encoder's filtering and quantisation can put the decoded file's true peak a few tenths
+    of a dB over the master's (DESIGN.md: AAC up to ~1.5 dB). Each try decodes the MP3 and
+    measures it; an overshoot lowers the input by the overshoot plus 0.1 dB and encodes again.
+    The trim lowers the MP3's loudness by as much, which release.json records per file.
+    """
+    from .master import measure
+
+    path = Path(path)
+    trim = 0.0
+    for _ in range(MP3_TRIM_TRIES):
+        scaled = audio if trim == 0.0 else Audio((audio.samples * 10.0 ** (trim / 20.0)).astype(np.float32),
+                                                 audio.sample_rate)
+        write_mp3(scaled, path, tags, mode=mode)
+        loudness = measure(decode(path))
+        peak = loudness.true_peak_dbtp
+        if peak <= max_true_peak_dbtp:
+            return LossyWrite(trim, loudness)
+        tried = trim
+        trim -= (peak - max_true_peak_dbtp) + 0.1
+    path.unlink(missing_ok=True)
+    raise ExportError(
+        f"{path}: the MP3 ({mode}) still decodes to {peak:.2f} dBTP with {tried:+.2f} dB of trim, over the "
+        f"{max_true_peak_dbtp:.1f} dBTP it may reach; the master is probably far over its own ceiling: master it again"
+    )
+
+
+def decode(path: str | os.PathLike) -> Audio:
+    """Any delivery file (WAV, FLAC, MP3) as float32 Audio, through libsndfile."""
+    from .audio import read_audio
+
+    try:
+        return read_audio(Path(path))
+    except (RuntimeError, OSError) as exc:  # soundfile raises LibsndfileError (a RuntimeError)
+        raise ExportError(f"{path}: cannot decode it ({exc})") from exc
+
+
 def _id3(tags: ReleaseTags):
     from mutagen.id3 import (
         APIC, COMM, ID3, SYLT, TALB, TCOM, TCON, TCOP, TDRC, TEXT, TIPL, TIT2, TPE1, TPE2, TPOS,
@@ -489,8 +561,10 @@ def _id3(tags: ReleaseTags):
         ("CONTAINS_AI", tags.contains_ai),
         ("DIGITAL_SOURCE_TYPE", tags.digital_source_type),
         ("AI_CREDITS", tags.ai_credits_json),
+        ("BARCODE", tags.upc),
     ):
-        id3.add(TXXX(encoding=utf8, desc=desc, text=[value]))
+        if value is not None:
+            id3.add(TXXX(encoding=utf8, desc=desc, text=[value]))
     return id3
 
 

@@ -25,7 +25,8 @@ from millamusic.score import Score
 from millamusic.spec import Song, sha256_file
 
 # Bump a stage's version when its code changes what it writes: old entries stop matching.
-STAGE_VERSIONS = {"compose": "1", "backing": "1", "vocals": "1", "stems": "1", "mix": "1", "master": "1", "export": "1"}
+STAGE_VERSIONS = {"compose": "1", "backing": "1", "vocals": "1", "stems": "1", "mix": "1", "master": "2",
+                  "lyrics": "1", "export": "2"}
 STAGES = tuple(STAGE_VERSIONS)
 
 
@@ -36,7 +37,7 @@ class RenderOptions:
     force: bool = False
     backing: str | None = None  # engine overrides from the CLI
     vocals: str | None = None
-    target: str | None = None
+    profiles: tuple[str, ...] | None = None  # delivery profiles (millamusic.profiles), overriding the spec
     soundfont: Path | None = None  # the arranger plays its parts with this .sf2 (through FluidSynth)
     model: str | None = None  # the backing engine's checkpoint (MusicGen: hub id or folder), overriding the spec
     device: str | None = None  # where a neural backing engine runs (auto, cpu, cuda, mps), overriding the spec
@@ -55,8 +56,8 @@ class StageReport:
 class RenderResult:
     slug: str
     stages: tuple[StageReport, ...]
-    loudness: dict
-    files: dict[str, str]  # role -> path of the published file
+    loudness: dict  # profile name -> the master's loudness report (target, LUFS, dBTP, LRA)
+    files: dict[str, str]  # role ("spotify:wav", "lyrics:lrc", "stem:drums", ...) -> path of the published file
     release_path: str
     seconds: float = 0.0
 
@@ -88,38 +89,35 @@ class _Run:
         return {**self.stems_of(self.entries["backing"], "backing.json"),
                 **self.stems_of(self.entries["vocals"], "vocals.json")}
 
-    def stage(self, name: str, inputs: dict, produce: Callable[[Path], None]) -> Entry:
-        self.progress(name, "start")
+    def stage(self, name: str, inputs: dict, produce: Callable[[Path], None], *, variant: str | None = None) -> Entry:
+        """Run (or reuse) one stage. A `variant` (a delivery profile) is a separate run of the same
+        stage: it is reported as "name[variant]" and remembered apart for "why did it re-run"."""
+        label = self.song.slug if variant is None else f"{self.song.slug}.{variant}"
+        shown = name if variant is None else f"{name}[{variant}]"
+        self.progress(shown, "start")
         started = time.perf_counter()
         try:
             entry = self.cache.run(name, {"version": STAGE_VERSIONS[name], **inputs}, produce,
-                                   force=self.options.force, label=self.song.slug)
+                                   force=self.options.force, label=label)
         except MillaError:
             raise  # already says what is wrong and maps to its own exit code (a SpecError stays 2)
         except Exception as error:  # a bug or a library failure inside a stage: say which stage
             raise RenderError(f"stage {name!r} failed for {self.song.path}: {type(error).__name__}: {error}") from error
-        report = StageReport(name, entry.hit, time.perf_counter() - started, entry.why)
+        report = StageReport(shown, entry.hit, time.perf_counter() - started, entry.why)
         self.reports.append(report)
-        self.entries[name] = entry
-        self.progress(name, "cached" if entry.hit else f"done ({entry.why})")
+        self.entries[shown] = entry
+        self.progress(shown, "cached" if entry.hit else f"done ({entry.why})")
         return entry
 
 
 def render(song: Song, options: RenderOptions, progress: Progress | None = None) -> RenderResult:
     from millamusic.engines import load_engine
-    from millamusic.master import TARGETS
 
     started = time.perf_counter()
     spec = song.spec
     backing_engine = load_engine("backing", options.backing or spec.engines.backing)
     vocal_engine = load_engine("vocals", options.vocals or spec.engines.vocals)
-    target_name = options.target or spec.master.target
-    if target_name not in TARGETS:
-        from millamusic.errors import SpecError, SpecProblem
-
-        raise SpecError([SpecProblem("--target", None, None, "target", target_name, "unknown mastering target",
-                                     f"use one of: {', '.join(sorted(TARGETS))}")])
-    target = TARGETS[target_name]
+    profiles = delivery_profiles(options.profiles or tuple(spec.master.profiles))
     run = _Run(song, options, StageCache(options.cache_dir), progress or (lambda *_: None))
 
     backing_request = _backing_request(run)
@@ -130,14 +128,33 @@ def render(song: Song, options: RenderOptions, progress: Progress | None = None)
     vocals = _vocals(run, score, vocal_engine)
     _stems(run, score, backing, vocals)
     mixed = _mix(run, backing, vocals)
-    master_entry = _master(run, mixed, target)
     vocals_info = _engine_used(vocals, "vocals.json")
     credits = _credits(song, score, backing_info, backing, vocals_info)
-    export_entry = _export(run, score, master_entry, vocals, credits)
-    files = publish(run, export_entry, credits, target, backing_info, vocals_info)
-    loudness = json.loads((master_entry.path / "loudness.json").read_text())
+    lines = timed_lyrics(score, vocals)
+    seconds = score.total_frames(SAMPLE_RATE) / SAMPLE_RATE  # every stem, the mix and the masters are this long
+    lyrics_entry = _lyrics(run, score, lines, seconds)
+    tags = release_tags(song, score, credits, lines)
+    deliveries = {}
+    for profile in profiles:
+        master_entry = _master(run, mixed, profile)
+        deliveries[profile.name] = (profile, master_entry, _export(run, master_entry, tags, profile))
+    files, loudness = publish(run, deliveries, lyrics_entry, credits, tags, backing_info, vocals_info, seconds)
     return RenderResult(song.slug, tuple(run.reports), loudness, files, files["release"],
                         time.perf_counter() - started)
+
+
+def delivery_profiles(names) -> list:
+    """The DeliveryProfiles for `names` (from the spec or the CLI's --profile); SpecError (exit 2)
+    naming the valid ones otherwise."""
+    from millamusic.errors import SpecError, SpecProblem
+    from millamusic.profiles import PROFILES, profile_choices, profile_names_problem
+
+    names = list(names)
+    problem = profile_names_problem(names)
+    if problem:
+        raise SpecError([SpecProblem("--profile", None, None, "profile", ", ".join(names), problem,
+                                     f"use one or more of: {profile_choices()}")])
+    return [PROFILES[name] for name in names]
 
 
 # --- stages ---------------------------------------------------------------------------------
@@ -337,17 +354,19 @@ def _mix(run: _Run, backing: Entry, vocals: Entry) -> Entry:
     return run.stage("mix", inputs, produce)
 
 
-def _master(run: _Run, mixed: Entry, target) -> Entry:
+def _master(run: _Run, mixed: Entry, profile) -> Entry:
+    from millamusic.audio import resample
     from millamusic.master import master
 
-    inputs = {"mix": mixed.content_hash, "target": asdict(target)}
+    inputs = {"mix": mixed.content_hash, "profile": profile.to_dict()}
 
     def produce(folder: Path) -> None:
-        mastered, report = master(load_npy(mixed.path / "mix.npy"), target)
+        # master at the delivery rate: resampling after the limiter would bring back inter-sample peaks
+        mastered, report = master(resample(load_npy(mixed.path / "mix.npy"), profile.sample_rate), profile)
         save_npy(mastered, folder / "master.npy")
-        (folder / "loudness.json").write_text(json.dumps({"target": asdict(target), **report.to_dict()}, indent=1))
+        (folder / "loudness.json").write_text(json.dumps({"target": profile.to_dict(), **report.to_dict()}, indent=1))
 
-    return run.stage("master", inputs, produce)
+    return run.stage("master", inputs, produce, variant=profile.name)
 
 
 def _engine_used(entry: Entry, record: str):
@@ -405,63 +424,120 @@ def _bcp47(language: str) -> str:
     return "-".join([parts[0].lower()] + [p.upper() if len(p) == 2 else p for p in parts[1:]])
 
 
-def _export(run: _Run, score: Score, master_entry: Entry, vocals: Entry, credits) -> Entry:
+def release_tags(song: Song, score: Score, credits, lines):
+    """The tags every delivery file of this song carries (the same for every profile)."""
     from millamusic.credits import contains_ai, credits_json, digital_source_type, disclosure
-    from millamusic.export import (ReleaseTags, sylt_words, validate_cover, write_flac, write_lrc, write_mp3,
-                                   write_ttml, write_wav)
+    from millamusic.export import ReleaseTags, lrc_text, sylt_words, validate_cover
 
-    song, spec = run.song, run.song.spec
-    slug = song.slug
+    spec, release = song.spec, song.spec.release
     cover = validate_cover(song.artwork_path) if song.artwork_path else (None, None)
-    lines = timed_lyrics(score, vocals)
-    tags = ReleaseTags(
-        title=spec.title, artist=spec.artist, album=spec.release.album, album_artist=spec.release.album_artist or spec.artist,
-        track_number=spec.release.track, track_total=spec.release.track_total, disc_number=spec.release.disc,
-        year=spec.release.year, genre=spec.genre.capitalize(), isrc=spec.release.isrc, composer=spec.release.composer,
-        lyricist=spec.release.lyricist, copyright=spec.release.copyright, label=spec.release.label,
-        producer=spec.release.producer, cover_image=cover[0], cover_mime=cover[1],
+    return ReleaseTags(
+        title=spec.title, artist=spec.artist, album=release.album, album_artist=release.album_artist or spec.artist,
+        track_number=release.track, track_total=release.track_total, disc_number=release.disc,
+        year=release.year, genre=spec.genre.capitalize(), isrc=release.isrc, upc=release.upc,
+        composer=release.composer, lyricist=release.lyricist, copyright=release.copyright, label=release.label,
+        producer=release.producer, cover_image=cover[0], cover_mime=cover[1],
         lyrics_text="\n".join(line.text for line in score.lines), synced_words=sylt_words(lines),
+        synced_lrc=lrc_text(lines, title=spec.title, artist=spec.artist, album=release.album, words=False),
         lyrics_language=_ISO_639_2.get(song.language.split("-")[0], "und"),
         disclosure=disclosure(spec.artist, credits, song.disclosure), contains_ai=contains_ai(credits),
         digital_source_type=digital_source_type(credits), ai_credits_json=credits_json(credits),
     )
-    tag_inputs = {k: v for k, v in asdict(tags).items() if k != "cover_image"}
-    tag_inputs["cover_sha256"] = hashlib.sha256(cover[0]).hexdigest() if cover[0] else None
-    inputs = {"master": master_entry.content_hash, "tags": tag_inputs}
+
+
+def _tag_inputs(tags) -> dict:
+    """The tags as cache inputs: the cover by its hash, not its bytes."""
+    inputs = {k: v for k, v in asdict(tags).items() if k != "cover_image"}
+    inputs["cover_sha256"] = hashlib.sha256(tags.cover_image).hexdigest() if tags.cover_image else None
+    return inputs
+
+
+def _lyrics(run: _Run, score: Score, lines: list, seconds: float) -> Entry:
+    """lyrics/<slug>.lrc (enhanced, word by word) and .ttml from the sung timing, and plain text."""
+    from millamusic.export import write_lrc, write_ttml
+
+    song, spec = run.song, run.song.spec
+    inputs = {"lines": [asdict(line) for line in lines], "title": spec.title, "artist": spec.artist,
+              "album": spec.release.album, "language": song.language, "seconds": round(seconds, 3)}
 
     def produce(folder: Path) -> None:
-        mastered = load_npy(master_entry.path / "master.npy")
-        write_wav(mastered, folder / f"{slug}.wav", bit_depth=24)
-        write_flac(mastered, folder / f"{slug}.flac", tags)
-        write_mp3(mastered, folder / f"{slug}.mp3", tags)
+        slug = song.slug
         write_lrc(lines, folder / f"{slug}.lrc", title=spec.title, artist=spec.artist, album=spec.release.album,
-                  length_seconds=mastered.seconds)
+                  length_seconds=seconds)
         write_ttml(lines, folder / f"{slug}.ttml", title=spec.title, artist=spec.artist,
-                   language=_bcp47(song.language), length_seconds=mastered.seconds)
-        (folder / "lyrics.txt").write_text(tags.lyrics_text + "\n", encoding="utf-8")
-        (folder / "tags.json").write_text(json.dumps(tag_inputs, indent=1, ensure_ascii=False))
+                   language=_bcp47(song.language), length_seconds=seconds)
+        (folder / "lyrics.txt").write_text("\n".join(line.text for line in score.lines) + "\n", encoding="utf-8")
 
-    return run.stage("export", inputs, produce)
+    return run.stage("lyrics", inputs, produce)
+
+
+# Each profile's files, by role: (file name after the slug, what it is)
+DELIVERY_FILES = {
+    "wav": (".wav", "PCM WAV, plain header, no tags"),
+    "flac": (".flac", "FLAC, fully tagged"),
+    "mp3_320": (".320.mp3", "MP3 320 kbps CBR, ID3v2.4"),
+    "mp3_v0": (".v0.mp3", "MP3 LAME V0 VBR, ID3v2.4"),
+    "report": (".report.png", "waveform, short-term loudness and spectrum"),
+}
+
+
+def _export(run: _Run, master_entry: Entry, tags, profile) -> Entry:
+    """One profile's delivery files, each decoded back and measured (files.json)."""
+    from millamusic.export import decode, write_flac, write_mp3_under, write_wav
+    from millamusic.master import measure
+    from millamusic.report import write_master_report
+
+    slug = run.song.slug
+    inputs = {"master": master_entry.content_hash, "tags": _tag_inputs(tags), "profile": profile.to_dict()}
+
+    def produce(folder: Path) -> None:
+        import numpy as np
+
+        mastered = load_npy(master_entry.path / "master.npy")
+        name = {role: folder / f"{slug}{suffix}" for role, (suffix, _) in DELIVERY_FILES.items()}
+        write_wav(mastered, name["wav"], bit_depth=profile.bit_depth)
+        write_flac(mastered, name["flac"], tags, bit_depth=profile.bit_depth)
+        pcm = decode(name["wav"])
+        if not np.array_equal(decode(name["flac"]).samples, pcm.samples):
+            raise ExportError(f"{name['flac'].name} does not decode to the same samples as {name['wav'].name}")
+        pcm_loudness = measure(pcm).to_dict()
+        measured = {"wav": {**pcm_loudness, "trim_db": 0.0}, "flac": {**pcm_loudness, "trim_db": 0.0}}
+        for role, mode in (("mp3_320", "cbr320"), ("mp3_v0", "v0")):
+            lossy = write_mp3_under(mastered, name[role], tags, mode=mode,
+                                    max_true_peak_dbtp=profile.lossy_true_peak_dbtp)
+            measured[role] = {**lossy.loudness.to_dict(), "trim_db": round(lossy.trim_db, 2)}
+        write_master_report(pcm, name["report"], title=tags.title, profile=profile.name,
+                            target_lufs=profile.integrated_lufs, ceiling_dbtp=profile.true_peak_dbtp,
+                            measured=pcm_loudness)
+        (folder / "files.json").write_text(json.dumps(measured, indent=1))
+
+    return run.stage("export", inputs, produce, variant=profile.name)
 
 
 # --- publishing -------------------------------------------------------------------------------
 
-def publish(run: _Run, export_entry: Entry, credits, target, backing_info, vocals_info) -> dict[str, str]:
-    """Copy cache entries into masters/<slug>/, stems/<slug>/ and lyrics/, then write release.json."""
+def publish(run: _Run, deliveries: dict, lyrics_entry: Entry, credits, tags, backing_info,
+            vocals_info, seconds: float) -> tuple[dict[str, str], dict]:
+    """Copy cache entries into masters/<slug>/<profile>/, stems/<slug>/ and lyrics/, then write
+    masters/<slug>/release.json. Returns (role -> published path, profile -> loudness report)."""
     root = run.options.out_root.resolve()
     slug = run.song.slug
     masters = _inside(root, root / "masters" / slug)
     stems = _inside(root, root / "stems" / slug)
     lyrics = _inside(root, root / "lyrics")
-    files: dict[str, str] = {}
-    plan = [(export_entry.path / f"{slug}.{ext}", masters / f"{slug}.{ext}", ext) for ext in ("wav", "flac", "mp3")]
-    plan.append((export_entry.path / "lyrics.txt", masters / "lyrics.txt", "lyrics_txt"))
-    plan.append((export_entry.path / f"{slug}.lrc", lyrics / f"{slug}.lrc", "lrc"))
-    plan.append((export_entry.path / f"{slug}.ttml", lyrics / f"{slug}.ttml", "ttml"))
+    plan = []  # (source, destination, role)
+    for name, (_, _, export_entry) in deliveries.items():
+        folder = _inside(root, masters / name)
+        for role, (suffix, _) in DELIVERY_FILES.items():
+            plan.append((export_entry.path / f"{slug}{suffix}", folder / f"{slug}{suffix}", f"{name}:{role}"))
+    plan.append((lyrics_entry.path / "lyrics.txt", masters / "lyrics.txt", "lyrics:txt"))
+    plan.append((lyrics_entry.path / f"{slug}.lrc", lyrics / f"{slug}.lrc", "lyrics:lrc"))
+    plan.append((lyrics_entry.path / f"{slug}.ttml", lyrics / f"{slug}.ttml", "lyrics:ttml"))
     stems_entry = run.entries["stems"]
     for path in sorted(stems_entry.path.iterdir()):
         if path.suffix in (".wav", ".mid"):
             plan.append((path, stems / path.name, f"stem:{path.stem}" if path.suffix == ".wav" else "midi"))
+    files: dict[str, str] = {}
     for source, destination, role in plan:
         _copy_atomic(source, destination)
         files[role] = str(destination)
@@ -469,30 +545,53 @@ def publish(run: _Run, export_entry: Entry, credits, target, backing_info, vocal
     from millamusic.credits import contains_ai, digital_source_type
     from millamusic.export import atomic_write_bytes
 
+    def relative(path: str) -> str:
+        return Path(os.path.relpath(path, root)).as_posix()
+
+    def file_record(path: str) -> dict:
+        return {"sha256": sha256_file(Path(path)), "bytes": Path(path).stat().st_size}
+
+    loudness, delivered = {}, {}
+    for name, (profile, master_entry, export_entry) in deliveries.items():
+        loudness[name] = json.loads((master_entry.path / "loudness.json").read_text())
+        measured = json.loads((export_entry.path / "files.json").read_text())
+        delivered[name] = {
+            "profile": profile.to_dict(),
+            "master": loudness[name],
+            "files": {relative(files[f"{name}:{role}"]): {"role": role, "format": DELIVERY_FILES[role][1],
+                                                          **measured.get(role, {})}
+                      for role in DELIVERY_FILES},
+        }
+    spec, release = run.song.spec, run.song.spec.release
     record = {
         "millamusic_version": __version__,
         "rendered_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "title": run.song.spec.title, "artist": run.song.spec.artist, "slug": slug,
+        "title": spec.title, "artist": spec.artist, "slug": slug,
+        "track": {"title": spec.title, "artist": spec.artist, "album": tags.album, "album_artist": tags.album_artist,
+                  "track": tags.track_number, "track_total": tags.track_total, "disc": tags.disc_number,
+                  "year": tags.year, "genre": tags.genre, "isrc": tags.isrc, "upc": tags.upc,
+                  "composer": tags.composer, "lyricist": tags.lyricist, "producer": tags.producer,
+                  "copyright": tags.copyright, "label": tags.label, "language": run.song.language,
+                  "duration_seconds": round(seconds, 3)},
         "spec": {"path": str(run.song.path), "sha256": run.song.spec_sha256, "inputs": run.song.input_hashes},
         "engines": {"backing": asdict(backing_info), "vocals": asdict(vocals_info)},
-        "settings": {"sample_rate": SAMPLE_RATE, "seed": run.song.spec.seed, "target": asdict(target),
-                     "commercial": run.song.spec.release.commercial,
+        "settings": {"sample_rate": SAMPLE_RATE, "seed": spec.seed, "profiles": list(deliveries),
+                     "commercial": release.commercial,
                      "acknowledged_noncommercial": (run.options.acknowledge_noncommercial
-                                                    or run.song.spec.release.acknowledge_noncommercial)},
+                                                    or release.acknowledge_noncommercial)},
         "stages": {r.name: {"key": run.entries[r.name].key, "content_hash": run.entries[r.name].content_hash,
                             "cached": r.cached, "seconds": round(r.seconds, 3), "why": r.why} for r in run.reports},
-        "loudness": json.loads((run.entries["master"].path / "loudness.json").read_text()),
+        "masters": delivered,
         "backing": json.loads((run.entries["backing"].path / "backing.json").read_text())["details"],
         "mix": json.loads((run.entries["mix"].path / "mix.json").read_text()),
         "credits": [asdict(c) for c in credits], "contains_ai": contains_ai(credits),
-        "digital_source_type": digital_source_type(credits),
-        "files": {os.path.relpath(path, root): {"sha256": sha256_file(Path(path)), "bytes": Path(path).stat().st_size}
-                  for path in files.values()},
+        "digital_source_type": digital_source_type(credits), "disclosure": tags.disclosure,
+        "files": {relative(path): file_record(path) for path in files.values()},
     }
-    release = masters / "release.json"
-    atomic_write_bytes(release, json.dumps(record, indent=1, ensure_ascii=False).encode())
-    files["release"] = str(release)
-    return files
+    release_path = masters / "release.json"
+    atomic_write_bytes(release_path, json.dumps(record, indent=1, ensure_ascii=False).encode())
+    files["release"] = str(release_path)
+    return files, loudness
 
 
 def _inside(root: Path, path: Path) -> Path:

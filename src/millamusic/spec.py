@@ -17,7 +17,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationErr
 from pydantic_core import PydanticCustomError
 
 from millamusic.errors import SpecError, SpecProblem
-from millamusic.identifiers import normalise_isrc
+from millamusic.identifiers import normalise_isrc, normalise_upc
 from millamusic.lyrics import LyricBlock, parse_sheet
 from millamusic.soundfont import is_soundfont  # the renderer's own header check
 from millamusic.theory import Key, parse_chord, parse_key
@@ -67,19 +67,32 @@ def _check_isrc(text: str) -> str:
         raise _problem("not an ISRC", "write 12 characters CCXXXYYNNNNN, e.g. FI-A1B-26-00001") from None
 
 
-def _check_target(name: str) -> str:
-    from millamusic.master import TARGETS
+def _check_upc(text: str) -> str:
+    try:
+        return normalise_upc(text)
+    except ValueError as error:
+        raise _problem(f"not a UPC/EAN: {error}",
+                       "write the 12-digit UPC-A or 13-digit EAN-13 from your distributor, e.g. 012345678905") from None
 
-    if name not in TARGETS:
-        raise _problem("unknown mastering target", f"use one of: {', '.join(sorted(TARGETS))}")
-    return name
+
+def _check_profiles(value: Any) -> list[str]:
+    from millamusic.profiles import profile_choices, profile_names_problem
+
+    names = [value] if isinstance(value, str) else value
+    if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+        raise _problem("not a profile name or a list of them", f"write e.g. [spotify, apple]; profiles: {profile_choices()}")
+    problem = profile_names_problem(names)
+    if problem:
+        raise _problem(problem, f"use one or more of: {profile_choices()}")
+    return names
 
 
 KeyText = Annotated[str, AfterValidator(_check_key)]
 ChordBar = Annotated[str, AfterValidator(_check_chord_bar)]
 TimeSignature = Annotated[str, AfterValidator(_check_time_signature)]
 Isrc = Annotated[str, AfterValidator(_check_isrc)]
-TargetName = Annotated[str, AfterValidator(_check_target)]
+Upc = Annotated[str, AfterValidator(_check_upc)]
+ProfileNames = Annotated[Any, AfterValidator(_check_profiles)]
 
 SECTION_KINDS = ("intro", "verse", "prechorus", "chorus", "bridge", "solo", "breakdown", "outro", "other")
 
@@ -125,7 +138,8 @@ class VoiceSpec(_Strict):
 
 
 class MasterSpec(_Strict):
-    target: TargetName = "spotify"
+    # delivery profiles (millamusic.profiles): one set of masters per profile; a name or a list
+    profiles: ProfileNames = Field(default_factory=lambda: ["spotify"])
 
 
 class ReleaseSpec(_Strict):
@@ -136,6 +150,7 @@ class ReleaseSpec(_Strict):
     disc: int | None = Field(default=None, ge=1, le=99)
     year: int | None = Field(default=None, ge=1900, le=2100)
     isrc: Isrc | None = None
+    upc: Upc | None = None  # the release's barcode (UPC-A or EAN-13, check digit verified)
     composer: str | None = None
     lyricist: str | None = None
     producer: str | None = None
