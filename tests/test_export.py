@@ -104,6 +104,26 @@ def test_wav_24bit_delivery(tmp_path, audio):
     assert list(tmp_path.iterdir()) == [path]  # no temp files left
 
 
+@pytest.mark.parametrize("bits", [24, 16])
+def test_wav_header_is_the_canonical_44_bytes(tmp_path, audio, bits):
+    # Byte for byte: RIFF <size> WAVE, 'fmt ' 16 (PCM=1, 2 ch, rate, byte rate, align, bits), 'data' <size>,
+    # then exactly frames x channels x bytes of samples and nothing after them.
+    path = E.write_wav(audio, tmp_path / "song.wav", bit_depth=bits)
+    raw = path.read_bytes()
+    width = bits // 8
+    data_size = audio.frames * 2 * width
+    expected = (b"RIFF" + struct.pack("<I", 36 + data_size) + b"WAVE"
+                + b"fmt " + struct.pack("<IHHIIHH", 16, 1, 2, RATE, RATE * 2 * width, 2 * width, bits)
+                + b"data" + struct.pack("<I", data_size))
+    assert raw[:44] == expected
+    assert len(raw) == 44 + data_size
+    # the first frame's samples, little-endian two's complement, left then right
+    first = np.round(audio.samples[:, 0].astype(np.float64) * (1 << (bits - 1)))
+    if bits == 24:
+        assert raw[44:47] == int(first[0]).to_bytes(3, "little", signed=True)
+        assert raw[47:50] == int(first[1]).to_bytes(3, "little", signed=True)
+
+
 def test_wav_16bit_is_dithered_and_plain(tmp_path, audio):
     path = E.write_wav(audio, tmp_path / "cd.wav", bit_depth=16)
     assert sf.info(str(path)).subtype == "PCM_16"

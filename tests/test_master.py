@@ -51,7 +51,7 @@ def make_mix(seconds: float = 20.0, seed: int = 0) -> np.ndarray:
 
 
 def at_lufs(x: np.ndarray, lufs: float) -> Audio:
-    now = M._integrated(x.astype(np.float32), RATE)
+    now = M.integrated_loudness(x.astype(np.float32), RATE)
     return Audio((x * 10 ** ((lufs - now) / 20)).astype(np.float32), RATE)
 
 

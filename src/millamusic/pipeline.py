@@ -491,24 +491,30 @@ def _export(run: _Run, master_entry: Entry, tags, profile) -> Entry:
     inputs = {"master": master_entry.content_hash, "tags": _tag_inputs(tags), "profile": profile.to_dict()}
 
     def produce(folder: Path) -> None:
+        from concurrent.futures import ThreadPoolExecutor
+
         import numpy as np
 
         mastered = load_npy(master_entry.path / "master.npy")
         name = {role: folder / f"{slug}{suffix}" for role, (suffix, _) in DELIVERY_FILES.items()}
-        write_wav(mastered, name["wav"], bit_depth=profile.bit_depth)
-        write_flac(mastered, name["flac"], tags, bit_depth=profile.bit_depth)
-        pcm = decode(name["wav"])
-        if not np.array_equal(decode(name["flac"]).samples, pcm.samples):
-            raise ExportError(f"{name['flac'].name} does not decode to the same samples as {name['wav'].name}")
-        pcm_loudness = measure(pcm).to_dict()
-        measured = {"wav": {**pcm_loudness, "trim_db": 0.0}, "flac": {**pcm_loudness, "trim_db": 0.0}}
-        for role, mode in (("mp3_320", "cbr320"), ("mp3_v0", "v0")):
-            lossy = write_mp3_under(mastered, name[role], tags, mode=mode,
-                                    max_true_peak_dbtp=profile.lossy_true_peak_dbtp)
-            measured[role] = {**lossy.loudness.to_dict(), "trim_db": round(lossy.trim_db, 2)}
-        write_master_report(pcm, name["report"], title=tags.title, profile=profile.name,
-                            target_lufs=profile.integrated_lufs, ceiling_dbtp=profile.true_peak_dbtp,
-                            measured=pcm_loudness)
+        # The MP3s (encode, decode, measure; LAME and soxr release the GIL) run beside the PCM files.
+        with ThreadPoolExecutor(max_workers=2, thread_name_prefix="millamusic-mp3") as pool:
+            lossy = {role: pool.submit(write_mp3_under, mastered, name[role], tags, mode=mode,
+                                       max_true_peak_dbtp=profile.lossy_true_peak_dbtp)
+                     for role, mode in (("mp3_320", "cbr320"), ("mp3_v0", "v0"))}
+            write_wav(mastered, name["wav"], bit_depth=profile.bit_depth)
+            write_flac(mastered, name["flac"], tags, bit_depth=profile.bit_depth)
+            pcm = decode(name["wav"])
+            if not np.array_equal(decode(name["flac"]).samples, pcm.samples):
+                raise ExportError(f"{name['flac'].name} does not decode to the same samples as {name['wav'].name}")
+            pcm_loudness = measure(pcm).to_dict()
+            write_master_report(pcm, name["report"], title=tags.title, profile=profile.name,
+                                target_lufs=profile.integrated_lufs, ceiling_dbtp=profile.true_peak_dbtp,
+                                measured=pcm_loudness)
+            measured = {"wav": {**pcm_loudness, "trim_db": 0.0}, "flac": {**pcm_loudness, "trim_db": 0.0}}
+            for role, future in lossy.items():
+                result = future.result()
+                measured[role] = {**result.loudness.to_dict(), "trim_db": round(result.trim_db, 2)}
         (folder / "files.json").write_text(json.dumps(measured, indent=1))
 
     return run.stage("export", inputs, produce, variant=profile.name)
