@@ -289,3 +289,18 @@ def test_check_passes_the_rendered_masters_and_fails_a_damaged_one(rendered, tmp
     assert re.search(r"loudness\s+│\s+FAIL", result.output) and re.search(r"record\s+│\s+FAIL", result.output)
     result = CliRunner().invoke(main, ["check", str(wav), "--profile", "vinyl"])
     assert result.exit_code == 2 and "spotify" in result.output
+
+
+def test_check_validates_specs_and_refuses_a_mix_of_specs_and_masters(tmp_path, write_spec):
+    good = write_spec()
+    result = CliRunner().invoke(main, ["check", str(good)])
+    assert result.exit_code == 0 and "ok (" in result.output
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("title: Bad\nartist: M\ngenre: jazz\ntempo: 100\nkey: C\n"
+                   "structure:\n  - {section: V, bars: 2, chords: [C]}\nlyrics: |\n  [V]\n  la la\n")
+    result = CliRunner().invoke(main, ["check", str(good), str(bad)])
+    assert result.exit_code == 2 and "bad.yaml:3:" in result.output
+    result = CliRunner().invoke(main, ["check", str(good), str(tmp_path)])
+    assert result.exit_code == 2 and "not both" in result.output
+    result = CliRunner().invoke(main, ["check", str(good), "--profile", "spotify"])
+    assert result.exit_code == 2 and "--profile applies to masters" in result.output

@@ -62,20 +62,30 @@ def licence_allows_commercial(licence: str) -> bool:
 
 
 def contains_ai(credits: list[StageCredit]) -> str:
-    """'All' when no part is human-made, 'Partly' when some are, 'None' when none is machine-made."""
-    machine = [c for c in credits if c.generator != "human"]
+    return contains_ai_of([c.generator for c in credits])
+
+
+def contains_ai_of(generators: list[str]) -> str:
+    """'All' when no part is human-made, 'Partly' when some are, 'None' when none is machine-made.
+
+    Takes the credits' generators ("human", "algorithmic", "trained"), so `millamusic check`
+    applies the same rule to credits read back from a file."""
+    machine = [g for g in generators if g != "human"]
     if not machine:
         return "None"
-    return "All" if len(machine) == len(credits) else "Partly"
+    return "All" if len(machine) == len(generators) else "Partly"
 
 
 def digital_source_type(credits: list[StageCredit]) -> str:
-    """IPTC digital source type: trained models vs rule-based generation, alone or mixed with human work."""
-    trained = any(c.generator == "trained" for c in credits)
-    human = any(c.generator == "human" for c in credits)
+    return IPTC + source_type_term([c.generator for c in credits])
+
+
+def source_type_term(generators: list[str]) -> str:
+    """IPTC digital source type term: trained models vs rule-based generation, alone or mixed with human work."""
+    trained, human = "trained" in generators, "human" in generators
     if trained:
-        return IPTC + ("compositeWithTrainedAlgorithmicMedia" if human else "trainedAlgorithmicMedia")
-    return IPTC + ("compositeSynthetic" if human else "algorithmicMedia")
+        return "compositeWithTrainedAlgorithmicMedia" if human else "trainedAlgorithmicMedia"
+    return "compositeSynthetic" if human else "algorithmicMedia"
 
 
 def disclosure(artist: str, credits: list[StageCredit], override: str | None = None) -> str:

@@ -735,23 +735,8 @@ class _Disclosure:
     absent_fails: bool = True  # tags: an absent field fails; release.json: it warns
 
 
-def _expected_contains_ai(generators: list[str]) -> str:
-    """credits.contains_ai's rule: 'None' when every stage is human, 'All' when none is, else 'Partly'."""
-    machine = [g for g in generators if g != "human"]
-    if not machine:
-        return "None"
-    return "All" if len(machine) == len(generators) else "Partly"
-
-
-def _expected_source_type(generators: list[str]) -> str:
-    """credits.digital_source_type's rule, as the IPTC term."""
-    trained, human = "trained" in generators, "human" in generators
-    if trained:
-        return "compositeWithTrainedAlgorithmicMedia" if human else "trainedAlgorithmicMedia"
-    return "compositeSynthetic" if human else "algorithmicMedia"
-
-
 def _disclosure_verdict(d: _Disclosure) -> Verdict:
+    from .credits import contains_ai_of, source_type_term
     from .export import CONTAINS_AI_VALUES, IPTC_DIGITAL_SOURCE_PREFIX
 
     n, f = d.names, d.fields
@@ -816,12 +801,12 @@ def _disclosure_verdict(d: _Disclosure) -> Verdict:
                              "(human, algorithmic, trained), so CONTAINS_AI cannot be checked against them")
             else:
                 generators = [c["generator"] for c in credits]
-                expected = _expected_contains_ai(generators)
+                expected = contains_ai_of(generators)
                 if contains_ok and contains != expected:
                     machine = [str(c.get("stage")) for c in credits if c["generator"] != "human"]
                     made = f"machine-made stages: {', '.join(machine)}" if machine else "every stage is human-made"
                     fails.append(f"{n['contains']} is {contains!r} but the credits give {expected!r} ({made})")
-                want_term = _expected_source_type(generators)
+                want_term = source_type_term(generators)
                 if term is not None and term != want_term:
                     warns.append(f"{n['source_type']} is {term}; the credits suggest {want_term}")
             if len(fails) == fails_before:
