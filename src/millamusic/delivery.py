@@ -838,16 +838,6 @@ def _rule_ai(p: _Probe) -> Verdict:
     return _disclosure_verdict(d)
 
 
-def _sha256(path: Path) -> str:
-    import hashlib
-
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def _rule_record(p: _Probe) -> Verdict:
     release = p.release
     if release is None:
@@ -875,7 +865,9 @@ def _rule_record(p: _Probe) -> Verdict:
     recorded = entry.get("bytes")
     if isinstance(recorded, int) and recorded != size:
         return "fail", f"changed since release.json was written: {size} bytes, recorded {recorded}"
-    digest = _sha256(p.path)
+    from .spec import sha256_file
+
+    digest = sha256_file(p.path)
     if digest != entry["sha256"].lower():
         return "fail", (f"changed since release.json was written: sha256 {digest[:12]}..., "
                         f"recorded {entry['sha256'][:12]}...")

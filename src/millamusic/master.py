@@ -449,6 +449,20 @@ def _gain_for(loudness_at, lufs: float) -> float:
     return hi
 
 
+def _next_gain(points: list[tuple[float, float]], want: float, offset: float, predicted, gain_for) -> tuple[float, float]:
+    """The next pass's gain and model offset, from the real passes at this ceiling, (gain, LUFS).
+
+    Two passes: a secant step, slope kept sane. One: re-calibrate the model with the offset the
+    pass measured (real minus predicted loudness) and let it pick the gain."""
+    gain, lufs = points[-1]
+    if len(points) >= 2 and abs(points[-1][0] - points[-2][0]) > 1e-3:
+        (g1, l1), (g2, l2) = points[-2], points[-1]
+        slope = float(np.clip((l2 - l1) / (g2 - g1), 0.05, 1.0))
+        return min(MAX_GAIN_DB, gain + float(np.clip((want - lufs) / slope, -12.0, 12.0))), offset
+    offset = lufs - predicted(gain)
+    return gain_for(want - offset), offset
+
+
 def master(audio: Audio, target: DeliveryProfile) -> tuple[Audio, LoudnessReport]:
     """Master `audio` to `target`: stereo float32, same rate and frames, sample-aligned.
 
@@ -498,14 +512,8 @@ def master(audio: Audio, target: DeliveryProfile) -> tuple[Audio, LoudnessReport
         if gain >= MAX_GAIN_DB and err > 0:
             break  # cannot push harder
         points.append((gain, lufs))
-        if len(points) >= 2 and abs(points[-1][0] - points[-2][0]) > 1e-3:
-            # Two real passes at this ceiling: secant step, slope kept sane.
-            (g1, l1), (g2, l2) = points[-2], points[-1]
-            slope = float(np.clip((l2 - l1) / (g2 - g1), 0.05, 1.0))
-            gain = min(MAX_GAIN_DB, gain + float(np.clip(err / slope, -12.0, 12.0)))
-        else:
-            offset = lufs - model.loudness(gain, ceiling)
-            gain = model.gain_for(want - offset, ceiling)
+        gain, offset = _next_gain(points, want, offset, lambda g: model.loudness(g, ceiling),
+                                  lambda lufs: model.gain_for(lufs, ceiling))
 
     if best is None:
         raise RenderError(
@@ -595,13 +603,7 @@ def master_album(mixes: list[Audio], target: DeliveryProfile) -> AlbumMaster:
         if abs(err) <= AIM_LU or (gain >= MAX_GAIN_DB and err > 0):
             break
         points.append((gain, lufs))
-        if len(points) >= 2 and abs(points[-1][0] - points[-2][0]) > 1e-3:
-            (g1, l1), (g2, l2) = points[-2], points[-1]
-            slope = float(np.clip((l2 - l1) / (g2 - g1), 0.05, 1.0))
-            gain = min(MAX_GAIN_DB, gain + float(np.clip(err / slope, -12.0, 12.0)))
-        else:
-            offset = lufs - predicted(gain)
-            gain = gain_for(want - offset)
+        gain, offset = _next_gain(points, want, offset, predicted, gain_for)
     if best is None:
         raise RenderError(
             f"could not master the album to {target.name} ({want:.1f} LUFS, true peak <= {tp_max:.1f} dBTP): the "
