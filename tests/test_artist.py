@@ -45,6 +45,8 @@ def test_shipped_profile_loads_and_every_example_uses_it():
     artist = load_artist(ROOT / "artists" / "milla-virta.yaml")
     assert artist.name == "Milla Virta" and artist.range_midi == (57, 76)
     for spec in sorted((ROOT / "songs").glob("*.yaml")):
+        if "\ntracks:" in spec.read_text():
+            continue  # an album spec (songs/northern-signals.yaml): tests/test_album_spec.py
         song = load_song(spec)
         assert song.artist is not None and song.artist.path == artist.path, spec.name
         assert song.vocal_options["source"] == "espeak" and song.disclosure == artist.profile.disclosure

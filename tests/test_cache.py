@@ -40,3 +40,24 @@ def test_content_hash_ignores_location(tmp_path):
     a = StageCache(tmp_path / "a").run("s", {"k": 1}, lambda f: (f / "x").write_text("same"))
     b = StageCache(tmp_path / "b").run("s", {"k": 1}, lambda f: (f / "x").write_text("same"))
     assert a.content_hash == b.content_hash
+
+
+def test_sweep_removes_only_dead_writers_temps(tmp_path):
+    import subprocess
+    import sys
+
+    from millamusic.cache import owner_tag, sweep_stale_temps
+
+    dead = subprocess.run([sys.executable, "-c", "from millamusic.cache import owner_tag; print(owner_tag())"],
+                          capture_output=True, text=True, check=True).stdout.strip()
+    (tmp_path / "stage").mkdir()
+    (tmp_path / "stage" / f".tmp-0123456789abcdef-{dead}-aaaa0000").mkdir()
+    (tmp_path / f".song.wav.{dead}.beef.tmp.wav").write_bytes(b"half")
+    live = tmp_path / f".song.flac.{owner_tag()}.cafe.tmp.flac"
+    live.write_bytes(b"being written")
+    other_host = tmp_path / ".song.mp3.1@some_other_host.f00d.tmp.mp3"
+    other_host.write_bytes(b"?")
+    kept = tmp_path / "song.wav"
+    kept.write_bytes(b"master")
+    assert sweep_stale_temps(tmp_path) == 2
+    assert sorted(p.name for p in tmp_path.rglob("*")) == sorted([live.name, other_host.name, "song.wav", "stage"])

@@ -152,3 +152,10 @@ def test_bad_audio_raises_and_writes_nothing(tmp_path):
         write_master_report(Audio(x, RATE), tmp_path / "bad.png", title="Bad", profile="spotify",
                             target_lufs=-14.0, ceiling_dbtp=-1.0, measured=measured())
     assert list(tmp_path.iterdir()) == []
+
+
+def test_headline_album_gain_judges_the_album_not_the_track():
+    line = report_headline(target_lufs=-14.0, ceiling_dbtp=-1.0, measured=measured(lufs=-17.2), album_lufs=-14.05)
+    assert line.startswith("PASS") and "album gain: album -14.05" in line
+    line = report_headline(target_lufs=-14.0, ceiling_dbtp=-1.0, measured=measured(lufs=-17.2), album_lufs=-15.0)
+    assert line.startswith("FAIL (album loudness -1.00 LU off)")

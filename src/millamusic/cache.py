@@ -12,6 +12,7 @@ import hashlib
 import json
 import os
 import shutil
+import socket
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,6 +40,52 @@ def hash_folder(folder: Path) -> str:
     return digest.hexdigest()
 
 
+def owner_tag() -> str:
+    """'<pid>@<host>': put into temp names so a later run can tell a dead writer's leftovers
+    (a build killed with SIGKILL) from a live writer's work in progress."""
+    return f"{os.getpid()}@{_host()}"
+
+
+def _host() -> str:
+    return socket.gethostname().replace(".", "_").replace("-", "_")
+
+
+def owner_alive(tag: str) -> bool:
+    """Whether the writer named by an owner_tag may still be running. Another host's writers
+    always count as alive: we cannot see their processes."""
+    pid, _, host = tag.partition("@")
+    if host != _host() or not pid.isdigit():
+        return True
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def sweep_stale_temps(folder: Path) -> int:
+    """Remove temp files and folders (names with '.tmp') under `folder` left by dead writers on
+    this host; returns how many. Live writers' temps and anything else are left alone."""
+    removed = 0
+    folder = Path(folder)
+    if not folder.is_dir():
+        return 0
+    for path in folder.rglob(".*"):
+        if ".tmp" not in path.name and not path.name.startswith(".old-"):
+            continue
+        tag = next((part for part in path.name.replace("-", ".").split(".") if "@" in part), None)
+        if tag is None or owner_alive(tag):
+            continue
+        if path.is_dir():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink(missing_ok=True)
+        removed += 1
+    return removed
+
+
 @dataclass(frozen=True)
 class Entry:
     stage: str
@@ -63,7 +110,7 @@ class StageCache:
             self._remember(stage, label, inputs)
             return Entry(stage, key, final, record["content_hash"], True, "")
         why = "forced (--force)" if force else self.why(stage, label, inputs)
-        temp = self.root / stage / f".tmp-{key[:16]}-{uuid.uuid4().hex[:8]}"
+        temp = self.root / stage / f".tmp-{key[:16]}-{owner_tag()}-{uuid.uuid4().hex[:8]}"
         temp.mkdir(parents=True)
         try:
             produce(temp)
@@ -72,7 +119,7 @@ class StageCache:
                                                        "inputs": inputs}, indent=1, sort_keys=True, default=str))
             _fsync_tree(temp)
             if final.exists():  # forced re-run or a parallel worker won: replace atomically enough
-                retired = final.with_name(f".old-{key[:16]}-{uuid.uuid4().hex[:8]}")
+                retired = final.with_name(f".old-{key[:16]}-{owner_tag()}-{uuid.uuid4().hex[:8]}")
                 os.rename(final, retired)
                 os.rename(temp, final)
                 shutil.rmtree(retired, ignore_errors=True)
@@ -86,6 +133,10 @@ class StageCache:
             raise
         self._remember(stage, label, inputs)
         return Entry(stage, key, final, content_hash, False, why)
+
+    def sweep(self) -> int:
+        """Remove half-built entries left by killed runs on this host (see sweep_stale_temps)."""
+        return sweep_stale_temps(self.root)
 
     # --- explaining re-runs -------------------------------------------------------------------
     def _last_path(self, stage: str, label: str) -> Path:

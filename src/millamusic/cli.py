@@ -88,6 +88,71 @@ def render(spec: Path, out_root: Path, cache_dir: Path | None, force: bool, back
     console.print(f"  done in {result.seconds:.1f} s")
 
 
+@main.command()
+@click.argument("album_spec", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--out", "out_root", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Root for masters/, stems/, lyrics/ and album/ [default: albums/<album-slug>].")
+@click.option("--cache-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Stage cache [default: $MILLAMUSIC_CACHE or OUT/.millamusic/cache].")
+@click.option("--jobs", "-j", type=click.IntRange(1, 64), default=1, show_default=True,
+              help="Songs rendered at once, each in its own process.")
+@click.option("--force", is_flag=True, help="Re-run every stage of every track, ignoring the cache.")
+@click.option("--acknowledge-noncommercial", is_flag=True,
+              help="Release with a non-commercially licensed model anyway (recorded in release.json).")
+def album(album_spec: Path, out_root: Path | None, cache_dir: Path | None, jobs: int, force: bool,
+          acknowledge_noncommercial: bool) -> None:
+    """Build ALBUM_SPEC (an album YAML): every track rendered, mastered and tagged as one release.
+
+    Resumable: run it again after a crash or a kill and only unfinished stages run."""
+    from rich.console import Console
+    from rich.markup import escape
+    from rich.table import Table
+
+    from millamusic.album import load_album
+    from millamusic.album_build import AlbumOptions, build_album
+
+    console = Console(stderr=True)
+    try:
+        spec = load_album(album_spec)
+        root = out_root or Path("albums") / spec.slug
+        cache = cache_dir or Path(os.environ.get("MILLAMUSIC_CACHE") or root / ".millamusic" / "cache")
+        console.print(f"[bold]{escape(spec.spec.title)}[/] ({escape(str(album_spec))}): {len(spec.tracks)} tracks, "
+                      f"{jobs} at once")
+
+        def progress(number: int, title: str, stage: str, state: str) -> None:
+            who = f"{number:>2} {title}" if number else "   album"
+            if state != "start":
+                console.print(f"  {who:<28.28} {stage:<18} {state}", markup=False)
+
+        result = build_album(spec, AlbumOptions(out_root=root, cache_dir=cache, jobs=jobs, force=force,
+                                                acknowledge_noncommercial=acknowledge_noncommercial), progress)
+    except MillaError as error:
+        _fail(error)
+        return
+    table = Table(title=f"{result.title}: {len(result.tracks)} tracks in {result.seconds:.1f} s", title_justify="left")
+    for column in ("#", "track", "duration"):
+        table.add_column(column, no_wrap=True)
+    profiles = list(result.tracks[0].loudness) if result.tracks else []
+    for name in profiles:
+        table.add_column(f"{name} LUFS", justify="right")
+        table.add_column(f"{name} dBTP", justify="right")
+    table.add_column("engines", no_wrap=True)
+    table.add_column("cache hits", justify="right", no_wrap=True)
+    for track in result.tracks:
+        row = [str(track.number), track.title, f"{int(track.seconds // 60)}:{int(track.seconds % 60):02d}"]
+        for name in profiles:
+            row += [f"{track.loudness[name]['integrated_lufs']:.1f}", f"{track.loudness[name]['true_peak_dbtp']:.2f}"]
+        row += [f"{track.engines['backing']}+{track.engines['vocals']}", f"{track.cache_hits}/{track.stages}"]
+        table.add_row(*row)
+    out = Console(width=max(100, Console().width))
+    out.print(table)
+    for name, lufs in result.album_lufs.items():
+        if lufs is not None:
+            out.print(f"album loudness ({name}): {lufs:.2f} LUFS", markup=False)
+    out.print(f"record  {result.record_path}", markup=False)
+    out.print(f"report  {result.report_path}", markup=False)
+
+
 def _split_names(values: tuple[str, ...]) -> tuple[str, ...] | None:
     """--profile a --profile b,c -> ("a", "b", "c"); None when not given."""
     names = tuple(n.strip() for value in values for n in value.split(",") if n.strip())
@@ -119,10 +184,18 @@ def check(paths: tuple[Path, ...], profile: str | None) -> None:
 
 
 def _check_spec(spec: Path) -> None:
+    import re
+
     from millamusic.compose import compose
     from millamusic.spec import load_song
 
     try:
+        if spec.is_file() and re.search(r"^tracks:", spec.read_text(encoding="utf-8", errors="replace"), re.M):
+            from millamusic.album import load_album
+
+            album = load_album(spec)  # every track's song spec is checked too
+            click.echo(f"{spec}: ok (album, {len(album.tracks)} tracks)")
+            return
         song = load_song(spec)
         score = compose(song)
     except MillaError as error:

@@ -408,8 +408,23 @@ def _rule_header(p: _Probe) -> Verdict:
     return _worst(fails, warns, "ID3v2.4, no ID3v1")
 
 
+def _album_master(p: _Probe) -> dict | None:
+    """This profile's master record in release.json when the track was mastered with album gain
+    (it then carries `album_lufs`): the track is meant to sit at its own level, not the target."""
+    data = p.release.data if p.release is not None else None
+    master = (((data or {}).get("masters") or {}).get(p.profile.name) or {}).get("master")
+    if isinstance(master, dict) and all(isinstance(master.get(k), (int, float)) for k in ("album_lufs", "integrated_lufs")):
+        return master
+    return None
+
+
 def _rule_loudness(p: _Probe) -> Verdict:
-    target = p.profile.integrated_lufs
+    album = _album_master(p)
+    if album is not None and abs(album["album_lufs"] - p.profile.integrated_lufs) > LOUDNESS_TOLERANCE_LU + 1e-9:
+        return "fail", (f"album gain: the album measures {album['album_lufs']:.2f} LUFS, not "
+                        f"{p.profile.integrated_lufs:.1f} ±{LOUDNESS_TOLERANCE_LU:.1f}")
+    # album gain: each track is held to its own recorded master level (the album is on target)
+    target = album["integrated_lufs"] if album is not None else p.profile.integrated_lufs
     lufs = p.loudness().integrated_lufs
     if p.kind == "mp3":
         low, high = target - LOSSY_LOUDNESS_TOLERANCE_LU, target + LOUDNESS_TOLERANCE_LU
@@ -420,6 +435,8 @@ def _rule_loudness(p: _Probe) -> Verdict:
     if not math.isfinite(lufs):
         return "fail", f"silent (no measurable loudness); target {allowed}"
     detail = f"{lufs:.2f} LUFS (target {allowed})"
+    if album is not None:
+        detail += f"; album gain, album at {album['album_lufs']:.2f} LUFS"
     if low - 1e-9 <= lufs <= high + 1e-9:
         return "ok", detail
     return "fail", f"{detail}: {lufs - target:+.2f} LU off {target:.1f}"

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from .audio import Audio
+from .cache import owner_tag
 from .identifiers import normalise_isrc, normalise_upc
 from .errors import ExportError
 
@@ -64,7 +65,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     path = Path(path)
     folder = path.parent
     folder.mkdir(parents=True, exist_ok=True)
-    tmp = folder / f".{path.name}.{secrets.token_hex(4)}.tmp{path.suffix}"
+    tmp = folder / f".{path.name}.{owner_tag()}.{secrets.token_hex(4)}.tmp{path.suffix}"
     # O_EXCL: never clobber someone else's temp file; mode 0o666 & ~umask like a normal file
     os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
     try:

@@ -110,7 +110,26 @@ class _Run:
         return entry
 
 
-def render(song: Song, options: RenderOptions, progress: Progress | None = None) -> RenderResult:
+@dataclass(frozen=True)
+class MixResult:
+    """Where a song stands after its mix (album builds master all tracks' mixes together)."""
+    slug: str
+    mix_hash: str  # content hash of the mix cache entry
+    mix_path: str  # the entry's mix.npy
+    stages: tuple[StageReport, ...]
+
+
+def render(song: Song, options: RenderOptions, progress: Progress | None = None, *,
+           until_mix: bool = False, album_masters: dict | None = None,
+           earlier: tuple[StageReport, ...] = ()) -> RenderResult | MixResult:
+    """Render `song` through every stage and publish it.
+
+    Album builds call it twice per track in album-loudness mode: `until_mix=True` stops after the
+    mix (a MixResult); then, with `album_masters` (profile name -> the cache Entry of this
+    track's master made by `master.master_album`), every stage up to the mix is a cache hit and
+    the album's master replaces the track's own. `earlier` (the first call's stage reports) then
+    stands in for those hits in the result and in release.json, so they say what really ran.
+    """
     from millamusic.engines import load_engine
 
     started = time.perf_counter()
@@ -118,7 +137,10 @@ def render(song: Song, options: RenderOptions, progress: Progress | None = None)
     backing_engine = load_engine("backing", options.backing or spec.engines.backing)
     vocal_engine = load_engine("vocals", options.vocals or spec.engines.vocals)
     profiles = delivery_profiles(options.profiles or tuple(spec.master.profiles))
-    run = _Run(song, options, StageCache(options.cache_dir), progress or (lambda *_: None))
+    done_before = {report.name for report in earlier}
+    say = progress or (lambda *_: None)
+    run = _Run(song, options, StageCache(options.cache_dir),
+               lambda stage, state: None if stage in done_before else say(stage, state))
 
     backing_request = _backing_request(run)
     backing_info = backing_engine.describe(backing_request)  # the checkpoint, before minutes of rendering
@@ -128,6 +150,8 @@ def render(song: Song, options: RenderOptions, progress: Progress | None = None)
     vocals = _vocals(run, score, vocal_engine)
     _stems(run, score, backing, vocals)
     mixed = _mix(run, backing, vocals)
+    if until_mix:
+        return MixResult(song.slug, mixed.content_hash, str(mixed.path / "mix.npy"), tuple(run.reports))
     vocals_info = _engine_used(vocals, "vocals.json")
     credits = _credits(song, score, backing_info, backing, vocals_info)
     lines = timed_lyrics(score, vocals)
@@ -136,8 +160,14 @@ def render(song: Song, options: RenderOptions, progress: Progress | None = None)
     tags = release_tags(song, score, credits, lines)
     deliveries = {}
     for profile in profiles:
-        master_entry = _master(run, mixed, profile)
+        if album_masters is not None:
+            master_entry = album_masters[profile.name]
+            run.entries[f"master[{profile.name}]"] = master_entry
+        else:
+            master_entry = _master(run, mixed, profile)
         deliveries[profile.name] = (profile, master_entry, _export(run, master_entry, tags, profile))
+    by_name = {report.name: report for report in earlier}
+    run.reports = [by_name.get(report.name, report) for report in run.reports]
     files, loudness = publish(run, deliveries, lyrics_entry, credits, tags, backing_info, vocals_info, seconds)
     return RenderResult(song.slug, tuple(run.reports), loudness, files, files["release"],
                         time.perf_counter() - started)
@@ -508,9 +538,10 @@ def _export(run: _Run, master_entry: Entry, tags, profile) -> Entry:
             if not np.array_equal(decode(name["flac"]).samples, pcm.samples):
                 raise ExportError(f"{name['flac'].name} does not decode to the same samples as {name['wav'].name}")
             pcm_loudness = measure(pcm).to_dict()
+            album_lufs = json.loads((master_entry.path / "loudness.json").read_text()).get("album_lufs")
             write_master_report(pcm, name["report"], title=tags.title, profile=profile.name,
                                 target_lufs=profile.integrated_lufs, ceiling_dbtp=profile.true_peak_dbtp,
-                                measured=pcm_loudness)
+                                measured=pcm_loudness, album_lufs=album_lufs)
             measured = {"wav": {**pcm_loudness, "trim_db": 0.0}, "flac": {**pcm_loudness, "trim_db": 0.0}}
             for role, future in lossy.items():
                 result = future.result()
@@ -531,6 +562,10 @@ def publish(run: _Run, deliveries: dict, lyrics_entry: Entry, credits, tags, bac
     masters = _inside(root, root / "masters" / slug)
     stems = _inside(root, root / "stems" / slug)
     lyrics = _inside(root, root / "lyrics")
+    from millamusic.cache import sweep_stale_temps
+
+    for folder in (masters, stems, lyrics):  # temp files of a killed earlier run of this song
+        sweep_stale_temps(folder)
     plan = []  # (source, destination, role)
     for name, (_, _, export_entry) in deliveries.items():
         folder = _inside(root, masters / name)

@@ -52,7 +52,7 @@ def _fmt(value: float | None, spec: str) -> str:
     return "n/a" if value is None or not math.isfinite(value) else format(value, spec)
 
 
-def report_headline(*, target_lufs: float, ceiling_dbtp: float, measured: dict) -> str:
+def report_headline(*, target_lufs: float, ceiling_dbtp: float, measured: dict, album_lufs: float | None = None) -> str:
     """'PASS · -14.02 LUFS (target -14.0) · -1.21 dBTP (ceiling -1.0) · LRA 5.8 LU · sample peak ...'.
 
     measured: keys integrated_lufs, true_peak_dbtp, lra_lu, sample_peak_dbfs; values may be None
@@ -63,6 +63,9 @@ def report_headline(*, target_lufs: float, ceiling_dbtp: float, measured: dict) 
     problems = []
     if lufs is None:
         problems.append("no loudness (silent)")
+    elif album_lufs is not None:  # album gain: the album is held to the target, the track keeps its level
+        if round(abs(album_lufs - target_lufs), 6) > REPORT_TOLERANCE_LU:
+            problems.append(f"album loudness {album_lufs - target_lufs:+.2f} LU off")
     elif round(abs(lufs - target_lufs), 6) > REPORT_TOLERANCE_LU:  # -13.7 vs -14.0 is 0.3000000000000007
         problems.append(f"loudness {lufs - target_lufs:+.2f} LU off")
     if tp is not None and tp > ceiling_dbtp:
@@ -70,7 +73,8 @@ def report_headline(*, target_lufs: float, ceiling_dbtp: float, measured: dict) 
     verdict = f"FAIL ({', '.join(problems)})" if problems else "PASS"
     return " · ".join([
         verdict,
-        f"{_fmt(lufs, '.2f')} LUFS (target {target_lufs:.1f})",
+        (f"{_fmt(lufs, '.2f')} LUFS (target {target_lufs:.1f})" if album_lufs is None else
+         f"{_fmt(lufs, '.2f')} LUFS, album gain: album {album_lufs:.2f} (target {target_lufs:.1f})"),
         f"{_fmt(tp, '.2f')} dBTP (ceiling {ceiling_dbtp:.1f})",
         f"LRA {_fmt(measured.get('lra_lu'), '.1f')} LU",
         f"sample peak {_fmt(measured.get('sample_peak_dbfs'), '.2f')} dBFS",
@@ -98,7 +102,7 @@ def _octave_smooth(freqs: np.ndarray, power: np.ndarray, fraction: int = 6) -> n
 
 
 def write_master_report(audio: Audio, path: str | os.PathLike, *, title: str, profile: str, target_lufs: float,
-                        ceiling_dbtp: float, measured: dict) -> Path:
+                        ceiling_dbtp: float, measured: dict, album_lufs: float | None = None) -> Path:
     """Write a 1600x1200 PNG report of `audio` (a master, (channels, frames)) to `path`, atomically.
 
     Panels: waveform min/max envelope (L/R) with the ceiling; short-term loudness with the target
@@ -113,7 +117,8 @@ def write_master_report(audio: Audio, path: str | os.PathLike, *, title: str, pr
     if x.shape[1] == 0 or not np.all(np.isfinite(x)):
         raise ValueError(f"cannot report on {path}: the audio is empty or has NaN/inf samples")
     seconds = x.shape[1] / rate
-    headline = report_headline(target_lufs=target_lufs, ceiling_dbtp=ceiling_dbtp, measured=measured)
+    headline = report_headline(target_lufs=target_lufs, ceiling_dbtp=ceiling_dbtp, measured=measured,
+                               album_lufs=album_lufs)
 
     fig = Figure(figsize=FIG_INCHES, dpi=FIG_DPI, layout="constrained")
     fig.get_layout_engine().set(rect=(0.0, 0.0, 1.0, 0.925))  # the top 7.5% holds the two header lines

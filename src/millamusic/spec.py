@@ -270,6 +270,10 @@ def load_song(path: str | Path) -> Song:
         raise SpecError([SpecProblem(shown, None, None, "file", shown, f"cannot read the spec ({error.strerror})",
                                      "check the path")]) from None
     document = _parse_yaml(raw_bytes, shown)
+    if isinstance(document, dict) and "tracks" in document and "structure" not in document:
+        line, column = _position(document, ("tracks",))
+        raise SpecError([SpecProblem(shown, line, column, "tracks", "...", "this is an album spec, not a song",
+                                     f"build it with `millamusic album {shown}`")])
     problems: list[SpecProblem] = []
     spec: SongSpec | None = None
     try:

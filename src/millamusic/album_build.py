@@ -1,0 +1,295 @@
+"""Album builds: every track of an album spec through the stage cache, in parallel, resumable.
+
+Each track is an ordinary render (`pipeline.render`) in a worker process; the stage cache makes
+the build resumable (a killed build restarts and redoes only the stages that had not been
+published) and lets two builds share one cache (entries are published by rename; the same
+key gives the same files). In album-loudness mode the tracks are rendered up to their mixes,
+mastered together with one gain (`master.master_album`, an `album_master` cache entry per
+profile), then exported. The album's record and report go to `album/<album-slug>/`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import Callable, Iterator
+
+from millamusic import __version__
+from millamusic.cache import Entry, StageCache
+
+AlbumProgress = Callable[[int, str, str, str], None]  # (track number, title, stage, state)
+
+
+@dataclass(frozen=True)
+class AlbumOptions:
+    out_root: Path
+    cache_dir: Path
+    jobs: int = 1  # songs rendered at once, each in its own process (1: in this process)
+    force: bool = False
+    acknowledge_noncommercial: bool = False
+
+
+@dataclass(frozen=True)
+class TrackResult:
+    number: int
+    title: str
+    slug: str
+    seconds: float  # duration of the track
+    loudness: dict  # profile -> the master's loudness report
+    engines: dict  # {"backing": name, "vocals": name}
+    cache_hits: int
+    stages: int
+    release_path: str
+
+
+@dataclass(frozen=True)
+class AlbumResult:
+    title: str
+    tracks: tuple[TrackResult, ...]
+    album_lufs: dict  # profile -> album loudness (album mode) or None
+    record_path: str
+    report_path: str
+    seconds: float
+
+
+# --- worker side (runs in a child process: module-level functions, picklable arguments) ---------
+
+
+def _track_song(album_path: str, index: int):
+    from millamusic.album import load_album
+
+    return load_album(Path(album_path)).tracks[index].song
+
+
+def _render_task(album_path: str, index: int, render_options, queue, until_mix: bool, album_masters: dict | None,
+                 earlier: tuple = ()):
+    """Render one track; progress lines go back through `queue` (None: no live progress)."""
+    from millamusic.pipeline import render
+
+    song = _track_song(album_path, index)
+
+    def progress(stage: str, state: str) -> None:
+        if queue is not None and state != "start":
+            queue.put((index, stage, state))
+
+    with _track_lock(render_options.cache_dir, song.slug):
+        return render(song, render_options, progress, until_mix=until_mix, album_masters=album_masters,
+                      earlier=earlier)
+
+
+@contextmanager
+def _track_lock(cache_dir: Path, slug: str) -> Iterator[None]:
+    """One build at a time renders a given track on this machine: a second build started on the
+    same catalogue waits, then finds the stages in the cache instead of computing them twice.
+    (Without the lock results would still be correct: publishing is atomic and idempotent.)"""
+    try:
+        import fcntl
+    except ImportError:  # Windows: no flock; rely on idempotent publishing alone
+        yield
+        return
+    folder = Path(cache_dir) / "locks"
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder / f"{slug}.lock", "a+") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+# --- the build ------------------------------------------------------------------------------------
+
+
+def build_album(album, options: AlbumOptions, progress: AlbumProgress | None = None) -> AlbumResult:
+    """Render, master and publish every track of `album` (millamusic.album.Album)."""
+    from millamusic.pipeline import RenderOptions
+
+    started = time.perf_counter()
+    say = progress or (lambda *_: None)
+    render_options = RenderOptions(out_root=options.out_root, cache_dir=options.cache_dir, force=options.force,
+                                   acknowledge_noncommercial=options.acknowledge_noncommercial)
+    from millamusic.cache import sweep_stale_temps
+
+    StageCache(options.cache_dir).sweep()  # half-built entries and temp files of a killed earlier build
+    for name in ("masters", "stems", "lyrics", "album"):
+        sweep_stale_temps(Path(options.out_root) / name)
+    tracks = album.tracks
+    mode = album.spec.master.loudness
+    album_lufs: dict = {name: None for name in album.spec.master.profiles}
+    if mode == "album":
+        mixes = _run_tracks(album, options, render_options, say, until_mix=True, per_track=None)
+        masters, album_lufs = _album_masters(album, options, mixes, say)
+        again = replace(render_options, force=False)  # the mixes were just (re)made when forced
+        results = _run_tracks(album, options, again, say, until_mix=False, per_track=masters,
+                              earlier=[mix.stages for mix in mixes])
+    else:
+        results = _run_tracks(album, options, render_options, say, until_mix=False, per_track=None)
+    track_results = tuple(_track_result(track, results[i], options.out_root) for i, track in enumerate(tracks))
+    record = album_record(album, track_results, album_lufs, options.out_root)
+    folder = Path(options.out_root).resolve() / "album" / album.slug
+    from millamusic.album_report import write_album_report
+    from millamusic.export import atomic_write_bytes
+
+    record_path = atomic_write_bytes(folder / "release.json", json.dumps(record, indent=1, ensure_ascii=False).encode())
+    report_path = write_album_report(folder / "report.html", record, root=Path(options.out_root).resolve())
+    return AlbumResult(album.spec.title, track_results, album_lufs, str(record_path), str(report_path),
+                       time.perf_counter() - started)
+
+
+def _run_tracks(album, options: AlbumOptions, render_options, say: AlbumProgress, *, until_mix: bool,
+                per_track: list[dict] | None, earlier: list[tuple] | None = None) -> list:
+    """Every track's render (or render up to the mix), in track order; `options.jobs` at once."""
+    tracks = album.tracks
+    path = str(album.path)
+
+    def report(index: int, stage: str, state: str) -> None:
+        say(tracks[index].number, tracks[index].song.spec.title, stage, state)
+
+    if options.jobs <= 1:
+        out = []
+        for index in range(len(tracks)):
+            out.append(_render_local(path, index, render_options, until_mix, per_track, report,
+                                     earlier[index] if earlier else ()))
+        return out
+    import multiprocessing
+
+    context = multiprocessing.get_context("spawn")  # a clean interpreter per worker (espeak has global state)
+    with context.Manager() as manager:
+        queue = manager.Queue()
+        with ProcessPoolExecutor(max_workers=options.jobs, mp_context=context) as pool:
+            futures: dict[Future, int] = {
+                pool.submit(_render_task, path, index, render_options, queue, until_mix,
+                            None if per_track is None else per_track[index], earlier[index] if earlier else ()): index
+                for index in range(len(tracks))
+            }
+            pending = set(futures)
+            while pending:
+                done, pending = wait(pending, timeout=0.2, return_when=FIRST_COMPLETED)
+                _drain(queue, report)
+                for future in done:
+                    if future.exception() is not None:
+                        for other in pending:
+                            other.cancel()
+                        raise future.exception()
+            _drain(queue, report)
+            return [future.result() for future in sorted(futures, key=futures.get)]
+
+
+def _render_local(path: str, index: int, render_options, until_mix: bool, per_track, report, earlier: tuple):
+    from millamusic.pipeline import render
+
+    song = _track_song(path, index)
+    with _track_lock(render_options.cache_dir, song.slug):
+        return render(song, render_options, lambda stage, state: state != "start" and report(index, stage, state),
+                      until_mix=until_mix, album_masters=None if per_track is None else per_track[index],
+                      earlier=earlier)
+
+
+def _drain(queue, report) -> None:
+    import queue as queues
+
+    while True:
+        try:
+            index, stage, state = queue.get_nowait()
+        except queues.Empty:
+            return
+        report(index, stage, state)
+
+
+def _album_masters(album, options: AlbumOptions, mixes: list, say: AlbumProgress) -> tuple[list[dict], dict]:
+    """Master every profile's tracks together (one `album_master` cache entry per profile).
+
+    Returns, per track, profile -> an Entry for that track's master (as `pipeline._master` would
+    make), and profile -> the album's loudness."""
+    from millamusic.audio import load_npy, resample, save_npy
+    from millamusic.master import master_album
+    from millamusic.pipeline import STAGE_VERSIONS, delivery_profiles
+
+    cache = StageCache(options.cache_dir)
+    per_track: list[dict] = [{} for _ in album.tracks]
+    album_lufs = {}
+    for profile in delivery_profiles(album.spec.master.profiles):
+        inputs = {"version": STAGE_VERSIONS["master"], "profile": profile.to_dict(),
+                  "mixes": [[mix.slug, mix.mix_hash] for mix in mixes]}
+
+        def produce(folder: Path, profile=profile) -> None:
+            audio = [resample(load_npy(Path(mix.mix_path)), profile.sample_rate) for mix in mixes]
+            mastered = master_album(audio, profile)
+            for mix, (track_audio, report) in zip(mixes, mastered.tracks):
+                (folder / mix.slug).mkdir()
+                save_npy(track_audio, folder / mix.slug / "master.npy")
+                (folder / mix.slug / "loudness.json").write_text(json.dumps(
+                    {"target": profile.to_dict(), **report.to_dict(), "album_lufs": round(mastered.album_lufs, 2),
+                     "album_gain_db": round(mastered.gain_db, 2)}, indent=1))
+
+        say(0, album.spec.title, f"album_master[{profile.name}]", "start")
+        entry = cache.run("album_master", inputs, produce, force=options.force, label=f"{album.slug}.{profile.name}")
+        say(0, album.spec.title, f"album_master[{profile.name}]", "cached" if entry.hit else f"done ({entry.why})")
+        for index, mix in enumerate(mixes):
+            folder = entry.path / mix.slug
+            per_track[index][profile.name] = Entry("master", entry.key, folder,
+                                                   f"{entry.content_hash}:{mix.slug}", entry.hit, entry.why)
+        album_lufs[profile.name] = json.loads((entry.path / mixes[0].slug / "loudness.json").read_text())["album_lufs"]
+    return per_track, album_lufs
+
+
+def _track_result(track, result, out_root: Path) -> TrackResult:
+    release = json.loads(Path(result.release_path).read_text())
+    return TrackResult(
+        number=track.number, title=track.song.spec.title, slug=track.song.slug,
+        seconds=release["track"]["duration_seconds"], loudness=result.loudness,
+        engines={kind: release["engines"][kind]["name"] for kind in ("backing", "vocals")},
+        cache_hits=sum(1 for stage in result.stages if stage.cached), stages=len(result.stages),
+        release_path=os.path.relpath(result.release_path, Path(out_root).resolve()),
+    )
+
+
+def album_record(album, tracks: tuple[TrackResult, ...], album_lufs: dict, out_root: Path) -> dict:
+    """The album's release.json: album data, per-track loudness, files, credits and disclosure."""
+    root = Path(out_root).resolve()
+    spec = album.spec
+    rows = []
+    disclosures = []
+    for track in tracks:
+        release = json.loads((root / track.release_path).read_text())
+        disclosures.append(release["disclosure"])
+        rows.append({
+            "number": track.number, "title": track.title, "slug": track.slug, "isrc": release["track"]["isrc"],
+            "duration_seconds": track.seconds, "engines": track.engines,
+            "cache_hits": track.cache_hits, "stages": track.stages,
+            "contains_ai": release["contains_ai"], "digital_source_type": release["digital_source_type"],
+            "credits": release["credits"], "release": track.release_path,
+            "masters": {name: {
+                "integrated_lufs": delivered["master"]["integrated_lufs"],
+                "true_peak_dbtp": delivered["master"]["true_peak_dbtp"],
+                "lra_lu": delivered["master"]["lra_lu"],
+                "files": {record["role"]: relative for relative, record in delivered["files"].items()},
+            } for name, delivered in release["masters"].items()},
+        })
+    artwork = os.path.relpath(album.artwork_path, root) if album.artwork_path else None
+    return {
+        "millamusic_version": __version__,
+        "title": spec.title, "artist": spec.artist, "year": spec.year, "upc": spec.upc, "label": spec.label,
+        "copyright": spec.copyright, "profiles": list(spec.master.profiles), "loudness_mode": spec.master.loudness,
+        "album_lufs": album_lufs, "artwork": artwork,
+        "disclosure": _album_disclosure(disclosures),
+        "spec": {"path": str(album.path), "sha256": album.sha256},
+        "tracks": rows,
+    }
+
+
+def _album_disclosure(texts: list[str]) -> str:
+    """The tracks' disclosure when they agree; otherwise each track's, numbered."""
+    if len(set(texts)) == 1:
+        return texts[0]
+    return " ".join(f"Track {n}: {text}" for n, text in enumerate(texts, start=1))
+
+
+def track_rows(result: AlbumResult) -> list[dict]:
+    """The final table's rows (CLI): track, duration, LUFS and true peak per profile, engines, cache hits."""
+    return [asdict(track) for track in result.tracks]
