@@ -385,7 +385,7 @@ def test_mp3_cover_not_square(copy: Release) -> None:
     copy.record(copy.mp3)
     results = check(copy.mp3)
     assert failing(results.values()) == {"cover"}
-    assert "1400x1200 px is not square" in results["cover"].detail
+    assert "1400x1200 px (JPEG), not square" in results["cover"].detail
 
 
 # ------------------------------------------------------------------ lyrics

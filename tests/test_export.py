@@ -309,11 +309,11 @@ def test_validate_cover(tmp_path):
 
     wide = tmp_path / "wide.png"
     wide.write_bytes(png_bytes(1600, 1400))
-    with pytest.raises(ExportError, match=r"wide\.png is 1600x1400 px.*square.*Fix"):
+    with pytest.raises(ExportError, match=r"wide\.png is 1600x1400 px.*not square.*Fix"):
         E.validate_cover(wide)
     small = tmp_path / "small.png"
     small.write_bytes(png_bytes(1000, 1000))
-    with pytest.raises(ExportError, match=r"small\.png is 1000x1000 px.*at least 1400x1400.*Fix"):
+    with pytest.raises(ExportError, match=r"small\.png is 1000x1000 px.*under the 1400x1400.*Fix"):
         E.validate_cover(small)
     gif = tmp_path / "c.gif"
     gif.write_bytes(png_bytes(1400, 1400, "GIF"))

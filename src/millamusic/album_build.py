@@ -15,7 +15,7 @@ import os
 import time
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable, Iterator
 
@@ -57,29 +57,26 @@ class AlbumResult:
     seconds: float
 
 
-# --- worker side (runs in a child process: module-level functions, picklable arguments) ---------
+# --- one track (in this process, or in a worker: module-level function, picklable arguments) ------
 
 
-def _track_song(album_path: str, index: int):
-    from millamusic.album import load_album
-
-    return load_album(Path(album_path)).tracks[index].song
-
-
-def _render_task(album_path: str, index: int, render_options, queue, until_mix: bool, album_masters: dict | None,
-                 earlier: tuple = ()):
-    """Render one track; progress lines go back through `queue` (None: no live progress)."""
+def _render_track(song, render_options, progress, until_mix: bool, album_masters: dict | None, earlier: tuple):
+    """Render one track while holding its lock. `progress(stage, state)` gets every finished stage."""
     from millamusic.pipeline import render
 
-    song = _track_song(album_path, index)
-
-    def progress(stage: str, state: str) -> None:
-        if queue is not None and state != "start":
-            queue.put((index, stage, state))
-
     with _track_lock(render_options.cache_dir, song.slug):
-        return render(song, render_options, progress, until_mix=until_mix, album_masters=album_masters,
-                      earlier=earlier)
+        return render(song, render_options, lambda stage, state: state != "start" and progress(stage, state),
+                      until_mix=until_mix, album_masters=album_masters, earlier=earlier)
+
+
+class _QueueProgress:
+    """A worker's progress callback: (track index, stage, state) onto the parent's queue."""
+
+    def __init__(self, queue, index: int):
+        self.queue, self.index = queue, index
+
+    def __call__(self, stage: str, state: str) -> None:
+        self.queue.put((self.index, stage, state))
 
 
 @contextmanager
@@ -129,8 +126,10 @@ def build_album(album, options: AlbumOptions, progress: AlbumProgress | None = N
                               earlier=[mix.stages for mix in mixes])
     else:
         results = _run_tracks(album, options, render_options, say, until_mix=False, per_track=None)
-    track_results = tuple(_track_result(track, results[i], options.out_root) for i, track in enumerate(tracks))
-    record = album_record(album, track_results, album_lufs, options.out_root)
+    releases = [json.loads(Path(result.release_path).read_text()) for result in results]
+    track_results = tuple(_track_result(track, result, release, options.out_root)
+                          for track, result, release in zip(tracks, results, releases))
+    record = album_record(album, track_results, releases, album_lufs, options.out_root)
     folder = Path(options.out_root).resolve() / "album" / album.slug
     from millamusic.album_report import write_album_report
     from millamusic.export import atomic_write_bytes
@@ -145,17 +144,17 @@ def _run_tracks(album, options: AlbumOptions, render_options, say: AlbumProgress
                 per_track: list[dict] | None, earlier: list[tuple] | None = None) -> list:
     """Every track's render (or render up to the mix), in track order; `options.jobs` at once."""
     tracks = album.tracks
-    path = str(album.path)
 
     def report(index: int, stage: str, state: str) -> None:
         say(tracks[index].number, tracks[index].song.spec.title, stage, state)
 
+    def arguments(index: int) -> tuple:
+        return (until_mix, None if per_track is None else per_track[index], earlier[index] if earlier else ())
+
     if options.jobs <= 1:
-        out = []
-        for index in range(len(tracks)):
-            out.append(_render_local(path, index, render_options, until_mix, per_track, report,
-                                     earlier[index] if earlier else ()))
-        return out
+        return [_render_track(track.song, render_options, lambda stage, state, i=index: report(i, stage, state),
+                              *arguments(index))
+                for index, track in enumerate(tracks)]
     import multiprocessing
 
     context = multiprocessing.get_context("spawn")  # a clean interpreter per worker (espeak has global state)
@@ -163,9 +162,9 @@ def _run_tracks(album, options: AlbumOptions, render_options, say: AlbumProgress
         queue = manager.Queue()
         with ProcessPoolExecutor(max_workers=options.jobs, mp_context=context) as pool:
             futures: dict[Future, int] = {
-                pool.submit(_render_task, path, index, render_options, queue, until_mix,
-                            None if per_track is None else per_track[index], earlier[index] if earlier else ()): index
-                for index in range(len(tracks))
+                pool.submit(_render_track, track.song, render_options, _QueueProgress(queue, index),
+                            *arguments(index)): index
+                for index, track in enumerate(tracks)
             }
             pending = set(futures)
             while pending:
@@ -178,16 +177,6 @@ def _run_tracks(album, options: AlbumOptions, render_options, say: AlbumProgress
                         raise future.exception()
             _drain(queue, report)
             return [future.result() for future in sorted(futures, key=futures.get)]
-
-
-def _render_local(path: str, index: int, render_options, until_mix: bool, per_track, report, earlier: tuple):
-    from millamusic.pipeline import render
-
-    song = _track_song(path, index)
-    with _track_lock(render_options.cache_dir, song.slug):
-        return render(song, render_options, lambda stage, state: state != "start" and report(index, stage, state),
-                      until_mix=until_mix, album_masters=None if per_track is None else per_track[index],
-                      earlier=earlier)
 
 
 def _drain(queue, report) -> None:
@@ -238,8 +227,7 @@ def _album_masters(album, options: AlbumOptions, mixes: list, say: AlbumProgress
     return per_track, album_lufs
 
 
-def _track_result(track, result, out_root: Path) -> TrackResult:
-    release = json.loads(Path(result.release_path).read_text())
+def _track_result(track, result, release: dict, out_root: Path) -> TrackResult:
     return TrackResult(
         number=track.number, title=track.song.spec.title, slug=track.song.slug,
         seconds=release["track"]["duration_seconds"], loudness=result.loudness,
@@ -249,14 +237,15 @@ def _track_result(track, result, out_root: Path) -> TrackResult:
     )
 
 
-def album_record(album, tracks: tuple[TrackResult, ...], album_lufs: dict, out_root: Path) -> dict:
-    """The album's release.json: album data, per-track loudness, files, credits and disclosure."""
+def album_record(album, tracks: tuple[TrackResult, ...], releases: list[dict], album_lufs: dict,
+                 out_root: Path) -> dict:
+    """The album's release.json: album data, per-track loudness, files, credits and disclosure
+    (`releases`: each track's own release.json, in track order)."""
     root = Path(out_root).resolve()
     spec = album.spec
     rows = []
     disclosures = []
-    for track in tracks:
-        release = json.loads((root / track.release_path).read_text())
+    for track, release in zip(tracks, releases):
         disclosures.append(release["disclosure"])
         rows.append({
             "number": track.number, "title": track.title, "slug": track.slug, "isrc": release["track"]["isrc"],
@@ -288,8 +277,3 @@ def _album_disclosure(texts: list[str]) -> str:
     if len(set(texts)) == 1:
         return texts[0]
     return " ".join(f"Track {n}: {text}" for n, text in enumerate(texts, start=1))
-
-
-def track_rows(result: AlbumResult) -> list[dict]:
-    """The final table's rows (CLI): track, duration, LUFS and true peak per profile, engines, cache hits."""
-    return [asdict(track) for track in result.tracks]

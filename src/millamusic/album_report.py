@@ -13,7 +13,6 @@ import html
 import io
 import math
 import os
-import tempfile
 import urllib.parse
 from pathlib import Path
 
@@ -22,7 +21,7 @@ import numpy as np
 from millamusic import __version__
 from millamusic.audio import Audio
 from millamusic.errors import ExportError
-from millamusic.export import IPTC_DIGITAL_SOURCE_PREFIX, atomic_write_bytes, decode
+from millamusic.export import IPTC_DIGITAL_SOURCE_PREFIX, atomic_write_bytes, decode, mp3_bytes
 from millamusic.profiles import LOUDNESS_TOLERANCE_LU, PROFILES
 
 DASH = "\u2014"
@@ -31,7 +30,7 @@ REPORT_PX = 1000  # the master reports' width on the page
 PREVIEW_SECONDS = 30.0
 PREVIEW_START = 0.35  # of the track's length, clamped so the excerpt ends at the track's end
 PREVIEW_FADE_SECONDS = 1.0  # fade in/out where the excerpt cuts into the music
-PREVIEW_QUALITY = "128 kbps"
+PREVIEW_BITRATE = 128  # kbps
 FILE_KINDS = ("wav", "flac", "mp3_320", "mp3_v0", "report")
 _FILE_LABELS = {"wav": "WAV", "flac": "FLAC", "mp3_320": "MP3 320", "mp3_v0": "MP3 V0", "report": "report PNG"}
 _CREDIT_COLUMNS = ("stage", "engine", "model", "version", "licence", "generator", "seed", "prompt", "by")
@@ -175,8 +174,6 @@ def preview_window(seconds: float) -> tuple[float, float]:
 
 
 def _preview_mp3(source: Path) -> bytes:
-    from pedalboard.io import AudioFile
-
     audio = decode(source)
     rate = audio.sample_rate
     start, length = preview_window(audio.seconds)
@@ -189,15 +186,10 @@ def _preview_mp3(source: Path) -> bytes:
             x[:, :fade] *= ramp
         if b < audio.frames:
             x[:, -fade:] *= ramp[::-1]
-    clip = Audio(x, rate)
-    with tempfile.TemporaryDirectory(prefix="millamusic-preview-") as tmp:
-        out_path = Path(tmp) / "preview.mp3"
-        try:
-            with AudioFile(str(out_path), "w", rate, clip.channels, quality=PREVIEW_QUALITY) as out:
-                out.write(np.ascontiguousarray(clip.samples))
-        except (ValueError, RuntimeError) as exc:
-            raise ExportError(f"album report: cannot encode the preview of {source} ({exc})") from exc
-        return out_path.read_bytes()
+    try:
+        return mp3_bytes(Audio(x, rate), PREVIEW_BITRATE)
+    except ExportError as exc:
+        raise ExportError(f"album report: cannot encode the preview of {source} ({exc})") from exc
 
 
 def _href(target: Path, page: Path) -> str:

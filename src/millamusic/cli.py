@@ -184,13 +184,11 @@ def check(paths: tuple[Path, ...], profile: str | None) -> None:
 
 
 def _check_spec(spec: Path) -> None:
-    import re
-
     from millamusic.compose import compose
-    from millamusic.spec import load_song
+    from millamusic.spec import is_album_spec, load_song
 
     try:
-        if spec.is_file() and re.search(r"^tracks:", spec.read_text(encoding="utf-8", errors="replace"), re.M):
+        if is_album_spec(spec):
             from millamusic.album import load_album
 
             album = load_album(spec)  # every track's song spec is checked too

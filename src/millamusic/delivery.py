@@ -31,7 +31,6 @@ The output root is the folder two levels above release.json.
 
 from __future__ import annotations
 
-import io
 import json
 import math
 import re
@@ -556,27 +555,16 @@ def _rule_cover(p: _Probe) -> Verdict:
 
 
 def _cover_problems(data: bytes, declared: str) -> Verdict:
-    from PIL import Image, UnidentifiedImageError
+    from .export import inspect_cover
 
-    from .export import COVER_MIN_PX
-
-    try:
-        with Image.open(io.BytesIO(data)) as im:
-            fmt, (w, h) = im.format, im.size
-            im.load()  # catches truncated images
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
-        return "fail", f"the front cover ({len(data)} bytes, declared {declared or 'no type'}) is not a readable image ({_short(exc)})"
-    actual = {"JPEG": "image/jpeg", "PNG": "image/png"}.get(fmt or "")
-    fails: list[str] = []
-    if actual is None:
-        fails.append(f"the front cover is {fmt or 'an unknown format'}; stores take JPEG or PNG")
-    elif declared != actual:
-        fails.append(f"the front cover is {fmt} but declared {declared!r}")
-    if w != h:
-        fails.append(f"{w}x{h} px is not square")
-    if min(w, h) < COVER_MIN_PX:
-        fails.append(f"{w}x{h} px is under the {COVER_MIN_PX}x{COVER_MIN_PX} stores need")
-    return _worst(fails, [], f"{fmt} {w}x{h} px")
+    check = inspect_cover(data)
+    if check.format is None:
+        return "fail", (f"the front cover ({len(data)} bytes, declared {declared or 'no type'}) "
+                        + check.problems[0][0])
+    fails = [f"the front cover {what}" for what, _ in check.problems]
+    if check.mime is not None and declared != check.mime:
+        fails.append(f"the front cover is {check.format} but declared {declared!r}")
+    return _worst(fails, [], f"{check.format} {check.width}x{check.height} px")
 
 
 _LRC_STAMP = re.compile(r"\[(\d+):(\d{1,2})(?:[.:](\d{1,3}))?\]")

@@ -446,18 +446,32 @@ def write_mp3(
     mode="cbr320" (the default, via bitrate="320") is 320 kbps CBR; mode="v0" is LAME -V0 VBR
     (~245 kbps). `bitrate` may also name any LAME CBR rate.
     """
-    from pedalboard.io import AudioFile
-
     quality = _mp3_quality(bitrate, mode)
     path = Path(path)
     with atomic_path(path) as tmp:
-        try:
-            with AudioFile(str(tmp), "w", audio.sample_rate, audio.channels, quality=quality) as out:
-                out.write(np.ascontiguousarray(audio.samples, dtype=np.float32))
-        except (ValueError, RuntimeError) as exc:
-            raise ExportError(f"{path}: MP3 encoding failed ({quality}, {audio.sample_rate} Hz): {exc}") from exc
+        _encode_mp3(audio, tmp, quality, shown=path)
         _id3(tags).save(str(tmp), v2_version=4, v1=0)
     return path
+
+
+def mp3_bytes(audio: Audio, bitrate: str | int = "128") -> bytes:
+    """`audio` as an untagged MP3 (pedalboard's LAME), in memory: previews, not deliveries."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="millamusic-mp3-") as folder:
+        path = Path(folder) / "audio.mp3"
+        _encode_mp3(audio, path, _mp3_quality(bitrate, None), shown=path)
+        return path.read_bytes()
+
+
+def _encode_mp3(audio: Audio, path: Path, quality: str, *, shown: Path) -> None:
+    from pedalboard.io import AudioFile
+
+    try:
+        with AudioFile(str(path), "w", audio.sample_rate, audio.channels, quality=quality) as out:
+            out.write(np.ascontiguousarray(audio.samples, dtype=np.float32))
+    except (ValueError, RuntimeError) as exc:
+        raise ExportError(f"{shown}: MP3 encoding failed ({quality}, {audio.sample_rate} Hz): {exc}") from exc
 
 
 MP3_TRIM_TRIES = 4
@@ -572,42 +586,56 @@ def _id3(tags: ReleaseTags):
 # --------------------------------------------------------------------------- cover
 
 
-def validate_cover(path: str | os.PathLike) -> tuple[bytes, str]:
-    """Check a cover image for the stores: JPEG or PNG, square, at least 1400 px. Returns (bytes, mime)."""
+@dataclass(frozen=True)
+class CoverCheck:
+    """What the stores' cover rules say of an image: JPEG or PNG, square, at least COVER_MIN_PX."""
+    format: str | None  # PIL's name ("JPEG", "PNG", "GIF"...); None when unreadable
+    width: int
+    height: int
+    mime: str | None  # "image/jpeg" | "image/png" when the format is one the stores take
+    problems: tuple[tuple[str, str], ...]  # (what is wrong, "is 1600x1400 px; ...", the fix)
+
+
+def inspect_cover(data: bytes) -> CoverCheck:
+    """The cover rules, applied to image bytes; one place for the renderer and `millamusic check`."""
     import io
 
     from PIL import Image, UnidentifiedImageError
 
+    try:
+        with Image.open(io.BytesIO(data)) as im:
+            fmt, (w, h) = im.format, im.size
+            im.load()  # catches truncated files
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
+        return CoverCheck(None, 0, 0, None, ((f"is not a readable image ({exc})", "export it again as JPEG or PNG"),))
+    mime = {"JPEG": "image/jpeg", "PNG": "image/png"}.get(fmt or "")
+    problems = []
+    if mime is None:
+        problems.append((f"is {fmt or 'an unknown format'} ({w}x{h} px); stores take JPEG or PNG",
+                         "convert it to JPEG (RGB, quality 90+) or PNG"))
+    if w != h:
+        problems.append((f"is {w}x{h} px ({fmt}), not square",
+                         f"crop it to {min(w, h)}x{min(w, h)} (or a larger square), at least "
+                         f"{COVER_MIN_PX}x{COVER_MIN_PX}; 3000x3000 is best"))
+    if min(w, h) < COVER_MIN_PX:
+        problems.append((f"is {w}x{h} px ({fmt}), under the {COVER_MIN_PX}x{COVER_MIN_PX} stores need",
+                         "render or export the artwork at 3000x3000 (upscaling a small image looks soft)"))
+    return CoverCheck(fmt, w, h, mime, tuple(problems))
+
+
+def validate_cover(path: str | os.PathLike) -> tuple[bytes, str]:
+    """Check a cover image for the stores (`inspect_cover`); returns (bytes, mime) or raises
+    ExportError with the first problem and its fix."""
     path = Path(path)
     try:
         data = path.read_bytes()
     except OSError as exc:
         raise ExportError(f"cover image {path} cannot be read ({exc.strerror or exc}). Fix: check the cover path in the spec") from exc
-    try:
-        with Image.open(io.BytesIO(data)) as im:
-            fmt, (w, h) = im.format, im.size
-            im.load()  # catches truncated files
-    except (UnidentifiedImageError, OSError, SyntaxError) as exc:
-        raise ExportError(
-            f"cover image {path} is not a readable image ({exc}). Fix: export it again as JPEG or PNG"
-        ) from exc
-    mime = {"JPEG": "image/jpeg", "PNG": "image/png"}.get(fmt or "")
-    if mime is None:
-        raise ExportError(
-            f"cover image {path} is {fmt or 'an unknown format'} ({w}x{h} px); stores take JPEG or PNG. "
-            "Fix: convert it to JPEG (RGB, quality 90+) or PNG"
-        )
-    if w != h:
-        raise ExportError(
-            f"cover image {path} is {w}x{h} px ({fmt}); covers must be square. Fix: crop it to "
-            f"{min(w, h)}x{min(w, h)} (or larger square), at least {COVER_MIN_PX}x{COVER_MIN_PX}; 3000x3000 is best"
-        )
-    if w < COVER_MIN_PX:
-        raise ExportError(
-            f"cover image {path} is {w}x{h} px ({fmt}); stores need at least {COVER_MIN_PX}x{COVER_MIN_PX}. "
-            "Fix: render or export the artwork at 3000x3000 (upscaling a small image looks soft)"
-        )
-    return data, mime
+    check = inspect_cover(data)
+    if check.problems:
+        what, fix = check.problems[0]
+        raise ExportError(f"cover image {path} {what}. Fix: {fix}")
+    return data, check.mime
 
 
 # --------------------------------------------------------------------------- timed lyrics

@@ -270,7 +270,7 @@ def load_song(path: str | Path) -> Song:
         raise SpecError([SpecProblem(shown, None, None, "file", shown, f"cannot read the spec ({error.strerror})",
                                      "check the path")]) from None
     document = _parse_yaml(raw_bytes, shown)
-    if isinstance(document, dict) and "tracks" in document and "structure" not in document:
+    if _is_album(document):
         line, column = _position(document, ("tracks",))
         raise SpecError([SpecProblem(shown, line, column, "tracks", "...", "this is an album spec, not a song",
                                      f"build it with `millamusic album {shown}`")])
@@ -371,6 +371,19 @@ def language_problem(code: str) -> str | None:
     except (OSError, ImportError, espeak.EspeakError):
         return None
 
+
+
+def _is_album(document: Any) -> bool:
+    return isinstance(document, dict) and "tracks" in document and "structure" not in document
+
+
+def is_album_spec(path: str | Path) -> bool:
+    """Whether the YAML at `path` is an album spec (it lists `tracks:`) rather than a song. False
+    for anything unreadable: loading it as a song then reports what is wrong."""
+    try:
+        return _is_album(_parse_yaml(Path(path).read_bytes(), str(path)))
+    except (OSError, SpecError):
+        return False
 
 
 def sha256_file(path: Path) -> str:
