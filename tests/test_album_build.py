@@ -54,6 +54,20 @@ def build(album: Path, out: Path, *args: str):
     return json.loads((out / "album" / "short-album" / "release.json").read_text()), result.output
 
 
+def status(album: Path, out: Path) -> dict:
+    """`millamusic status --json` for the album, run from the album's folder (paths shown relative to it)."""
+    import os
+
+    here = os.getcwd()
+    os.chdir(album.parent)
+    try:
+        result = CliRunner().invoke(main, ["status", str(album), "--out", str(out), "--json"])
+    finally:
+        os.chdir(here)
+    assert result.exit_code == 0, result.output
+    return json.loads(result.stdout)
+
+
 def masters_bytes(out: Path) -> dict[str, bytes]:
     return {p.relative_to(out).as_posix(): p.read_bytes()
             for p in sorted((out / "masters").rglob("*")) if p.suffix in (".wav", ".flac", ".mp3")}
@@ -99,7 +113,20 @@ def test_editing_one_lyric_reruns_only_that_track_downstream(built):
     album, out, _, _ = built
     song = album.parent / "three.yaml"
     song.write_text(song.read_text().replace("Spin me round again", "Spin me round and round"))
+    predicted = status(album, out)
+    assert predicted["album"] == [{"stage": "album_master[spotify]", "state": "waits",
+                                   "why": "reads the mix of track 3 Track Three, which runs first"}]
+    for track in predicted["tracks"][:2]:  # the other tracks: everything up to their masters is cached
+        assert {s["stage"]: s["state"] for s in track["stages"]} == {
+            "compose": "cached", "backing": "cached", "vocals": "cached", "stems": "cached", "mix": "cached",
+            "lyrics": "cached", "export[spotify]": "waits"}
+    third = {s["stage"]: s for s in predicted["tracks"][2]["stages"]}
+    assert third["compose"]["state"] == "runs" and third["compose"]["why"].startswith("three.yaml changed")
+    assert third["backing"]["state"] == "cached"  # the chords did not change
+    assert third["vocals"]["state"] == "runs" and "three.yaml changed" in third["vocals"]["why"]
+    assert third["mix"]["state"] == "waits"
     record, _ = build(album, out)
+    assert all(s["state"] == "cached" for t in status(album, out)["tracks"] for s in t["stages"])
     release = json.loads((out / record["tracks"][2]["release"]).read_text())
     rerun = sorted(name for name, stage in release["stages"].items() if not stage["cached"])
     assert "backing" not in rerun and "vocals" in rerun and "export[spotify]" in rerun

@@ -162,13 +162,15 @@ def load_album(path: str | Path) -> Album:
         assert entry.song is not None and entry.number is not None  # no problems: every item whole, every song loaded
         isrc = entry.isrc or entry.song.spec.release.isrc
         song = apply_album(entry.song, spec, number=entry.number, total=len(entries), isrc=isrc,
-                           artwork_path=artwork_path, artwork_hash=artwork_hash, album_sha256=sha256)
+                           artwork_path=artwork_path, artwork_hash=artwork_hash, album_sha256=sha256,
+                           album_path=path)
         tracks.append(AlbumTrack(entry.number, song, isrc))
     return Album(path, spec, slugify(spec.title), tuple(tracks), artwork_path, sha256)
 
 
 def apply_album(song: Song, spec: AlbumSpec, *, number: int, total: int, isrc: str | None,
-                artwork_path: Path | None, artwork_hash: str | None, album_sha256: str) -> Song:
+                artwork_path: Path | None, artwork_hash: str | None, album_sha256: str,
+                album_path: Path | None = None) -> Song:
     """The song as a track of the album: release data, delivery profiles and cover from the album."""
     release: dict[str, Any] = {"album": spec.title, "album_artist": spec.artist, "track": number,
                                "track_total": total, "disc": spec.disc, "isrc": isrc}
@@ -182,7 +184,7 @@ def apply_album(song: Song, spec: AlbumSpec, *, number: int, total: int, isrc: s
     }
     hashes = dict(song.input_hashes)
     hashes["album"] = album_sha256  # which album spec was applied (recorded with the song's inputs)
-    changes: dict[str, Any] = {}
+    changes: dict[str, Any] = {"album_path": album_path}
     if artwork_path is not None:
         update["artwork"] = str(artwork_path)  # absolute: still right relative to the song's folder
         hashes["artwork"] = artwork_hash

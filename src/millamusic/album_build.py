@@ -198,13 +198,14 @@ def _album_masters(album, options: AlbumOptions, mixes: list, say: AlbumProgress
     from millamusic.audio import load_npy, resample, save_npy
     from millamusic.master import master_album
     from millamusic.pipeline import STAGE_VERSIONS, delivery_profiles
+    from millamusic.status import explain
 
     cache = StageCache(options.cache_dir)
     per_track: list[dict] = [{} for _ in album.tracks]
     album_lufs = {}
     for profile in delivery_profiles(album.spec.master.profiles):
-        inputs = {"version": STAGE_VERSIONS["master"], "profile": profile.to_dict(),
-                  "mixes": [[mix.slug, mix.mix_hash] for mix in mixes]}
+        inputs = {"version": STAGE_VERSIONS["master"],
+                  **album_master_inputs(profile, [(mix.slug, mix.mix_hash) for mix in mixes])}
 
         def produce(folder: Path, profile=profile) -> None:
             audio = [resample(load_npy(Path(mix.mix_path)), profile.sample_rate) for mix in mixes]
@@ -217,7 +218,8 @@ def _album_masters(album, options: AlbumOptions, mixes: list, say: AlbumProgress
                      "album_gain_db": round(mastered.gain_db, 2)}, indent=1))
 
         say(0, album.spec.title, f"album_master[{profile.name}]", "start")
-        entry = cache.run("album_master", inputs, produce, force=options.force, label=f"{album.slug}.{profile.name}")
+        entry = cache.run("album_master", inputs, produce, force=options.force, label=f"{album.slug}.{profile.name}",
+                          explain=lambda previous, inputs=inputs: explain("album_master", previous, inputs, None))
         say(0, album.spec.title, f"album_master[{profile.name}]", "cached" if entry.hit else f"done ({entry.why})")
         for index, mix in enumerate(mixes):
             folder = entry.path / mix.slug
@@ -225,6 +227,11 @@ def _album_masters(album, options: AlbumOptions, mixes: list, say: AlbumProgress
                                                    f"{entry.content_hash}:{mix.slug}", entry.hit, entry.why)
         album_lufs[profile.name] = json.loads((entry.path / mixes[0].slug / "loudness.json").read_text())["album_lufs"]
     return per_track, album_lufs
+
+
+def album_master_inputs(profile, mixes: list[tuple[str, str]]) -> dict:
+    """The album_master stage's cache inputs: the profile and every track's (slug, mix hash)."""
+    return {"profile": profile.to_dict(), "mixes": [list(mix) for mix in mixes]}
 
 
 def _track_result(track, result, release: dict, out_root: Path) -> TrackResult:

@@ -100,16 +100,32 @@ class StageCache:
     def __init__(self, root: Path):
         self.root = Path(root)
 
-    def run(self, stage: str, inputs: dict, produce: Callable[[Path], None], *, force: bool = False,
-            label: str = "") -> Entry:
-        """Return the entry for `inputs`, calling `produce(folder)` only when it is missing (or forced)."""
+    def lookup(self, stage: str, inputs: dict) -> Entry | None:
+        """The published entry for `inputs`, or None; computes and records nothing."""
         key = hash_inputs({"stage": stage, **inputs})
         final = self.root / stage / key
-        if not force and (final / ENTRY_FILE).is_file():
-            record = json.loads((final / ENTRY_FILE).read_text())
-            self._remember(stage, label, inputs)
-            return Entry(stage, key, final, record["content_hash"], True, "")
-        why = "forced (--force)" if force else self.why(stage, label, inputs)
+        if not (final / ENTRY_FILE).is_file():
+            return None
+        return Entry(stage, key, final, json.loads((final / ENTRY_FILE).read_text())["content_hash"], True, "")
+
+    def run(self, stage: str, inputs: dict, produce: Callable[[Path], None], *, force: bool = False,
+            label: str = "", context: dict | None = None,
+            explain: Callable[[dict | None], str] | None = None) -> Entry:
+        """Return the entry for `inputs`, calling `produce(folder)` only when it is missing (or forced).
+
+        `context` (what the caller wants to compare next time, e.g. the song's source files) is
+        remembered with the inputs; `explain(previous)` turns the last remembered {"inputs",
+        "context"} (None: never run) into the reason it runs now (default: `why`)."""
+        found = None if force else self.lookup(stage, inputs)
+        if found is not None:
+            self._remember(stage, label, inputs, context)
+            return found
+        key = hash_inputs({"stage": stage, **inputs})
+        final = self.root / stage / key
+        if force:
+            why = "forced (--force)"
+        else:
+            why = explain(self.previous(stage, label)) if explain else self.why(stage, label, inputs)
         temp = self.root / stage / f".tmp-{key[:16]}-{owner_tag()}-{uuid.uuid4().hex[:8]}"
         temp.mkdir(parents=True)
         try:
@@ -131,7 +147,7 @@ class StageCache:
         except BaseException:
             shutil.rmtree(temp, ignore_errors=True)
             raise
-        self._remember(stage, label, inputs)
+        self._remember(stage, label, inputs, context)
         return Entry(stage, key, final, content_hash, False, why)
 
     def sweep(self) -> int:
@@ -142,22 +158,35 @@ class StageCache:
     def _last_path(self, stage: str, label: str) -> Path:
         return self.root / "last" / (label or "_") / f"{stage}.json"
 
-    def _remember(self, stage: str, label: str, inputs: dict) -> None:
+    def _remember(self, stage: str, label: str, inputs: dict, context: dict | None = None) -> None:
         path = self._last_path(stage, label)
         path.parent.mkdir(parents=True, exist_ok=True)
-        temp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}")
-        temp.write_text(canonical_json(inputs))
+        temp = path.with_name(f".{path.name}.tmp-{owner_tag()}-{uuid.uuid4().hex[:8]}")
+        temp.write_text(canonical_json({"inputs": inputs, "context": context}))
         os.replace(temp, path)
+
+    def previous(self, stage: str, label: str) -> dict | None:
+        """What the last run of this stage for `label` read: {"inputs", "context"}; None if never run."""
+        path = self._last_path(stage, label)
+        try:
+            remembered = json.loads(path.read_text())
+        except (FileNotFoundError, json.JSONDecodeError):
+            return None
+        return remembered if "inputs" in remembered else {"inputs": remembered, "context": None}  # older memo
 
     def why(self, stage: str, label: str, inputs: dict) -> str:
         """Name the inputs that changed since this song's last render of the stage."""
-        path = self._last_path(stage, label)
-        if not path.is_file():
+        previous = self.previous(stage, label)
+        if previous is None:
             return "not rendered before"
-        previous = json.loads(path.read_text())
-        current = json.loads(canonical_json(inputs))
-        changed = sorted(k for k in set(previous) | set(current) if previous.get(k) != current.get(k))
+        changed = changed_keys(previous["inputs"], inputs)
         return f"changed: {', '.join(changed)}" if changed else "entry missing from the cache"
+
+
+def changed_keys(previous: dict, inputs: dict) -> list[str]:
+    """The top-level input names whose values differ (as stored: canonical JSON)."""
+    current = json.loads(canonical_json(inputs))
+    return sorted(k for k in set(previous) | set(current) if previous.get(k) != current.get(k))
 
 
 def _fsync_tree(folder: Path) -> None:

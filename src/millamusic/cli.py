@@ -54,7 +54,7 @@ def render(spec: Path, out_root: Path, cache_dir: Path | None, force: bool, back
     from millamusic.spec import load_song
 
     console = Console(stderr=True, quiet=False)
-    cache = cache_dir or Path(os.environ.get("MILLAMUSIC_CACHE") or out_root / ".millamusic" / "cache")
+    cache = _cache_dir(cache_dir, out_root)
     if soundfont is not None:
         from millamusic.soundfont import is_soundfont
 
@@ -115,7 +115,7 @@ def album(album_spec: Path, out_root: Path | None, cache_dir: Path | None, jobs:
     try:
         spec = load_album(album_spec)
         root = out_root or Path("albums") / spec.slug
-        cache = cache_dir or Path(os.environ.get("MILLAMUSIC_CACHE") or root / ".millamusic" / "cache")
+        cache = _cache_dir(cache_dir, root)
         console.print(f"[bold]{escape(spec.spec.title)}[/] ({escape(str(album_spec))}): {len(spec.tracks)} tracks, "
                       f"{jobs} at once")
 
@@ -151,6 +151,71 @@ def album(album_spec: Path, out_root: Path | None, cache_dir: Path | None, jobs:
             out.print(f"album loudness ({name}): {lufs:.2f} LUFS", markup=False)
     out.print(f"record  {result.record_path}", markup=False)
     out.print(f"report  {result.report_path}", markup=False)
+
+
+@main.command()
+@click.argument("spec", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--out", "out_root", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="The build's root, to find its cache [default: . for a song, albums/<album-slug> for an album].")
+@click.option("--cache-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Stage cache [default: $MILLAMUSIC_CACHE or OUT/.millamusic/cache].")
+@click.option("--profile", "profiles", multiple=True, metavar="NAME[,NAME...]",
+              help="Delivery profile(s), as given to `render` (songs only).")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON on stdout instead of a table.")
+def status(spec: Path, out_root: Path | None, cache_dir: Path | None, profiles: tuple[str, ...],
+           as_json: bool) -> None:
+    """What `render` or `album` would reuse from the cache for SPEC, and why each other stage runs.
+
+    Nothing is rendered: "cached" stages are in the cache, "runs" stages are not (with what changed
+    since their last run), "waits" stages read the output of a stage that runs first."""
+    from rich.console import Console
+    from rich.markup import escape
+    from rich.table import Table
+
+    from millamusic.pipeline import RenderOptions
+    from millamusic.spec import is_album_spec
+    from millamusic.status import AlbumStatus, album_status, song_status, status_json
+
+    try:
+        if is_album_spec(spec):
+            from millamusic.album import load_album
+
+            if profiles:
+                raise click.UsageError("--profile is for songs; an album's profiles come from its spec")
+            album_spec = load_album(spec)
+            root = out_root or Path("albums") / album_spec.slug
+            options = RenderOptions(out_root=root, cache_dir=_cache_dir(cache_dir, root))
+            result: object = album_status(album_spec, options)
+            sections = [("album", result.album)] if result.album else []
+            sections += [(f"{number} {title}", rows) for number, title, rows in result.tracks]
+        else:
+            from millamusic.spec import load_song
+
+            song = load_song(spec)
+            root = out_root or Path(".")
+            options = RenderOptions(out_root=root, cache_dir=_cache_dir(cache_dir, root),
+                                    profiles=_split_names(profiles))
+            result = song_status(song, options)
+            sections = [(song.spec.title, result)]
+    except MillaError as error:
+        _fail(error)
+        return
+    if as_json:
+        click.echo(status_json(result))
+        return
+    table = Table(title=escape(f"{spec}: stage cache {options.cache_dir}"), title_justify="left")
+    for column in ("track" if isinstance(result, AlbumStatus) else "song", "stage", "state", "why"):
+        table.add_column(column, overflow="fold")
+    style = {"cached": "green", "runs": "yellow", "waits": "dim"}
+    for who, rows in sections:
+        for index, row in enumerate(rows):
+            table.add_row(escape(who) if index == 0 else "", escape(row.stage), f"[{style[row.state]}]{row.state}[/]",
+                          escape(row.why))
+    Console(width=max(120, Console().width)).print(table)
+
+
+def _cache_dir(cache_dir: Path | None, root: Path) -> Path:
+    return cache_dir or Path(os.environ.get("MILLAMUSIC_CACHE") or root / ".millamusic" / "cache")
 
 
 def _split_names(values: tuple[str, ...]) -> tuple[str, ...] | None:

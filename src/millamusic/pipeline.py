@@ -74,6 +74,7 @@ class _Run:
     options: RenderOptions
     cache: StageCache
     progress: Progress
+    sources: dict = field(default_factory=dict)  # the song's files, remembered with each stage (status.song_sources)
     reports: list[StageReport] = field(default_factory=list)
     entries: dict[str, Entry] = field(default_factory=dict)
     _stems: dict[Path, dict[str, Audio]] = field(default_factory=dict)
@@ -96,9 +97,12 @@ class _Run:
         shown = name if variant is None else f"{name}[{variant}]"
         self.progress(shown, "start")
         started = time.perf_counter()
+        from millamusic.status import explain
+
+        inputs = {"version": STAGE_VERSIONS[name], **inputs}
         try:
-            entry = self.cache.run(name, {"version": STAGE_VERSIONS[name], **inputs}, produce,
-                                   force=self.options.force, label=label)
+            entry = self.cache.run(name, inputs, produce, force=self.options.force, label=label, context=self.sources,
+                                   explain=lambda previous: explain(name, previous, inputs, self.sources))
         except MillaError:
             raise  # already says what is wrong and maps to its own exit code (a SpecError stays 2)
         except Exception as error:  # a bug or a library failure inside a stage: say which stage
@@ -139,10 +143,12 @@ def render(song: Song, options: RenderOptions, progress: Progress | None = None,
     profiles = delivery_profiles(options.profiles or tuple(spec.master.profiles))
     done_before = {report.name for report in earlier}
     say = progress or (lambda *_: None)
-    run = _Run(song, options, StageCache(options.cache_dir),
-               lambda stage, state: None if stage in done_before else say(stage, state))
+    from millamusic.status import song_sources
 
-    backing_request = _backing_request(run)
+    run = _Run(song, options, StageCache(options.cache_dir),
+               lambda stage, state: None if stage in done_before else say(stage, state), song_sources(song))
+
+    backing_request = backing_request_for(song, options)
     backing_info = backing_engine.describe(backing_request)  # the checkpoint, before minutes of rendering
     guard_licences(song, [backing_info, vocal_engine.info], options.acknowledge_noncommercial)
     score = _compose(run)
@@ -152,8 +158,8 @@ def render(song: Song, options: RenderOptions, progress: Progress | None = None,
     mixed = _mix(run, backing, vocals)
     if until_mix:
         return MixResult(song.slug, mixed.content_hash, str(mixed.path / "mix.npy"), tuple(run.reports))
-    vocals_info = _engine_used(vocals, "vocals.json")
-    credits = _credits(song, score, backing_info, backing, vocals_info)
+    vocals_info = engine_used(vocals, "vocals.json")
+    credits = credits_for(song, score, backing_info, backing, vocals_info)
     lines = timed_lyrics(score, vocals)
     seconds = score.total_frames(SAMPLE_RATE) / SAMPLE_RATE  # every stem, the mix and the masters are this long
     lyrics_entry = _lyrics(run, score, lines, seconds)
@@ -189,18 +195,26 @@ def delivery_profiles(names) -> list:
 
 # --- stages ---------------------------------------------------------------------------------
 
-def _compose(run: _Run) -> Score:
-    from millamusic.compose import COMPOSER_VERSION, compose
+# Each stage's cache inputs come from one function, shared by render and `millamusic status`.
 
-    spec = run.song.spec
-    inputs = {
+def compose_inputs(song: Song) -> dict:
+    from millamusic.compose import COMPOSER_VERSION
+
+    spec = song.spec
+    return {
         "composer": COMPOSER_VERSION,
         "spec": spec.model_dump(include={"title", "tempo", "key", "time_signature", "seed", "structure"}),
-        "language": run.song.language, "voice_range": run.song.voice_range,
-        "lyrics": [[block.header, [line.text for line in block.lines]] for block in run.song.lyric_blocks],
-        "melody": run.song.input_hashes.get("melody"),
+        "language": song.language, "voice_range": song.voice_range,
+        "lyrics": [[block.header, [line.text for line in block.lines]] for block in song.lyric_blocks],
+        "melody": song.input_hashes.get("melody"),
     }
-    entry = run.stage("compose", inputs, lambda folder: (folder / "score.json").write_text(compose(run.song).to_json()))
+
+
+def _compose(run: _Run) -> Score:
+    from millamusic.compose import compose
+
+    entry = run.stage("compose", compose_inputs(run.song),
+                      lambda folder: (folder / "score.json").write_text(compose(run.song).to_json()))
     return Score.from_json((entry.path / "score.json").read_text())
 
 
@@ -227,46 +241,50 @@ def guard_licences(song: Song, infos: list, acknowledged: bool) -> None:
                 "(recorded in release.json)")])
 
 
-def _backing_request(run: _Run):
+def backing_request_for(song: Song, options: RenderOptions):
     from millamusic.engines import option_problems
     from millamusic.engines.base import BackingRequest
     from millamusic.errors import SpecError, SpecProblem
 
-    spec = run.song.spec
-    engine = run.options.backing or spec.engines.backing
+    spec = song.spec
+    engine = options.backing or spec.engines.backing
     # The spec's backing_options are written for the spec's engine: another one from --backing starts clean.
-    options = dict(spec.engines.backing_options) if engine == spec.engines.backing else {}
-    soundfont = run.options.soundfont or run.song.soundfont_path
+    engine_options = dict(spec.engines.backing_options) if engine == spec.engines.backing else {}
+    soundfont = options.soundfont or song.soundfont_path
     if soundfont is not None:
-        options["soundfont"] = str(Path(soundfont).resolve())
+        engine_options["soundfont"] = str(Path(soundfont).resolve())
     for name in ("model", "device"):  # command-line values, checked like the spec's
-        value = getattr(run.options, name)
+        value = getattr(options, name)
         if value is None:
             continue
-        options[name] = value
+        engine_options[name] = value
         bad = [SpecProblem(f"--{name}", None, None, name, value, f"backing engine {engine!r}: {message}",
                            f"{fix} (or pick another engine with --backing)")
                for key, message, fix in option_problems(engine, {name: value}) if key == name]
         if bad:
             raise SpecError(bad)
-    reference = str(run.song.reference_path) if run.song.reference_path else None
+    reference = str(song.reference_path) if song.reference_path else None
     return BackingRequest(seed=spec.seed, genre=spec.genre, style=tuple(spec.style), sample_rate=SAMPLE_RATE,
-                          options=options, reference=reference)
+                          options=engine_options, reference=reference)
 
 
-def _backing(run: _Run, score: Score, engine, request, info) -> Entry:
+def backing_inputs(song: Song, options: RenderOptions, score: Score, request, info) -> dict:
     keyed = asdict(request)  # the cache key holds files' content, not where they lie
     soundfont = request.options.get("soundfont")
     if soundfont is not None:
-        keyed["options"]["soundfont"] = (sha256_file(Path(soundfont)) if run.options.soundfont
-                                         else run.song.input_hashes["soundfont"])  # hashed when the spec loaded
+        keyed["options"]["soundfont"] = (sha256_file(Path(soundfont)) if options.soundfont
+                                         else song.input_hashes["soundfont"])  # hashed when the spec loaded
     engine_key = asdict(info)
     if info.weights_hash is not None:  # the model is named by its content, not by the folder it lies in
         keyed["options"].pop("model", None)
         engine_key["model"] = None
     keyed["options"].pop("device", None)  # where it ran is recorded, but a render from any device will do
-    keyed["reference"] = run.song.input_hashes.get("reference")
-    inputs = {"engine": engine_key, "harmony": score.harmony_dict(), "request": keyed}
+    keyed["reference"] = song.input_hashes.get("reference")
+    return {"engine": engine_key, "harmony": score.harmony_dict(), "request": keyed}
+
+
+def _backing(run: _Run, score: Score, engine, request, info) -> Entry:
+    inputs = backing_inputs(run.song, run.options, score, request, info)
 
     def produce(folder: Path) -> None:
         result = engine.render(score, request)
@@ -283,10 +301,10 @@ def _backing(run: _Run, score: Score, engine, request, info) -> Entry:
     return entry
 
 
-def _vocals(run: _Run, score: Score, engine) -> Entry:
+def vocals_inputs(song: Song, score: Score, engine) -> tuple:
+    """(the VocalRequest, the vocals stage's cache inputs)."""
     from millamusic.engines.base import VocalRequest
 
-    song = run.song
     request = VocalRequest(seed=song.spec.seed, language=song.language, voice=song.voice,
                            sample_rate=SAMPLE_RATE, options=song.vocal_options)
     sung = {"tempo": score.tempo_bpm, "total_seconds": score.total_seconds,
@@ -296,7 +314,11 @@ def _vocals(run: _Run, score: Score, engine) -> Entry:
     keyed = asdict(request)  # the cache key holds the voice model's content, not where it lies
     if "piper_model" in keyed["options"]:
         keyed["options"]["piper_model"] = song.artist.sha256  # profile + model file, hashed when it loaded
-    inputs = {"engine": asdict(engine.info), "score": sung, "request": keyed}
+    return request, {"engine": asdict(engine.info), "score": sung, "request": keyed}
+
+
+def _vocals(run: _Run, score: Score, engine) -> Entry:
+    request, inputs = vocals_inputs(run.song, score, engine)
 
     def produce(folder: Path) -> None:
         result = engine.render(score, request)
@@ -324,11 +346,14 @@ def _check_stems(stems: dict[str, Audio], score: Score, who: str) -> None:
             raise RenderError(f"{who} returned stem {name!r} with NaN or infinite samples")
 
 
+def stems_inputs(backing_hash: str, vocals_hash: str, score_hash: str) -> dict:
+    return {"backing": backing_hash, "vocals": vocals_hash, "score": score_hash}
+
+
 def _stems(run: _Run, score: Score, backing: Entry, vocals: Entry) -> Entry:
     from millamusic.export import write_wav
 
-    inputs = {"backing": backing.content_hash, "vocals": vocals.content_hash,
-              "score": run.entries["compose"].content_hash}
+    inputs = stems_inputs(backing.content_hash, vocals.content_hash, run.entries["compose"].content_hash)
 
     def produce(folder: Path) -> None:
         for name, audio in run.all_stems().items():
@@ -370,11 +395,17 @@ def _midi_with_vocal(backing_midi: Path, score: Score) -> bytes:
     return buffer.getvalue()
 
 
-def _mix(run: _Run, backing: Entry, vocals: Entry) -> Entry:
-    from millamusic.mix import MIX_VERSION, STEM_SETTINGS, mix
+def mix_inputs(backing_hash: str, vocals_hash: str) -> dict:
+    from millamusic.mix import MIX_VERSION, STEM_SETTINGS
 
-    inputs = {"backing": backing.content_hash, "vocals": vocals.content_hash, "mix": MIX_VERSION,
-              "settings": {name: asdict(s) for name, s in STEM_SETTINGS.items()}}
+    return {"backing": backing_hash, "vocals": vocals_hash, "mix": MIX_VERSION,
+            "settings": {name: asdict(s) for name, s in STEM_SETTINGS.items()}}
+
+
+def _mix(run: _Run, backing: Entry, vocals: Entry) -> Entry:
+    from millamusic.mix import mix
+
+    inputs = mix_inputs(backing.content_hash, vocals.content_hash)
 
     def produce(folder: Path) -> None:
         mixed, report = mix(run.all_stems())
@@ -384,11 +415,15 @@ def _mix(run: _Run, backing: Entry, vocals: Entry) -> Entry:
     return run.stage("mix", inputs, produce)
 
 
+def master_inputs(mix_hash: str, profile) -> dict:
+    return {"mix": mix_hash, "profile": profile.to_dict()}
+
+
 def _master(run: _Run, mixed: Entry, profile) -> Entry:
     from millamusic.audio import resample
     from millamusic.master import master
 
-    inputs = {"mix": mixed.content_hash, "profile": profile.to_dict()}
+    inputs = master_inputs(mixed.content_hash, profile)
 
     def produce(folder: Path) -> None:
         # master at the delivery rate: resampling after the limiter would bring back inter-sample peaks
@@ -399,14 +434,14 @@ def _master(run: _Run, mixed: Entry, profile) -> Entry:
     return run.stage("master", inputs, produce, variant=profile.name)
 
 
-def _engine_used(entry: Entry, record: str):
+def engine_used(entry: Entry, record: str):
     """The EngineInfo an engine reported for this render (a Piper voice, say), from its cache record."""
     from millamusic.engines.base import EngineInfo
 
     return EngineInfo(**json.loads((entry.path / record).read_text())["engine"])
 
 
-def _credits(song: Song, score: Score, backing_info, backing: Entry, vocals_info):
+def credits_for(song: Song, score: Score, backing_info, backing: Entry, vocals_info):
     from millamusic.credits import song_credits
 
     prompt = json.loads((backing.path / "backing.json").read_text())["prompt"]
@@ -482,13 +517,18 @@ def _tag_inputs(tags) -> dict:
     return inputs
 
 
+def lyrics_inputs(song: Song, lines: list, seconds: float) -> dict:
+    spec = song.spec
+    return {"lines": [asdict(line) for line in lines], "title": spec.title, "artist": spec.artist,
+            "album": spec.release.album, "language": song.language, "seconds": round(seconds, 3)}
+
+
 def _lyrics(run: _Run, score: Score, lines: list, seconds: float) -> Entry:
     """lyrics/<slug>.lrc (enhanced, word by word) and .ttml from the sung timing, and plain text."""
     from millamusic.export import write_lrc, write_ttml
 
     song, spec = run.song, run.song.spec
-    inputs = {"lines": [asdict(line) for line in lines], "title": spec.title, "artist": spec.artist,
-              "album": spec.release.album, "language": song.language, "seconds": round(seconds, 3)}
+    inputs = lyrics_inputs(song, lines, seconds)
 
     def produce(folder: Path) -> None:
         slug = song.slug
@@ -511,6 +551,10 @@ DELIVERY_FILES = {
 }
 
 
+def export_inputs(master_hash: str, tags, profile) -> dict:
+    return {"master": master_hash, "tags": _tag_inputs(tags), "profile": profile.to_dict()}
+
+
 def _export(run: _Run, master_entry: Entry, tags, profile) -> Entry:
     """One profile's delivery files, each decoded back and measured (files.json)."""
     from millamusic.export import decode, write_flac, write_mp3_under, write_wav
@@ -518,7 +562,7 @@ def _export(run: _Run, master_entry: Entry, tags, profile) -> Entry:
     from millamusic.report import write_master_report
 
     slug = run.song.slug
-    inputs = {"master": master_entry.content_hash, "tags": _tag_inputs(tags), "profile": profile.to_dict()}
+    inputs = export_inputs(master_entry.content_hash, tags, profile)
 
     def produce(folder: Path) -> None:
         from concurrent.futures import ThreadPoolExecutor

@@ -206,6 +206,7 @@ class Song:
     input_hashes: dict  # field -> sha256 of the file's content (cache keys use content, not paths)
     soundfont_path: Path | None = None
     artist: Artist | None = None  # the artist profile, when the spec names one
+    album_path: Path | None = None  # the album spec, when the song is rendered as an album's track
 
     @property
     def slug(self) -> str:
