@@ -29,9 +29,11 @@ AlbumProgress = Callable[[int, str, str, str], None]  # (track number, title, st
 class AlbumOptions:
     out_root: Path
     cache_dir: Path
-    jobs: int = 1  # songs rendered at once, each in its own process (1: in this process)
+    jobs: int = 1  # songs rendered at once, each in its own process (1: in this process); local executor
     force: bool = False
     acknowledge_noncommercial: bool = False
+    executor: str = "local"  # "local" (this machine, `jobs` processes) | "ray" (tasks on a Ray cluster)
+    address: str | None = None  # the Ray cluster ("ray://host:10001", "host:6379", "auto"); None: start a local one
 
 
 @dataclass(frozen=True)
@@ -60,13 +62,14 @@ class AlbumResult:
 # --- one track (in this process, or in a worker: module-level function, picklable arguments) ------
 
 
-def _render_track(song, render_options, progress, until_mix: bool, album_masters: dict | None, earlier: tuple):
-    """Render one track while holding its lock. `progress(stage, state)` gets every finished stage."""
+def _render_track(song, render_options, progress, until: str | None, album_masters: dict | None, earlier: tuple):
+    """Render one track (`pipeline.render`) while holding its lock. `progress(stage, state)` gets
+    every finished stage."""
     from millamusic.pipeline import render
 
     with _track_lock(render_options.cache_dir, song.slug):
         return render(song, render_options, lambda stage, state: state != "start" and progress(stage, state),
-                      until_mix=until_mix, album_masters=album_masters, earlier=earlier)
+                      until=until, album_masters=album_masters, earlier=earlier)
 
 
 class _QueueProgress:
@@ -108,24 +111,17 @@ def build_album(album, options: AlbumOptions, progress: AlbumProgress | None = N
 
     started = time.perf_counter()
     say = progress or (lambda *_: None)
-    render_options = RenderOptions(out_root=options.out_root, cache_dir=options.cache_dir, force=options.force,
-                                   acknowledge_noncommercial=options.acknowledge_noncommercial)
+    # absolute: worker processes (on other machines, for Ray) need not share our working folder
+    render_options = RenderOptions(out_root=Path(options.out_root).resolve(), cache_dir=Path(options.cache_dir).resolve(),
+                                   force=options.force, acknowledge_noncommercial=options.acknowledge_noncommercial)
     from millamusic.cache import sweep_stale_temps
 
     StageCache(options.cache_dir).sweep()  # half-built entries and temp files of a killed earlier build
     for name in ("masters", "stems", "lyrics", "album"):
         sweep_stale_temps(Path(options.out_root) / name)
+    with _executor(album, options, say):
+        results, album_lufs = _render_album(album, options, render_options, say)
     tracks = album.tracks
-    mode = album.spec.master.loudness
-    album_lufs: dict = {name: None for name in album.spec.master.profiles}
-    if mode == "album":
-        mixes = _run_tracks(album, options, render_options, say, until_mix=True, per_track=None)
-        masters, album_lufs = _album_masters(album, options, mixes, say)
-        again = replace(render_options, force=False)  # the mixes were just (re)made when forced
-        results = _run_tracks(album, options, again, say, until_mix=False, per_track=masters,
-                              earlier=[mix.stages for mix in mixes])
-    else:
-        results = _run_tracks(album, options, render_options, say, until_mix=False, per_track=None)
     releases = [json.loads(Path(result.release_path).read_text()) for result in results]
     track_results = tuple(_track_result(track, result, release, options.out_root)
                           for track, result, release in zip(tracks, results, releases))
@@ -140,17 +136,50 @@ def build_album(album, options: AlbumOptions, progress: AlbumProgress | None = N
                        time.perf_counter() - started)
 
 
-def _run_tracks(album, options: AlbumOptions, render_options, say: AlbumProgress, *, until_mix: bool,
+@contextmanager
+def _executor(album, options: AlbumOptions, say: AlbumProgress) -> Iterator[None]:
+    """Around the whole build: connected to the Ray cluster when the build runs there."""
+    if options.executor == "ray":
+        from millamusic.album_ray import ray_cluster
+
+        with ray_cluster(options.address, lambda state: say(0, album.spec.title, "ray", state)):
+            yield
+    elif options.executor == "local":
+        yield
+    else:
+        raise ValueError(f"AlbumOptions.executor {options.executor!r}: use 'local' or 'ray'")
+
+
+def _render_album(album, options: AlbumOptions, render_options, say: AlbumProgress) -> tuple[list, dict]:
+    """Every track rendered and published: (their RenderResults, profile -> album loudness or None)."""
+    album_lufs: dict = {name: None for name in album.spec.master.profiles}
+    if album.spec.master.loudness != "album":
+        return _run_tracks(album, options, render_options, say, until=None, per_track=None), album_lufs
+    mixes = _run_tracks(album, options, render_options, say, until="mix", per_track=None)
+    masters, album_lufs = _album_masters(album, options, mixes, say)
+    again = replace(render_options, force=False)  # the mixes were just (re)made when forced
+    results = _run_tracks(album, options, again, say, until=None, per_track=masters,
+                          earlier=[mix.stages for mix in mixes])
+    return results, album_lufs
+
+
+def _run_tracks(album, options: AlbumOptions, render_options, say: AlbumProgress, *, until: str | None,
                 per_track: list[dict] | None, earlier: list[tuple] | None = None) -> list:
-    """Every track's render (or render up to the mix), in track order; `options.jobs` at once."""
+    """Every track's render (or render up to the mix), in track order: in this process, in
+    `options.jobs` local processes, or as tasks on a Ray cluster."""
     tracks = album.tracks
 
     def report(index: int, stage: str, state: str) -> None:
         say(tracks[index].number, tracks[index].song.spec.title, stage, state)
 
     def arguments(index: int) -> tuple:
-        return (until_mix, None if per_track is None else per_track[index], earlier[index] if earlier else ())
+        return (until, None if per_track is None else per_track[index], earlier[index] if earlier else ())
 
+    if options.executor == "ray":
+        from millamusic.album_ray import run_on_ray
+
+        return run_on_ray([(track.song, render_options, *arguments(index)) for index, track in enumerate(tracks)],
+                          report, lambda state: say(0, album.spec.title, "ray", state))
     if options.jobs <= 1:
         return [_render_track(track.song, render_options, lambda stage, state, i=index: report(i, stage, state),
                               *arguments(index))

@@ -94,13 +94,19 @@ def render(spec: Path, out_root: Path, cache_dir: Path | None, force: bool, back
               help="Root for masters/, stems/, lyrics/ and album/ [default: albums/<album-slug>].")
 @click.option("--cache-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Stage cache [default: $MILLAMUSIC_CACHE or OUT/.millamusic/cache].")
-@click.option("--jobs", "-j", type=click.IntRange(1, 64), default=1, show_default=True,
-              help="Songs rendered at once, each in its own process.")
+@click.option("--jobs", "-j", type=click.IntRange(1, 64), default=None,
+              help="Songs rendered at once, each in its own process (local executor) [default: 1].")
 @click.option("--force", is_flag=True, help="Re-run every stage of every track, ignoring the cache.")
 @click.option("--acknowledge-noncommercial", is_flag=True,
               help="Release with a non-commercially licensed model anyway (recorded in release.json).")
-def album(album_spec: Path, out_root: Path | None, cache_dir: Path | None, jobs: int, force: bool,
-          acknowledge_noncommercial: bool) -> None:
+@click.option("--executor", type=click.Choice(["local", "ray"]), default="local", show_default=True,
+              help="local: this machine (--jobs processes); ray: songs as tasks on a Ray cluster "
+                   "(pip install 'millamusic[ray]'), MusicGen stages on GPU workers.")
+@click.option("--address", default=None,
+              help="The Ray cluster's address (ray://HOST:10001, HOST:6379 or auto) [default: start a local Ray]. "
+                   "OUT and the cache must be on a file system every worker sees, at the same path.")
+def album(album_spec: Path, out_root: Path | None, cache_dir: Path | None, jobs: int | None, force: bool,
+          acknowledge_noncommercial: bool, executor: str, address: str | None) -> None:
     """Build ALBUM_SPEC (an album YAML): every track rendered, mastered and tagged as one release.
 
     Resumable: run it again after a crash or a kill and only unfinished stages run."""
@@ -112,20 +118,28 @@ def album(album_spec: Path, out_root: Path | None, cache_dir: Path | None, jobs:
     from millamusic.album_build import AlbumOptions, build_album
 
     console = Console(stderr=True)
+    if executor == "ray" and jobs is not None:
+        raise click.UsageError("--jobs is for the local executor; on Ray the cluster's CPUs and GPUs decide how "
+                               "many songs run at once")
+    if address is not None and executor != "ray":
+        raise click.UsageError("--address names a Ray cluster: use it with --executor ray")
+    jobs = jobs or 1
     try:
         spec = load_album(album_spec)
         root = out_root or Path("albums") / spec.slug
         cache = _cache_dir(cache_dir, root)
+        at_once = f"{jobs} at once" if executor == "local" else "on Ray"
         console.print(f"[bold]{escape(spec.spec.title)}[/] ({escape(str(album_spec))}): {len(spec.tracks)} tracks, "
-                      f"{jobs} at once")
+                      f"{at_once}")
 
         def progress(number: int, title: str, stage: str, state: str) -> None:
             who = f"{number:>2} {title}" if number else "   album"
             if state != "start":
-                console.print(f"  {who:<28.28} {stage:<18} {state}", markup=False)
+                console.print(f"  {who:<28.28} {stage:<18} {state}", markup=False, soft_wrap=True)
 
         result = build_album(spec, AlbumOptions(out_root=root, cache_dir=cache, jobs=jobs, force=force,
-                                                acknowledge_noncommercial=acknowledge_noncommercial), progress)
+                                                acknowledge_noncommercial=acknowledge_noncommercial,
+                                                executor=executor, address=address), progress)
     except MillaError as error:
         _fail(error)
         return

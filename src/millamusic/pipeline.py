@@ -124,16 +124,20 @@ class MixResult:
 
 
 def render(song: Song, options: RenderOptions, progress: Progress | None = None, *,
-           until_mix: bool = False, album_masters: dict | None = None,
-           earlier: tuple[StageReport, ...] = ()) -> RenderResult | MixResult:
+           until: str | None = None, album_masters: dict | None = None,
+           earlier: tuple[StageReport, ...] = ()) -> RenderResult | MixResult | tuple[StageReport, ...]:
     """Render `song` through every stage and publish it.
 
-    Album builds call it twice per track in album-loudness mode: `until_mix=True` stops after the
+    `until="backing"` stops after the backing (its stage reports): a cluster build runs that part
+    on a GPU worker, the rest on a CPU worker, which then finds it in the shared cache.
+    Album builds call it twice per track in album-loudness mode: `until="mix"` stops after the
     mix (a MixResult); then, with `album_masters` (profile name -> the cache Entry of this
     track's master made by `master.master_album`), every stage up to the mix is a cache hit and
     the album's master replaces the track's own. `earlier` (the first call's stage reports) then
     stands in for those hits in the result and in release.json, so they say what really ran.
     """
+    if until not in (None, "backing", "mix"):
+        raise ValueError(f"render(until={until!r}): stop after 'backing' or 'mix', or None for everything")
     from millamusic.engines import load_engine
 
     started = time.perf_counter()
@@ -153,11 +157,15 @@ def render(song: Song, options: RenderOptions, progress: Progress | None = None,
     guard_licences(song, [backing_info, vocal_engine.info], options.acknowledge_noncommercial)
     score = _compose(run)
     backing = _backing(run, score, backing_engine, backing_request, backing_info)
+    by_name = {report.name: report for report in earlier}
+    if until == "backing":
+        return tuple(by_name.get(report.name, report) for report in run.reports)
     vocals = _vocals(run, score, vocal_engine)
     _stems(run, score, backing, vocals)
     mixed = _mix(run, backing, vocals)
-    if until_mix:
-        return MixResult(song.slug, mixed.content_hash, str(mixed.path / "mix.npy"), tuple(run.reports))
+    if until == "mix":
+        return MixResult(song.slug, mixed.content_hash, str(mixed.path / "mix.npy"),
+                         tuple(by_name.get(report.name, report) for report in run.reports))
     vocals_info = engine_used(vocals, "vocals.json")
     credits = credits_for(song, score, backing_info, backing, vocals_info)
     lines = timed_lyrics(score, vocals)
@@ -172,7 +180,6 @@ def render(song: Song, options: RenderOptions, progress: Progress | None = None,
         else:
             master_entry = _master(run, mixed, profile)
         deliveries[profile.name] = (profile, master_entry, _export(run, master_entry, tags, profile))
-    by_name = {report.name: report for report in earlier}
     run.reports = [by_name.get(report.name, report) for report in run.reports]
     files, loudness = publish(run, deliveries, lyrics_entry, credits, tags, backing_info, vocals_info, seconds)
     return RenderResult(song.slug, tuple(run.reports), loudness, files, files["release"],

@@ -16,13 +16,14 @@ class EngineEntry:
     requires: tuple[str, ...]  # importable modules the engine needs
     install_hint: str  # the command that installs them
     option_problems: str | None = None  # "module:function": options -> [(option, problem, fix)], no heavy imports
+    gpu: bool = False  # can use a GPU: cluster builds give its stage one (album_ray.wants_gpu)
 
 
 REGISTRY: dict[str, EngineEntry] = {
     "arranger": EngineEntry("backing", "millamusic.engines.arranger:Arranger", ("pedalboard", "mido"), "pip install millamusic",
                             "millamusic.engines.arranger:option_problems"),
     "musicgen": EngineEntry("backing", "millamusic.engines.musicgen:MusicGen", ("torch", "transformers"),
-                            "pip install 'millamusic[musicgen]'", "millamusic.engines.musicgen:option_problems"),
+                            "pip install 'millamusic[musicgen]'", "millamusic.engines.musicgen:option_problems", gpu=True),
     "singer": EngineEntry("vocals", "millamusic.engines.singer:Singer", ("pyworld", "espeakng_loader"), "pip install millamusic",
                           "millamusic.engines.singer:option_problems"),
 }
