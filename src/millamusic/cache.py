@@ -62,7 +62,16 @@ def owner_alive(tag: str) -> bool:
         return False
     except PermissionError:
         return True
-    return True
+    # kill(0) also succeeds for a zombie: a killed build's orphaned pool workers stay zombies until
+    # init reaps them (forever, in a container whose PID 1 does not), and they write nothing more.
+    try:
+        stat = Path(f"/proc/{int(pid)}/stat").read_text()
+    except FileNotFoundError:
+        return False
+    except OSError:  # no procfs (macOS): keep kill(0)'s answer
+        return True
+    state = stat[stat.rfind(")") + 2:][:1]  # the field after "(command name)"
+    return state not in ("Z", "X")
 
 
 def sweep_stale_temps(folder: Path) -> int:
@@ -134,7 +143,7 @@ class StageCache:
             (temp / ENTRY_FILE).write_text(json.dumps({"stage": stage, "key": key, "content_hash": content_hash,
                                                        "inputs": inputs}, indent=1, sort_keys=True, default=str))
             _fsync_tree(temp)
-            if final.exists():  # forced re-run or a parallel worker won: replace atomically enough
+            if force and final.exists():  # a forced re-run replaces the old entry
                 retired = final.with_name(f".old-{key[:16]}-{owner_tag()}-{uuid.uuid4().hex[:8]}")
                 os.rename(final, retired)
                 os.rename(temp, final)
@@ -142,8 +151,9 @@ class StageCache:
             else:
                 try:
                     os.rename(temp, final)
-                except OSError:  # another worker published the same key first
+                except OSError:  # another worker published the same key first: theirs stands, ours goes
                     shutil.rmtree(temp, ignore_errors=True)
+                    content_hash = json.loads((final / ENTRY_FILE).read_text())["content_hash"]
         except BaseException:
             shutil.rmtree(temp, ignore_errors=True)
             raise
