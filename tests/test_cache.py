@@ -61,3 +61,25 @@ def test_sweep_removes_only_dead_writers_temps(tmp_path):
     kept.write_bytes(b"master")
     assert sweep_stale_temps(tmp_path) == 2
     assert sorted(p.name for p in tmp_path.rglob("*")) == sorted([live.name, other_host.name, "song.wav", "stage"])
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self"), reason="zombie detection reads /proc")
+def test_a_zombie_writer_counts_as_dead(tmp_path):
+    """A killed build's orphaned workers stay zombies until reaped: their temps must be swept."""
+    import subprocess
+    import time
+
+    from millamusic.cache import owner_alive, owner_tag
+
+    child = subprocess.Popen(["true"])  # exits at once; not reaped until wait()
+    try:
+        deadline = time.monotonic() + 10
+        while open(f"/proc/{child.pid}/stat").read().rsplit(")", 1)[1].split()[0] != "Z":
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        tag = owner_tag().replace(str(os.getpid()), str(child.pid), 1)
+        assert not owner_alive(tag)
+        assert owner_alive(owner_tag())  # this process is alive
+    finally:
+        child.wait()
+    assert not owner_alive(tag)  # reaped: gone
