@@ -119,8 +119,8 @@ def build_album(album, options: AlbumOptions, progress: AlbumProgress | None = N
     StageCache(options.cache_dir).sweep()  # half-built entries and temp files of a killed earlier build
     for name in ("masters", "stems", "lyrics", "album"):
         sweep_stale_temps(Path(options.out_root) / name)
-    with _executor(album, options, say):
-        results, album_lufs = _render_album(album, options, render_options, say)
+    with _executor(album, options, say) as runner:
+        results, album_lufs = _render_album(album, render_options, say, runner)
     tracks = album.tracks
     releases = [json.loads(Path(result.release_path).read_text()) for result in results]
     track_results = tuple(_track_result(track, result, release, options.out_root)
@@ -136,76 +136,80 @@ def build_album(album, options: AlbumOptions, progress: AlbumProgress | None = N
                        time.perf_counter() - started)
 
 
+# A runner renders a list of calls (song, render options, until, album masters, earlier reports)
+# and returns their results in order; report(index, stage, state) hears every finished stage.
+Runner = Callable[[list, Callable[[int, str, str], None]], list]
+
+
 @contextmanager
-def _executor(album, options: AlbumOptions, say: AlbumProgress) -> Iterator[None]:
-    """Around the whole build: connected to the Ray cluster when the build runs there."""
+def _executor(album, options: AlbumOptions, say: AlbumProgress) -> Iterator[Runner]:
+    """The build's runner, set up once for the whole build (album mode renders in two rounds):
+    this process, one pool of `jobs` worker processes, or a connection to a Ray cluster."""
     if options.executor == "ray":
-        from millamusic.album_ray import ray_cluster
+        from millamusic.album_ray import ray_cluster, run_on_ray
 
-        with ray_cluster(options.address, lambda state: say(0, album.spec.title, "ray", state)):
-            yield
-    elif options.executor == "local":
-        yield
-    else:
+        def note(state: str) -> None:
+            say(0, album.spec.title, "ray", state)
+
+        with ray_cluster(options.address, note):
+            yield lambda calls, report: run_on_ray(calls, report, note)
+    elif options.executor != "local":
         raise ValueError(f"AlbumOptions.executor {options.executor!r}: use 'local' or 'ray'")
+    elif options.jobs <= 1:
+        yield _run_here
+    else:
+        import multiprocessing
+
+        context = multiprocessing.get_context("spawn")  # a clean interpreter per worker (espeak has global state)
+        with context.Manager() as manager, ProcessPoolExecutor(max_workers=options.jobs, mp_context=context) as pool:
+            queue = manager.Queue()
+            yield lambda calls, report: _run_in_pool(pool, queue, calls, report)
 
 
-def _render_album(album, options: AlbumOptions, render_options, say: AlbumProgress) -> tuple[list, dict]:
+def _render_album(album, render_options, say: AlbumProgress, runner: Runner) -> tuple[list, dict]:
     """Every track rendered and published: (their RenderResults, profile -> album loudness or None)."""
     album_lufs: dict = {name: None for name in album.spec.master.profiles}
     if album.spec.master.loudness != "album":
-        return _run_tracks(album, options, render_options, say, until=None, per_track=None), album_lufs
-    mixes = _run_tracks(album, options, render_options, say, until="mix", per_track=None)
-    masters, album_lufs = _album_masters(album, options, mixes, say)
+        return _run_tracks(album, render_options, say, runner, until=None, per_track=None), album_lufs
+    mixes = _run_tracks(album, render_options, say, runner, until="mix", per_track=None)
+    masters, album_lufs = _album_masters(album, render_options.cache_dir, render_options.force, mixes, say)
     again = replace(render_options, force=False)  # the mixes were just (re)made when forced
-    results = _run_tracks(album, options, again, say, until=None, per_track=masters,
+    results = _run_tracks(album, again, say, runner, until=None, per_track=masters,
                           earlier=[mix.stages for mix in mixes])
     return results, album_lufs
 
 
-def _run_tracks(album, options: AlbumOptions, render_options, say: AlbumProgress, *, until: str | None,
+def _run_tracks(album, render_options, say: AlbumProgress, runner: Runner, *, until: str | None,
                 per_track: list[dict] | None, earlier: list[tuple] | None = None) -> list:
-    """Every track's render (or render up to the mix), in track order: in this process, in
-    `options.jobs` local processes, or as tasks on a Ray cluster."""
+    """Every track's render (or render up to the mix), in track order."""
     tracks = album.tracks
 
     def report(index: int, stage: str, state: str) -> None:
         say(tracks[index].number, tracks[index].song.spec.title, stage, state)
 
-    def arguments(index: int) -> tuple:
-        return (until, None if per_track is None else per_track[index], earlier[index] if earlier else ())
+    return runner([(track.song, render_options, until, None if per_track is None else per_track[index],
+                    earlier[index] if earlier else ()) for index, track in enumerate(tracks)], report)
 
-    if options.executor == "ray":
-        from millamusic.album_ray import run_on_ray
 
-        return run_on_ray([(track.song, render_options, *arguments(index)) for index, track in enumerate(tracks)],
-                          report, lambda state: say(0, album.spec.title, "ray", state))
-    if options.jobs <= 1:
-        return [_render_track(track.song, render_options, lambda stage, state, i=index: report(i, stage, state),
-                              *arguments(index))
-                for index, track in enumerate(tracks)]
-    import multiprocessing
+def _run_here(calls: list, report) -> list:
+    return [_render_track(song, options, lambda stage, state, i=index: report(i, stage, state), *rest)
+            for index, (song, options, *rest) in enumerate(calls)]
 
-    context = multiprocessing.get_context("spawn")  # a clean interpreter per worker (espeak has global state)
-    with context.Manager() as manager:
-        queue = manager.Queue()
-        with ProcessPoolExecutor(max_workers=options.jobs, mp_context=context) as pool:
-            futures: dict[Future, int] = {
-                pool.submit(_render_track, track.song, render_options, _QueueProgress(queue, index),
-                            *arguments(index)): index
-                for index, track in enumerate(tracks)
-            }
-            pending = set(futures)
-            while pending:
-                done, pending = wait(pending, timeout=0.2, return_when=FIRST_COMPLETED)
-                _drain(queue, report)
-                for future in done:
-                    if future.exception() is not None:
-                        for other in pending:
-                            other.cancel()
-                        raise future.exception()
-            _drain(queue, report)
-            return [future.result() for future in sorted(futures, key=futures.get)]
+
+def _run_in_pool(pool: ProcessPoolExecutor, queue, calls: list, report) -> list:
+    futures: dict[Future, int] = {pool.submit(_render_track, song, options, _QueueProgress(queue, index), *rest): index
+                                  for index, (song, options, *rest) in enumerate(calls)}
+    pending = set(futures)
+    while pending:
+        done, pending = wait(pending, timeout=0.2, return_when=FIRST_COMPLETED)
+        _drain(queue, report)
+        for future in done:
+            if future.exception() is not None:
+                for other in pending:
+                    other.cancel()
+                raise future.exception()
+    _drain(queue, report)
+    return [future.result() for future in sorted(futures, key=futures.get)]
 
 
 def _drain(queue, report) -> None:
@@ -219,7 +223,7 @@ def _drain(queue, report) -> None:
         report(index, stage, state)
 
 
-def _album_masters(album, options: AlbumOptions, mixes: list, say: AlbumProgress) -> tuple[list[dict], dict]:
+def _album_masters(album, cache_dir: Path, force: bool, mixes: list, say: AlbumProgress) -> tuple[list[dict], dict]:
     """Master every profile's tracks together (one `album_master` cache entry per profile).
 
     Returns, per track, profile -> an Entry for that track's master (as `pipeline._master` would
@@ -229,7 +233,7 @@ def _album_masters(album, options: AlbumOptions, mixes: list, say: AlbumProgress
     from millamusic.pipeline import STAGE_VERSIONS, delivery_profiles
     from millamusic.status import explain
 
-    cache = StageCache(options.cache_dir)
+    cache = StageCache(cache_dir)
     per_track: list[dict] = [{} for _ in album.tracks]
     album_lufs = {}
     for profile in delivery_profiles(album.spec.master.profiles):
@@ -247,7 +251,7 @@ def _album_masters(album, options: AlbumOptions, mixes: list, say: AlbumProgress
                      "album_gain_db": round(mastered.gain_db, 2)}, indent=1))
 
         say(0, album.spec.title, f"album_master[{profile.name}]", "start")
-        entry = cache.run("album_master", inputs, produce, force=options.force, label=f"{album.slug}.{profile.name}",
+        entry = cache.run("album_master", inputs, produce, force=force, label=f"{album.slug}.{profile.name}",
                           explain=lambda previous, inputs=inputs: explain("album_master", previous, inputs, None))
         say(0, album.spec.title, f"album_master[{profile.name}]", "cached" if entry.hit else f"done ({entry.why})")
         for index, mix in enumerate(mixes):

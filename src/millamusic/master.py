@@ -555,22 +555,36 @@ def master_album(mixes: list[Audio], target: DeliveryProfile) -> AlbumMaster:
             raise RenderError(f"track {number} is at {audio.sample_rate} Hz, track 1 at {rate} Hz; resample first")
         if audio.channels not in (1, 2):
             raise RenderError(f"track {number} has {audio.channels} channels; master_album() takes mono or stereo")
-    passed = []
-    for audio in mixes:
+    from concurrent.futures import ThreadPoolExecutor
+
+    # The per-track work runs in threads: it is numpy/scipy on whole tracks, which releases the GIL.
+    pool = ThreadPoolExecutor(max_workers=min(len(mixes), os.cpu_count() or 1), thread_name_prefix="millamusic-album")
+
+    def each(function, *columns) -> list:
+        return list(pool.map(function, *columns))
+
+    def highpassed(audio: Audio) -> np.ndarray:
         src = audio.to_stereo().samples
         _check_measurable(src, rate)
-        passed.append(_highpass(src, rate))
-    album_level = _gated_loudness(np.concatenate([_block_ms(_k_weighted_power(x, rate), rate) for x in passed]))
+        return _highpass(src, rate)
+
+    with pool:
+        return _master_album(mixes, target, rate, each, highpassed)
+
+
+def _master_album(mixes, target: DeliveryProfile, rate: int, each, highpassed) -> AlbumMaster:
+    passed = each(highpassed, mixes)
+    album_level = _gated_loudness(np.concatenate(each(lambda x: _block_ms(_k_weighted_power(x, rate), rate), passed)))
     if not math.isfinite(album_level) or album_level < -70.0:
         raise RenderError(f"the album's mixes are silent or nearly so ({album_level:.1f} LUFS); nothing to master")
-    shaped = [_shape(x, rate, WORKING_LUFS - album_level) for x in passed]
-    peaks_db = [_true_peak_envelope_db(x, rate) for x in shaped]
-    models = [_LimiterModel(x, rate, p) for x, p in zip(shaped, peaks_db)]
+    shaped = each(lambda x: _shape(x, rate, WORKING_LUFS - album_level), passed)
+    peaks_db = each(lambda x: _true_peak_envelope_db(x, rate), shaped)
+    models = each(lambda x, p: _LimiterModel(x, rate, p), shaped, peaks_db)
     want, tp_max = target.integrated_lufs, target.true_peak_dbtp
     ceilings = [tp_max - LIMITER_MARGIN_DB] * len(shaped)
 
     def predicted(gain: float) -> float:
-        return _gated_loudness(np.concatenate([m.block_ms(gain, c) for m, c in zip(models, ceilings)]))
+        return _gated_loudness(np.concatenate(each(lambda m, c: m.block_ms(gain, c), models, ceilings)))
 
     def gain_for(lufs: float) -> float:
         return _gain_for(predicted, lufs)
@@ -581,9 +595,9 @@ def master_album(mixes: list[Audio], target: DeliveryProfile) -> AlbumMaster:
     best = None  # (|error|, outputs, album lufs, gain)
     lufs = math.nan
     for n_pass in range(1, MAX_PASSES + 1):
-        outputs = [_limit(x, rate, c, peak_db=p, gain_db=gain) for x, p, c in zip(shaped, peaks_db, ceilings)]
-        powers = [_k_weighted_power(y, rate) for y in outputs]
-        peaks = [_true_peak_db(y, rate) for y in outputs]
+        outputs = each(lambda x, p, c: _limit(x, rate, c, peak_db=p, gain_db=gain), shaped, peaks_db, ceilings)
+        powers = each(lambda y: _k_weighted_power(y, rate), outputs)
+        peaks = each(lambda y: _true_peak_db(y, rate), outputs)
         lufs = _gated_loudness(np.concatenate([_block_ms(p, rate) for p in powers]))
         err = want - lufs
         log.debug("album pass %d: gain %+.2f dB -> %.2f LUFS, peaks %s", n_pass, gain, lufs, peaks)
