@@ -578,6 +578,7 @@ def _master_album(mixes, target: DeliveryProfile, rate: int, each, highpassed) -
     if not math.isfinite(album_level) or album_level < -70.0:
         raise RenderError(f"the album's mixes are silent or nearly so ({album_level:.1f} LUFS); nothing to master")
     shaped = each(lambda x: _shape(x, rate, WORKING_LUFS - album_level), passed)
+    del passed  # memory grows with the album's length: keep one copy of every track, not two
     peaks_db = each(lambda x: _true_peak_envelope_db(x, rate), shaped)
     models = each(lambda x, p: _LimiterModel(x, rate, p), shaped, peaks_db)
     want, tp_max = target.integrated_lufs, target.true_peak_dbtp
@@ -595,6 +596,7 @@ def _master_album(mixes, target: DeliveryProfile, rate: int, each, highpassed) -
     best = None  # (|error|, outputs, album lufs, gain)
     lufs = math.nan
     for n_pass in range(1, MAX_PASSES + 1):
+        outputs = powers = None  # the last pass's, unless kept as the best: freed before the next is made
         outputs = each(lambda x, p, c: _limit(x, rate, c, peak_db=p, gain_db=gain), shaped, peaks_db, ceilings)
         powers = each(lambda y: _k_weighted_power(y, rate), outputs)
         peaks = each(lambda y: _true_peak_db(y, rate), outputs)
