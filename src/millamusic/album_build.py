@@ -1,6 +1,7 @@
 """Album builds: every track of an album spec through the stage cache, in parallel, resumable.
 
-Each track is an ordinary render (`pipeline.render`) in a worker process; the stage cache makes
+Each track is an ordinary render (`pipeline.render`): in this process, in one of `--jobs` worker
+processes, or as a task on a Ray cluster (`album_ray.py`); the stage cache makes
 the build resumable (a killed build restarts and redoes only the stages that had not been
 published) and lets two builds share one cache (entries are published by rename; the same
 key gives the same files). In album-loudness mode the tracks are rendered up to their mixes,
