@@ -12,6 +12,11 @@ import click
 from millamusic.errors import MillaError, exit_code_for
 
 
+# render, album and status find the stage cache the same way (see _cache_dir)
+cache_dir_option = click.option("--cache-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+                                help="Stage cache [default: $MILLAMUSIC_CACHE or OUT/.millamusic/cache].")
+
+
 def _fail(error: MillaError) -> None:
     click.echo(f"error: {error}", err=True)
     sys.exit(exit_code_for(error))
@@ -27,8 +32,7 @@ def main() -> None:
 @click.argument("spec", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--out", "out_root", type=click.Path(file_okay=False, path_type=Path), default=Path("."),
               show_default=True, help="Root for masters/, stems/ and lyrics/.")
-@click.option("--cache-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="Stage cache [default: $MILLAMUSIC_CACHE or OUT/.millamusic/cache].")
+@cache_dir_option
 @click.option("--force", is_flag=True, help="Re-run every stage, ignoring the cache.")
 @click.option("--backing", default=None, help="Backing engine, overriding the spec (see `millamusic engines`).")
 @click.option("--vocals", default=None, help="Vocal engine, overriding the spec.")
@@ -92,8 +96,7 @@ def render(spec: Path, out_root: Path, cache_dir: Path | None, force: bool, back
 @click.argument("album_spec", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--out", "out_root", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Root for masters/, stems/, lyrics/ and album/ [default: albums/<album-slug>].")
-@click.option("--cache-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="Stage cache [default: $MILLAMUSIC_CACHE or OUT/.millamusic/cache].")
+@cache_dir_option
 @click.option("--jobs", "-j", type=click.IntRange(1, 64), default=None,
               help="Songs rendered at once, each in its own process (local executor) [default: 1].")
 @click.option("--force", is_flag=True, help="Re-run every stage of every track, ignoring the cache.")
@@ -171,8 +174,7 @@ def album(album_spec: Path, out_root: Path | None, cache_dir: Path | None, jobs:
 @click.argument("spec", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--out", "out_root", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="The build's root, to find its cache [default: . for a song, albums/<album-slug> for an album].")
-@click.option("--cache-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="Stage cache [default: $MILLAMUSIC_CACHE or OUT/.millamusic/cache].")
+@cache_dir_option
 @click.option("--profile", "profiles", multiple=True, metavar="NAME[,NAME...]",
               help="Delivery profile(s), as given to `render` (songs only).")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON on stdout instead of a table.")
