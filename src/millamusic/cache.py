@@ -1,9 +1,15 @@
 """Stage cache: entries keyed by a hash of what a stage reads, published atomically.
 
 An entry is a folder `<root>/<stage>/<key>/` holding the stage's files and `entry.json`
-(the key's inputs and a content hash of the files). It is built in a temp folder beside
-it and renamed into place, so a crash never leaves a half entry and parallel workers can
-share one cache (the first rename wins; the loser's identical entry is discarded).
+(the key's inputs, a content hash of the files, each file's sha256 and size, and a checksum of
+entry.json itself). It is built in a temp folder beside it and renamed into place, so a crash
+never leaves a half entry and parallel workers can share one cache (the first rename wins; the
+loser's identical entry is discarded).
+
+A hit is verified before it is used: every file is hashed against entry.json, so a flipped byte,
+a truncated, missing or extra file, or a damaged entry.json is found, named ("mix.npy checksum
+mismatch"), moved aside and the stage recomputed. Entries written before per-file records
+existed are checked against their content hash, then given the per-file record.
 """
 
 from __future__ import annotations
@@ -14,6 +20,7 @@ import os
 import shutil
 import socket
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -38,6 +45,114 @@ def hash_folder(folder: Path) -> str:
             for chunk in iter(lambda: handle.read(1 << 20), b""):
                 digest.update(chunk)
     return digest.hexdigest()
+
+
+def _entry_files(folder: Path) -> dict[str, Path]:
+    """An entry's files by name relative to it (what hash_folder reads), sorted."""
+    return {p.relative_to(folder).as_posix(): p
+            for p in sorted(p for p in folder.rglob("*") if p.is_file() and p.name != ENTRY_FILE)}
+
+
+def scan_folder(folder: Path) -> tuple[str, dict[str, dict]]:
+    """(hash_folder(folder), {name: {"sha256", "bytes"}}), reading each file once."""
+    digest = hashlib.sha256()
+    files = {}
+    for name, path in _entry_files(folder).items():
+        digest.update(name.encode() + b"\0")
+        own = hashlib.sha256()
+        size = 0
+        with open(path, "rb") as handle:
+            for chunk in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(chunk)
+                own.update(chunk)
+                size += len(chunk)
+        files[name] = {"sha256": own.hexdigest(), "bytes": size}
+    return digest.hexdigest(), files
+
+
+def _sha256(path: Path) -> str:
+    # hashlib lets go of the GIL while it hashes, so an entry's files hash side by side on threads
+    with open(path, "rb") as handle:
+        if hasattr(hashlib, "file_digest"):  # Python 3.11+: no Python loop, ~20% faster
+            return hashlib.file_digest(handle, "sha256").hexdigest()
+        digest = hashlib.sha256()
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+        return digest.hexdigest()
+
+
+def _record_checksum(record: dict) -> str:
+    """The checksum entry.json carries of itself (every other field, canonical JSON)."""
+    return hashlib.sha256(canonical_json({k: v for k, v in record.items() if k != "record_sha256"}).encode()).hexdigest()
+
+
+def entry_problem(folder: Path, record: dict, *, full: bool = True) -> str | None:
+    """What is wrong with the entry at `folder` whose entry.json holds `record`; None if nothing.
+
+    Checks that every recorded file is there with its recorded size and no other file is, and
+    with `full` (the default) that each file's sha256 matches: a single flipped byte is found.
+    Without `full` only names and sizes are checked (a stat per file: cheap, for `status`).
+    An entry without per-file records (written by an older millamusic) is checked against its
+    content hash when `full`; the mismatch cannot name the file then."""
+    files = record.get("files")
+    if not isinstance(files, dict):
+        if full and hash_folder(folder) != record["content_hash"]:
+            return "files do not match the recorded content hash"
+        return None
+    present = _entry_files(folder)
+    for name, want in files.items():
+        path = present.pop(name, None)
+        if path is None:
+            return f"{name} is missing"
+        size = path.stat().st_size
+        if size != want["bytes"]:
+            return f"{name} is {size} bytes, recorded {want['bytes']}"
+    if present:
+        return f"{next(iter(present))} is not one of the entry's files"
+    if full:
+        names = sorted(files)
+        workers = min(8, os.cpu_count() or 1, len(names))
+        if workers <= 1:
+            digests = {name: _sha256(folder / name) for name in names}
+        else:
+            with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="millamusic-verify") as pool:
+                digests = dict(zip(names, pool.map(lambda name: _sha256(folder / name), names)))
+        for name in names:
+            if digests[name] != files[name]["sha256"]:
+                return f"{name} checksum mismatch"
+    return None
+
+
+def read_entry(folder: Path, *, full: bool = True) -> tuple[dict | None, str | None]:
+    """(entry.json's record, None) for a sound entry; (None, what is wrong) for a damaged one;
+    (None, None) when there is no entry at `folder`."""
+    if not folder.is_dir():
+        return None, None
+    try:
+        text = (folder / ENTRY_FILE).read_bytes()
+    except FileNotFoundError:
+        return None, f"{ENTRY_FILE} is missing"
+    unreadable = f"{ENTRY_FILE} cannot be read (not the JSON millamusic writes)"
+    try:
+        record = json.loads(text)
+    except ValueError:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+        return None, unreadable
+    if not isinstance(record, dict) or not isinstance(record.get("content_hash"), str):
+        return None, unreadable
+    if "record_sha256" in record and record["record_sha256"] != _record_checksum(record):
+        return None, f"{ENTRY_FILE} checksum mismatch"
+    if record.get("key") not in (None, folder.name):
+        return None, f"{ENTRY_FILE} is another entry's (key {str(record['key'])[:16]}...)"
+    if full and "files" not in record:  # written before per-file records: check the content hash, learn them
+        content_hash, files = scan_folder(folder)
+        if content_hash != record["content_hash"]:
+            return None, "files do not match the recorded content hash"
+        return {**record, "files": files}, None  # without record_sha256: StageCache.run writes it back
+    try:
+        problem = entry_problem(folder, record, full=full)
+    except (KeyError, TypeError, AttributeError):  # a record whose fields are not the shapes we write
+        return None, unreadable
+    return (None, problem) if problem else (record, None)
 
 
 def owner_tag() -> str:
@@ -109,56 +224,103 @@ class StageCache:
     def __init__(self, root: Path):
         self.root = Path(root)
 
-    def lookup(self, stage: str, inputs: dict) -> Entry | None:
-        """The published entry for `inputs`, or None; computes and records nothing."""
+    def lookup(self, stage: str, inputs: dict, *, verify: bool = False) -> Entry | None:
+        """The published entry for `inputs`, or None; computes and records nothing.
+
+        Always checks that entry.json is sound and every file is there at its recorded size (a
+        stat per file); `verify` also hashes every file (see entry_problem). A damaged entry is
+        reported as missing here and left in place: `run` moves it aside and recomputes it."""
         key = hash_inputs({"stage": stage, **inputs})
         final = self.root / stage / key
-        if not (final / ENTRY_FILE).is_file():
-            return None
-        return Entry(stage, key, final, json.loads((final / ENTRY_FILE).read_text())["content_hash"], True, "")
+        record, _ = read_entry(final, full=verify)
+        return None if record is None else Entry(stage, key, final, record["content_hash"], True, "")
 
     def run(self, stage: str, inputs: dict, produce: Callable[[Path], None], *, force: bool = False,
             label: str = "", context: dict | None = None,
             explain: Callable[[dict | None], str] | None = None) -> Entry:
         """Return the entry for `inputs`, calling `produce(folder)` only when it is missing (or forced).
 
-        `context` (what the caller wants to compare next time, e.g. the song's source files) is
-        remembered with the inputs; `explain(previous)` turns the last remembered {"inputs",
-        "context"} (None: never run) into the reason it runs now (default: `why`)."""
-        found = None if force else self.lookup(stage, inputs)
-        if found is not None:
-            self._remember(stage, label, inputs, context)
-            return found
+        A hit is verified file by file first (see entry_problem); a damaged entry is moved aside and
+        recomputed, and the Entry's `why` says so ("cache entry corrupt: mix.npy checksum mismatch;
+        recomputed"). `context` (what the caller wants to compare next time, e.g. the song's
+        source files) is remembered with the inputs; `explain(previous)` turns the last remembered
+        {"inputs", "context"} (None: never run) into the reason it runs now (default: `why`)."""
         key = hash_inputs({"stage": stage, **inputs})
         final = self.root / stage / key
+        problem = None
+        if not force:
+            record, problem = read_entry(final)
+            if record is not None:
+                self._upgrade(final, record)
+                self._remember(stage, label, inputs, context)
+                return Entry(stage, key, final, record["content_hash"], True, "")
+            if problem is not None:
+                self._retire(final, key)  # out of the way, atomically: no reader sees it from now on
         if force:
             why = "forced (--force)"
+        elif problem is not None:
+            why = f"cache entry corrupt: {problem}; recomputed"
         else:
             why = explain(self.previous(stage, label)) if explain else self.why(stage, label, inputs)
         temp = self.root / stage / f".tmp-{key[:16]}-{owner_tag()}-{uuid.uuid4().hex[:8]}"
         temp.mkdir(parents=True)
         try:
             produce(temp)
-            content_hash = hash_folder(temp)
-            (temp / ENTRY_FILE).write_text(json.dumps({"stage": stage, "key": key, "content_hash": content_hash,
-                                                       "inputs": inputs}, indent=1, sort_keys=True, default=str))
+            content_hash, files = scan_folder(temp)
+            record = {"stage": stage, "key": key, "content_hash": content_hash, "files": files, "inputs": inputs}
+            record = json.loads(canonical_json(record))  # as it reads back (default=str), so its checksum holds
+            record["record_sha256"] = _record_checksum(record)
+            (temp / ENTRY_FILE).write_text(json.dumps(record, indent=1, sort_keys=True))
             _fsync_tree(temp)
             if force and final.exists():  # a forced re-run replaces the old entry
-                retired = final.with_name(f".old-{key[:16]}-{owner_tag()}-{uuid.uuid4().hex[:8]}")
-                os.rename(final, retired)
+                self._retire(final, key)
                 os.rename(temp, final)
-                shutil.rmtree(retired, ignore_errors=True)
             else:
                 try:
                     os.rename(temp, final)
                 except OSError:  # another worker published the same key first: theirs stands, ours goes
-                    shutil.rmtree(temp, ignore_errors=True)
-                    content_hash = json.loads((final / ENTRY_FILE).read_text())["content_hash"]
+                    theirs, _ = read_entry(final, full=False)
+                    if theirs is None:
+                        if not final.exists():
+                            raise  # not a lost race: the rename itself failed
+                        self._retire(final, key)  # a damaged entry appeared in the way: ours replaces it
+                        os.rename(temp, final)
+                    else:
+                        shutil.rmtree(temp, ignore_errors=True)
+                        content_hash = theirs["content_hash"]
         except BaseException:
             shutil.rmtree(temp, ignore_errors=True)
             raise
         self._remember(stage, label, inputs, context)
         return Entry(stage, key, final, content_hash, False, why)
+
+    def _retire(self, final: Path, key: str) -> None:
+        """Move an entry aside with one rename (readers see it whole or not at all), then delete it.
+        The temp name is swept (see sweep_stale_temps) if we die before the delete."""
+        retired = final.with_name(f".old-{key[:16]}-{owner_tag()}-{uuid.uuid4().hex[:8]}")
+        try:
+            os.rename(final, retired)
+        except FileNotFoundError:
+            return  # another worker moved it first
+        shutil.rmtree(retired, ignore_errors=True)
+
+    def _upgrade(self, final: Path, record: dict) -> None:
+        """Write back the per-file records that read_entry learnt while it verified an entry written
+        before they existed, so a later mismatch names the file. Best effort: a read-only cache
+        stays as it is."""
+        if "record_sha256" in record:
+            return
+        try:
+            upgraded = {**record, "record_sha256": _record_checksum(record)}
+            # beside the entry, not in it: a reader verifying the entry meanwhile must not see an extra file
+            temp = final.with_name(f".{final.name[:16]}-{ENTRY_FILE}.tmp-{owner_tag()}-{uuid.uuid4().hex[:8]}")
+            try:
+                temp.write_text(json.dumps(upgraded, indent=1, sort_keys=True))
+                os.replace(temp, final / ENTRY_FILE)
+            finally:
+                temp.unlink(missing_ok=True)
+        except OSError:
+            pass
 
     def sweep(self) -> int:
         """Remove half-built entries left by killed runs on this host (see sweep_stale_temps)."""
@@ -172,8 +334,11 @@ class StageCache:
         path = self._last_path(stage, label)
         path.parent.mkdir(parents=True, exist_ok=True)
         temp = path.with_name(f".{path.name}.tmp-{owner_tag()}-{uuid.uuid4().hex[:8]}")
-        temp.write_text(canonical_json({"inputs": inputs, "context": context}))
-        os.replace(temp, path)
+        try:
+            temp.write_text(canonical_json({"inputs": inputs, "context": context}))
+            os.replace(temp, path)
+        finally:
+            temp.unlink(missing_ok=True)  # a failed write (a full disk) leaves no half memo behind
 
     def previous(self, stage: str, label: str) -> dict | None:
         """What the last run of this stage for `label` read: {"inputs", "context"}; None if never run."""

@@ -2,17 +2,20 @@
 
 Each stage reads typed values, declares its inputs to the stage cache, and writes its
 outputs into a cache entry. `publish` then copies the entries into the catalogue folders
-(`masters/`, `stems/`, `lyrics/`), atomically, file by file.
+(`masters/`, `stems/`, `lyrics/`): each song's masters folder is built aside and swapped in
+whole, so it is always one complete release, never a mix of two.
 """
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import io
 import json
 import os
 import shutil
 import time
+import uuid
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -20,7 +23,7 @@ from typing import Callable
 from millamusic import SAMPLE_RATE, __version__
 from millamusic.audio import Audio, load_npy, save_npy
 from millamusic.cache import Entry, StageCache
-from millamusic.errors import ExportError, MillaError, RenderError
+from millamusic.errors import ExportError, MillaError, RenderError, disk_fault, is_disk_fault
 from millamusic.score import Score
 from millamusic.spec import Song, sha256_file
 
@@ -106,12 +109,35 @@ class _Run:
         except MillaError:
             raise  # already says what is wrong and maps to its own exit code (a SpecError stays 2)
         except Exception as error:  # a bug or a library failure inside a stage: say which stage
-            raise RenderError(f"stage {name!r} failed for {self.song.path}: {type(error).__name__}: {error}") from error
+            if isinstance(error, OSError) and is_disk_fault(error):  # the machine, not the song: say what to do
+                where = self.cache.root.resolve()
+                raise RenderError(f"stage {name!r} failed for {self.song.path}: " + disk_fault(
+                    error, f"its cache entry in {where / name}", where,
+                    "Nothing was published and no half entry was kept; the stages before it stay cached."
+                )) from error
+            raise RenderError(f"stage {name!r} failed for {self.song.path}: {type(error).__name__}: {error}"
+                              + _low_disk_hint(self.cache.root)) from error
         report = StageReport(shown, entry.hit, time.perf_counter() - started, entry.why)
         self.reports.append(report)
         self.entries[shown] = entry
         self.progress(shown, "cached" if entry.hit else f"done ({entry.why})")
         return entry
+
+
+LOW_DISK_BYTES = 256 << 20  # less free than this where the cache lies: about one long song's stems
+
+
+def _low_disk_hint(folder: Path) -> str:
+    """Libraries that do not say "disk full" (libsndfile, LAME) fail with their own words: when the
+    disk is nearly full, say so beside them."""
+    try:
+        free = shutil.disk_usage(folder).free
+    except OSError:
+        return ""
+    if free >= LOW_DISK_BYTES:
+        return ""
+    return (f" (the disk that holds {folder} has only {free >> 20} MiB free: if the stage was writing, a full disk "
+            "is the likely cause. Fix: free space there, then run the same command again)")
 
 
 @dataclass(frozen=True)
@@ -353,14 +379,14 @@ def _check_stems(stems: dict[str, Audio], score: Score, who: str) -> None:
             raise RenderError(f"{who} returned stem {name!r} with NaN or infinite samples")
 
 
-def stems_inputs(backing_hash: str, vocals_hash: str, score_hash: str) -> dict:
-    return {"backing": backing_hash, "vocals": vocals_hash, "score": score_hash}
+def stems_inputs(backing_hash: str, vocals_hash: str, score_hash: str, slug: str) -> dict:
+    return {"backing": backing_hash, "vocals": vocals_hash, "score": score_hash, "slug": slug}  # slug: <slug>.mid
 
 
 def _stems(run: _Run, score: Score, backing: Entry, vocals: Entry) -> Entry:
     from millamusic.export import write_wav
 
-    inputs = stems_inputs(backing.content_hash, vocals.content_hash, run.entries["compose"].content_hash)
+    inputs = stems_inputs(backing.content_hash, vocals.content_hash, run.entries["compose"].content_hash, run.song.slug)
 
     def produce(folder: Path) -> None:
         for name, audio in run.all_stems().items():
@@ -377,7 +403,8 @@ def _midi_with_vocal(backing_midi: Path, score: Score) -> bytes:
     import mido
 
     data = backing_midi.read_bytes()
-    midi = mido.MidiFile(file=io.BytesIO(data)) if data else mido.MidiFile(type=1, ticks_per_beat=480)
+    midi = (mido.MidiFile(file=io.BytesIO(data), charset="utf-8") if data  # lyric events in any script
+            else mido.MidiFile(type=1, ticks_per_beat=480, charset="utf-8"))
     per_beat = midi.ticks_per_beat
     events = []
     sung = [i for i, note in enumerate(score.notes) if note.syllable]
@@ -527,7 +554,7 @@ def _tag_inputs(tags) -> dict:
 def lyrics_inputs(song: Song, lines: list, seconds: float) -> dict:
     spec = song.spec
     return {"lines": [asdict(line) for line in lines], "title": spec.title, "artist": spec.artist,
-            "album": spec.release.album, "language": song.language, "seconds": round(seconds, 3)}
+            "album": spec.release.album, "language": song.language, "seconds": round(seconds, 3), "slug": song.slug}
 
 
 def _lyrics(run: _Run, score: Score, lines: list, seconds: float) -> Entry:
@@ -558,8 +585,9 @@ DELIVERY_FILES = {
 }
 
 
-def export_inputs(master_hash: str, tags, profile) -> dict:
-    return {"master": master_hash, "tags": _tag_inputs(tags), "profile": profile.to_dict()}
+def export_inputs(master_hash: str, tags, profile, slug: str) -> dict:
+    # the slug names the entry's files: a new slug (slugify's rules changed) is a new entry
+    return {"master": master_hash, "tags": _tag_inputs(tags), "profile": profile.to_dict(), "slug": slug}
 
 
 def _export(run: _Run, master_entry: Entry, tags, profile) -> Entry:
@@ -569,7 +597,7 @@ def _export(run: _Run, master_entry: Entry, tags, profile) -> Entry:
     from millamusic.report import write_master_report
 
     slug = run.song.slug
-    inputs = export_inputs(master_entry.content_hash, tags, profile)
+    inputs = export_inputs(master_entry.content_hash, tags, profile, slug)
 
     def produce(folder: Path) -> None:
         from concurrent.futures import ThreadPoolExecutor
@@ -606,17 +634,64 @@ def _export(run: _Run, master_entry: Entry, tags, profile) -> Entry:
 
 def publish(run: _Run, deliveries: dict, lyrics_entry: Entry, credits, tags, backing_info,
             vocals_info, seconds: float) -> tuple[dict[str, str], dict]:
-    """Copy cache entries into masters/<slug>/<profile>/, stems/<slug>/ and lyrics/, then write
-    masters/<slug>/release.json. Returns (role -> published path, profile -> loudness report)."""
+    """Copy cache entries into masters/<slug>/<profile>/, stems/<slug>/ and lyrics/, with
+    masters/<slug>/release.json describing them. Returns (role -> published path, profile -> loudness report).
+
+    A release manager ships masters/<slug>/ as a folder, so it is never written in place: the new
+    release (every file, then release.json, made from the copies) is built in a hidden staging
+    folder beside it, fsynced, and swapped in with one rename (see _Publication). masters/<slug>/
+    therefore always holds either the previous complete release or the new one, each with the
+    release.json that describes exactly its files; a failure before the swap (a full disk while
+    copying) deletes the staging and leaves the previous release untouched, byte for byte. stems/<slug>/
+    is swapped the same way and the lyrics files replaced one by one, both just before the masters,
+    which go last: a failure or crash between those few renames can leave new stems or lyrics
+    beside the previous masters (the run then exits 5 saying so, and the previous release.json's
+    checksums for them no longer match until the next render), never a master folder that is
+    half old, half new. (Chosen over writing in place and having `check` find the mix: this way
+    there is no mixed master folder to find.)"""
     root = run.options.out_root.resolve()
     slug = run.song.slug
     masters = _inside(root, root / "masters" / slug)
     stems = _inside(root, root / "stems" / slug)
     lyrics = _inside(root, root / "lyrics")
+    publication = _Publication(root, [stems, masters])  # the order they are swapped in: the masters last
+    try:
+        try:
+            return _publish(run, publication, root, masters, stems, lyrics, deliveries, lyrics_entry, credits, tags,
+                            backing_info, vocals_info, seconds)
+        finally:
+            publication.discard()  # the temp names of whatever was not put in place (none after a commit)
+    except OSError as error:
+        writing = publication.writing or masters
+        shown = os.path.relpath(writing, root) if root in writing.parents else str(writing)
+        if publication.swapped:
+            after = (f"Publishing stopped part way: {', '.join(publication.swapped)} already hold the new "
+                     f"render, masters/{slug}/ still the previous release.")
+        else:
+            after = f"Nothing was published: what was in masters/{slug}/, stems/{slug}/ and lyrics/ is untouched."
+        after += " The rendered stages are cached: the re-run only publishes."
+        if error.filename is None or is_disk_fault(error) or error.errno in (errno.EACCES, errno.EPERM):
+            said = disk_fault(error, shown, root, after)
+        else:  # not the write itself (a cache file gone missing meanwhile, say): show the OS's words
+            said = f"{error}. {after}"
+        raise ExportError(f"cannot publish {run.song.spec.title!r}: {said}") from error
+
+
+def _publish(run: _Run, publication: _Publication, root: Path, masters: Path, stems: Path, lyrics: Path,
+             deliveries: dict, lyrics_entry: Entry, credits, tags, backing_info, vocals_info,
+             seconds: float) -> tuple[dict[str, str], dict]:
+    slug = run.song.slug
     from millamusic.cache import sweep_stale_temps
 
-    for folder in (masters, stems, lyrics):  # temp files of a killed earlier run of this song
+    for folder in (masters.parent, stems.parent, lyrics):  # temp files and staging of killed earlier runs
         sweep_stale_temps(folder)
+    # masters/<slug>/ becomes exactly this render: say so when that drops an earlier render's profile
+    dropped = sorted(p.name for p in masters.iterdir() if p.is_dir() and not p.name.startswith(".")
+                     and p.name not in deliveries) if masters.is_dir() else []
+    if dropped:
+        run.progress("publish", f"note: masters/{slug}/{', '.join(dropped)}/ replaced by this render's profiles "
+                                f"({', '.join(deliveries)}); render with --profile {','.join([*deliveries, *dropped])} "
+                                "to keep them (their stages are still cached)")
     plan = []  # (source, destination, role)
     for name, (_, _, export_entry) in deliveries.items():
         folder = _inside(root, masters / name)
@@ -631,17 +706,17 @@ def publish(run: _Run, deliveries: dict, lyrics_entry: Entry, credits, tags, bac
             plan.append((path, stems / path.name, f"stem:{path.stem}" if path.suffix == ".wav" else "midi"))
     files: dict[str, str] = {}
     for source, destination, role in plan:
-        _copy_atomic(source, destination)
+        publication.copy(source, destination)
         files[role] = str(destination)
 
     from millamusic.credits import contains_ai, digital_source_type
-    from millamusic.export import atomic_write_bytes
 
     def relative(path: str) -> str:
         return Path(os.path.relpath(path, root)).as_posix()
 
-    def file_record(path: str) -> dict:
-        return {"sha256": sha256_file(Path(path)), "bytes": Path(path).stat().st_size}
+    def file_record(path: str) -> dict:  # of the copy that will be published, not of the cache entry
+        staged = publication.staged[Path(path)]
+        return {"sha256": sha256_file(staged), "bytes": staged.stat().st_size}
 
     loudness, delivered = {}, {}
     for name, (profile, master_entry, export_entry) in deliveries.items():
@@ -681,7 +756,8 @@ def publish(run: _Run, deliveries: dict, lyrics_entry: Entry, credits, tags, bac
         "files": {relative(path): file_record(path) for path in files.values()},
     }
     release_path = masters / "release.json"
-    atomic_write_bytes(release_path, json.dumps(record, indent=1, ensure_ascii=False).encode())
+    publication.write(release_path, json.dumps(record, indent=1, ensure_ascii=False).encode())
+    publication.commit()
     files["release"] = str(release_path)
     return files, loudness
 
@@ -693,8 +769,89 @@ def _inside(root: Path, path: Path) -> Path:
     return resolved
 
 
-def _copy_atomic(source: Path, destination: Path) -> None:
-    from millamusic.export import atomic_path
+class _Publication:
+    """Files written under temp names, then put in place together by `commit` (see publish).
 
-    with atomic_path(destination) as temp:
+    Each of `folders` is replaced whole: its files are written into a hidden staging folder beside
+    it (".<name>.tmp-<owner>-<random>"), which `commit` fsyncs and swaps in with one rename
+    (export.replace_folder). Any other file is written as a temp file beside it and os.replace'd
+    by `commit`, before the folders, which go in the order given. If anything fails before
+    `commit` has finished, every temp name is removed; a killed run's are swept by the next one
+    (cache.sweep_stale_temps: the names carry the writer's pid)."""
+
+    def __init__(self, root: Path, folders: list[Path]):
+        self.root = root
+        self.folders: dict[Path, Path | None] = {folder: None for folder in folders}  # final -> staging
+        self.staged: dict[Path, Path] = {}  # final path -> where it is written until commit
+        self.loose: list[Path] = []  # final paths outside `folders`: replaced one by one
+        self.writing: Path | None = None  # the final path being written (for the error message)
+        self.swapped: list[str] = []  # what commit has put in place so far
+
+    def path(self, final: Path) -> Path:
+        """Where to write `final` until commit."""
+        from millamusic.cache import owner_tag
+
+        folder = next((f for f in self.folders if f in final.parents), None)
+        token = uuid.uuid4().hex[:8]
+        if folder is None:
+            temp = final.with_name(f".{final.name}.{owner_tag()}.{token}.tmp{final.suffix}")
+            self.loose.append(final)
+        else:
+            if self.folders[folder] is None:
+                staging = folder.with_name(f".{folder.name}.tmp-{owner_tag()}-{token}")
+                staging.mkdir(parents=True)
+                self.folders[folder] = staging
+            temp = self.folders[folder] / final.relative_to(folder)
+        temp.parent.mkdir(parents=True, exist_ok=True)
+        self.staged[final] = temp
+        return temp
+
+    def copy(self, source: Path, final: Path) -> None:
+        self.writing = final
+        temp = self.path(final)
         shutil.copyfile(source, temp)
+        _fsync_file(temp)  # one file at a time, as it is written: ~3x faster than a pile of dirty pages at the end
+
+    def write(self, final: Path, data: bytes) -> None:
+        self.writing = final
+        temp = self.path(final)
+        temp.write_bytes(data)
+        _fsync_file(temp)
+
+    def commit(self) -> None:
+        from millamusic.export import _fsync_dir, replace_folder
+
+        self.writing = None
+        for staging in filter(None, self.folders.values()):  # the files are on disk: now the folders naming them
+            for folder, _, _ in os.walk(staging, topdown=False):
+                _fsync_dir(Path(folder))
+        for final in self.loose:
+            self.writing = final
+            os.replace(self.staged.pop(final), final)
+            _fsync_dir(final.parent)
+            self.swapped.append(self._shown(final))
+        for folder, staging in self.folders.items():
+            if staging is not None:
+                self.writing = folder
+                replace_folder(staging, folder)
+                self.folders[folder] = None
+                self.swapped.append(self._shown(folder) + "/")
+        self.writing = None
+
+    def discard(self) -> None:
+        """Remove whatever commit has not put in place."""
+        for final in self.loose:
+            temp = self.staged.get(final)
+            if temp is not None:
+                temp.unlink(missing_ok=True)
+        for staging in self.folders.values():
+            if staging is not None:
+                shutil.rmtree(staging, ignore_errors=True)
+
+    def _shown(self, path: Path) -> str:
+        return Path(os.path.relpath(path, self.root)).as_posix()
+
+
+def _fsync_file(path: Path) -> None:
+    with open(path, "rb") as handle:
+        os.fsync(handle.fileno())

@@ -39,7 +39,7 @@ INPUT_WORDS = {
     "harmony": "the chords changed", "score": "the score changed", "backing": "the backing's output changed",
     "vocals": "the vocals' output changed", "mix": "the mix changed", "settings": "the mix settings changed",
     "profile": "the delivery profile changed", "master": "the master changed", "tags": "the tags changed",
-    "lines": "the sung lyric timing changed", "mixes": "a track's mix changed",
+    "lines": "the sung lyric timing changed", "mixes": "a track's mix changed", "slug": "the file names changed",
 }
 
 
@@ -143,7 +143,8 @@ class SongWalk:
             self.waits("stems", *missing)
             self.waits("mix", *missing)
             return None
-        self.check("stems", stems_inputs(self.backing.content_hash, self.vocals.content_hash, self.score_hash))
+        self.check("stems", stems_inputs(self.backing.content_hash, self.vocals.content_hash, self.score_hash,
+                                         song.slug))
         self.mix = self.check("mix", mix_inputs(self.backing.content_hash, self.vocals.content_hash))
         return self.mix
 
@@ -180,7 +181,7 @@ class SongWalk:
             if missing:
                 self.waits(f"export[{profile.name}]", *missing)
             else:
-                self.check("export", export_inputs(master_hash, tags, profile), profile.name)
+                self.check("export", export_inputs(master_hash, tags, profile, song.slug), profile.name)
 
 
 def _compose_in_memory(song: Song):

@@ -1,0 +1,413 @@
+"""Faults: a damaged cache entry is found and recomputed; a full disk or a crashing engine fails the
+run with a clear message (no traceback), keeps no half entry and never leaves a half-published
+master. (A killed build is tests/test_album_resume.py's.)
+
+Real renders of conftest's short song. One render is made for the module; each test works on a
+copy of it (the spec, the published catalogue and the stage cache), so most runs are cache hits.
+"""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from millamusic.cache import ENTRY_FILE, StageCache, read_entry
+from millamusic.cli import main
+from tests.conftest import SHORT_SONG
+
+SLUG = "tiny-test-song"
+PUBLISHED = ("masters", "stems", "lyrics")
+# Deterministic for the same inputs (release.json holds timestamps and timings; report.png is a plot).
+SAME_BYTES = (".wav", ".flac", ".mp3", ".lrc", ".ttml", ".txt", ".mid")
+
+
+def _disk_full(path: object = None) -> OSError:
+    return OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), *([str(path)] if path is not None else []))
+
+
+# --- helpers --------------------------------------------------------------------------------------
+
+
+class Project:
+    """A copy of the module's render: songs/tiny.yaml, out/ (masters, stems, lyrics) and cache/."""
+
+    def __init__(self, root: Path):
+        self.root, self.spec, self.out, self.cache = root, root / "songs" / "tiny.yaml", root / "out", root / "cache"
+
+    def render(self, *args: str):
+        """`millamusic render --json` in this process (so monkeypatched faults apply)."""
+        return CliRunner().invoke(main, ["render", str(self.spec), "--out", str(self.out),
+                                         "--cache-dir", str(self.cache), "--json", *args])
+
+    def rendered(self, *args: str) -> dict:
+        result = self.render(*args)
+        assert result.exit_code == 0, result.output
+        return json.loads(result.stdout)
+
+    def published(self) -> dict[str, bytes]:
+        """Relative path -> bytes of every file under masters/, stems/ and lyrics/."""
+        return {p.relative_to(self.out).as_posix(): p.read_bytes() for folder in PUBLISHED
+                for p in sorted((self.out / folder).rglob("*")) if p.is_file()}
+
+    def entries(self, stage: str) -> list[Path]:
+        folder = self.cache / stage
+        return sorted(p for p in folder.iterdir() if not p.name.startswith(".")) if folder.is_dir() else []
+
+    def entry(self, stage: str) -> Path:
+        (found,) = self.entries(stage)
+        return found
+
+    def hidden(self) -> list[str]:
+        """Temp names left anywhere (staging folders, half-built entries, temp files)."""
+        return sorted(str(p) for base in (self.out, self.cache) if base.is_dir() for p in base.rglob(".*"))
+
+    def set_lyric(self, line: str) -> None:
+        text = self.spec.read_text()
+        assert "Spin me round again" in text
+        self.spec.write_text(text.replace("Spin me round again", line))
+
+
+def _failed(result, code: int) -> str:
+    """The failed run's output, after checking its exit code and that it printed no traceback."""
+    assert result.exit_code == code, result.output
+    assert isinstance(result.exception, SystemExit), f"not a clean exit: {result.exception!r}\n{result.output}"
+    assert "Traceback" not in result.output, result.output
+    return " ".join(result.output.split())  # rich wraps long lines
+
+
+def _assert_release_matches_its_folder(out: Path, *, outside: bool = True) -> None:
+    """masters/<slug>/release.json lists exactly the files in its folder, each as it is on disk (and,
+    with `outside`, the stems and lyrics it lists too)."""
+    folder = out / "masters" / SLUG
+    release = json.loads((folder / "release.json").read_text())
+    listed = {name for name in release["files"] if name.startswith(f"masters/{SLUG}/")}
+    present = {p.relative_to(out).as_posix() for p in folder.rglob("*") if p.is_file() and p.name != "release.json"}
+    assert listed == present, (sorted(listed ^ present), "release.json and masters/ disagree")
+    for name, record in release["files"].items():
+        path = out / name
+        if name in present or outside:
+            data = path.read_bytes()
+            assert (len(data), hashlib.sha256(data).hexdigest()) == (record["bytes"], record["sha256"]), name
+
+
+def _stages(summary: dict) -> dict[str, tuple[bool, str]]:
+    return {stage["name"]: (stage["cached"], stage["why"]) for stage in summary["stages"]}
+
+
+@pytest.fixture(scope="module")
+def first_render(tmp_path_factory) -> Path:
+    base = tmp_path_factory.mktemp("faults")
+    project = Project(base)
+    project.spec.parent.mkdir()
+    project.spec.write_text(SHORT_SONG.format(genre="pop", tempo=120, key="A minor", seed=3, extra=""))
+    summary = project.rendered()
+    assert not any(cached for cached, _ in _stages(summary).values())
+    assert not project.hidden(), project.hidden()
+    return base
+
+
+@pytest.fixture
+def project(first_render, tmp_path) -> Project:
+    shutil.copytree(first_render, tmp_path / "p", symlinks=True)
+    return Project(tmp_path / "p")
+
+
+# --- corrupt cache entries ------------------------------------------------------------------------
+
+
+def _flip_byte(path: Path, at: int | None = None) -> None:
+    data = bytearray(path.read_bytes())
+    at = len(data) // 2 if at is None else at
+    data[at] ^= 0x01
+    path.write_bytes(bytes(data))
+
+
+def _entry_with_file(tmp_path: Path) -> tuple[StageCache, list[int], callable]:
+    cache = StageCache(tmp_path / "cache")
+    calls: list[int] = []
+
+    def produce(folder: Path) -> None:
+        calls.append(1)
+        (folder / "mix.npy").write_bytes(bytes(range(256)) * 64)
+        (folder / "sub").mkdir()
+        (folder / "sub" / "mix.json").write_text('{"lufs": -14}')
+
+    return cache, calls, lambda: cache.run("mix", {"a": 1}, produce, label="song")
+
+
+UNREADABLE = "entry.json cannot be read (not the JSON millamusic writes)"
+DAMAGE = {  # what is done to a sound entry -> the reason its next use must give
+    "flipped byte": (lambda e: _flip_byte(e / "mix.npy"), "mix.npy checksum mismatch"),
+    "flipped last byte": (lambda e: _flip_byte(e / "mix.npy", -1), "mix.npy checksum mismatch"),
+    "truncated": (lambda e: os.truncate(e / "mix.npy", 100), "mix.npy is 100 bytes, recorded 16384"),
+    "missing file": (lambda e: (e / "sub" / "mix.json").unlink(), "sub/mix.json is missing"),
+    "extra file": (lambda e: (e / "stray.npy").write_bytes(b"x"), "stray.npy is not one of the entry's files"),
+    "garbage entry.json": (lambda e: (e / ENTRY_FILE).write_bytes(b"\x00\xffnot json"), UNREADABLE),
+    "empty entry.json": (lambda e: (e / ENTRY_FILE).write_bytes(b""), UNREADABLE),
+    "entry.json not an object": (lambda e: (e / ENTRY_FILE).write_text("[1, 2]"), UNREADABLE),
+    "no entry.json": (lambda e: (e / ENTRY_FILE).unlink(), "entry.json is missing"),
+    "edited entry.json": (lambda e: (e / ENTRY_FILE).write_text((e / ENTRY_FILE).read_text().replace(
+        '"content_hash": "', '"content_hash": "0')), "entry.json checksum mismatch"),
+}
+
+
+@pytest.mark.parametrize("damage", list(DAMAGE))
+def test_a_damaged_entry_is_named_moved_aside_and_recomputed(tmp_path, damage):
+    _, calls, run = _entry_with_file(tmp_path)
+    first = run()
+    assert (first.hit, len(calls)) == (False, 1)
+    harm, reason = DAMAGE[damage]
+    harm(first.path)
+    again = run()
+    assert (again.hit, len(calls)) == (False, 2), "a damaged entry was used"
+    assert again.why == f"cache entry corrupt: {reason}; recomputed"
+    assert again.content_hash == first.content_hash  # the same inputs made the same files again
+    record, problem = read_entry(again.path)
+    assert problem is None and record["files"]["mix.npy"]["bytes"] == 16384
+    assert sorted(os.listdir(tmp_path / "cache" / "mix")) == [first.key], "the damaged entry was left behind"
+    third = run()
+    assert (third.hit, third.why, len(calls)) == (True, "", 2)
+
+
+def test_status_lookup_checks_sizes_and_render_checks_bytes(tmp_path):
+    """`lookup` (what `status` uses) stats every file; `verify=True` (what a render's hit does) hashes."""
+    cache, _, run = _entry_with_file(tmp_path)
+    entry = run()
+    _flip_byte(entry.path / "mix.npy")
+    assert cache.lookup("mix", {"a": 1}) is not None  # same size: only hashing finds it
+    assert cache.lookup("mix", {"a": 1}, verify=True) is None
+    os.truncate(entry.path / "mix.npy", 10)
+    assert cache.lookup("mix", {"a": 1}) is None
+    assert entry.path.is_dir(), "lookup computes and changes nothing"
+
+
+def test_entries_written_before_file_records_still_hit_and_are_still_checked(tmp_path):
+    _, calls, run = _entry_with_file(tmp_path)
+    entry = run()
+    record_path = entry.path / ENTRY_FILE
+    record = json.loads(record_path.read_text())
+    old = {k: v for k, v in record.items() if k not in ("files", "record_sha256")}  # millamusic before this change
+    record_path.write_text(json.dumps(old))
+    hit = run()
+    assert (hit.hit, hit.content_hash, len(calls)) == (True, entry.content_hash, 1)
+    assert json.loads(record_path.read_text())["files"] == record["files"], "the old entry got its file records"
+    record_path.write_text(json.dumps(old))
+    _flip_byte(entry.path / "mix.npy")
+    again = run()
+    assert (again.hit, len(calls)) == (False, 2)
+    assert again.why == "cache entry corrupt: files do not match the recorded content hash; recomputed"
+
+
+def test_corrupt_entries_in_a_real_render_are_recomputed_to_the_same_release(project):
+    before = project.published()
+    harm = {
+        "compose": lambda e: (e / ENTRY_FILE).write_text("{ garbage"),
+        "backing": lambda e: os.truncate(e / "drums.npy", 1000),
+        "stems": lambda e: (e / "bass.wav").unlink(),
+        "mix": lambda e: _flip_byte(e / "mix.npy"),
+        "export": lambda e: _flip_byte(e / f"{SLUG}.flac", 5000),
+    }
+    for stage, damage in harm.items():
+        damage(project.entry(stage))
+    stages = _stages(project.rendered())
+    assert stages == {
+        "compose": (False, f"cache entry corrupt: {UNREADABLE}; recomputed"),
+        "backing": (False, stages["backing"][1]),
+        "vocals": (True, ""),
+        "stems": (False, "cache entry corrupt: bass.wav is missing; recomputed"),
+        "mix": (False, "cache entry corrupt: mix.npy checksum mismatch; recomputed"),
+        "lyrics": (True, ""),
+        "master[spotify]": (True, ""),  # the recomputed mix is the same bytes: the master's key holds
+        "export[spotify]": (False, f"cache entry corrupt: {SLUG}.flac checksum mismatch; recomputed"),
+    }
+    assert stages["backing"][1].startswith("cache entry corrupt: drums.npy is 1000 bytes, recorded ")
+    after = project.published()
+    assert sorted(after) == sorted(before)
+    different = [name for name in after if name.endswith(SAME_BYTES) and after[name] != before[name]]
+    assert not different, f"recomputed entries gave other files: {different}"
+    for stage in harm:
+        assert read_entry(project.entry(stage))[1] is None
+    _assert_release_matches_its_folder(project.out)
+    assert not project.hidden(), project.hidden()
+    assert all(cached for cached, _ in _stages(project.rendered()).values())
+
+
+# --- a full disk ----------------------------------------------------------------------------------
+
+
+def test_disk_full_while_a_stage_writes_keeps_no_half_entry_and_the_old_masters(project, monkeypatch):
+    from millamusic import pipeline
+
+    before = project.published()
+    for entry in project.entries("mix"):
+        shutil.rmtree(entry)  # the mix runs again
+    real_save = pipeline.save_npy
+
+    def save_until_full(audio, path):
+        if path.name != "mix.npy":
+            return real_save(audio, path)
+        path.write_bytes(b"\x93NUMPY" + bytes(4096))  # part of the file made it to disk
+        raise _disk_full(path)
+
+    monkeypatch.setattr(pipeline, "save_npy", save_until_full)
+    said = _failed(project.render(), 4)
+    assert "stage 'mix' failed" in said and str(project.spec) in said
+    assert "the disk is full (No space left on device)" in said
+    assert f"Fix: free space on the disk that holds {project.cache.resolve()}" in said
+    assert project.entries("mix") == [], "a half-built entry was published"
+    assert not project.hidden(), project.hidden()
+    assert project.published() == before, "the earlier masters changed"
+    monkeypatch.undo()
+    stages = _stages(project.rendered())
+    assert [name for name, (cached, _) in stages.items() if not cached] == ["mix"]
+    assert project.published().keys() == before.keys()
+
+
+def _copyfile_fails_at(monkeypatch, out: Path, nth: int) -> list[Path]:
+    """shutil.copyfile writes half the file and fails with ENOSPC on its nth copy into `out`."""
+    real = shutil.copyfile
+    copies: list[Path] = []
+
+    def copyfile(source, destination, **kwargs):
+        if Path(out) in Path(destination).parents:
+            copies.append(Path(destination))
+            if len(copies) == nth:
+                data = Path(source).read_bytes()
+                Path(destination).write_bytes(data[: len(data) // 2])
+                raise _disk_full(source)  # as shutil's sendfile copy reports it: naming the source
+        return real(source, destination, **kwargs)
+
+    monkeypatch.setattr(shutil, "copyfile", copyfile)
+    return copies
+
+
+def test_disk_full_while_publishing_leaves_the_previous_release_intact(project, monkeypatch):
+    before = project.published()
+    total = len(before) - 1  # publish copies every file but release.json out of the cache
+    project.set_lyric("Spin me round and round")  # vocals, lyrics and everything after them change
+    real_write_bytes = Path.write_bytes
+
+    def release_json_fails(self, data):
+        if self.name == "release.json":
+            real_write_bytes(self, data[: len(data) // 3])
+            raise _disk_full(self)
+        return real_write_bytes(self, data)
+
+    for fault in ("copy 1", "copy 6", f"copy {total}", "release.json"):
+        with monkeypatch.context() as patch:
+            if fault == "release.json":
+                patch.setattr(Path, "write_bytes", release_json_fails)
+            else:
+                _copyfile_fails_at(patch, project.out, int(fault.split()[1]))
+            said = _failed(project.render(), 5)
+        assert "cannot publish 'Tiny Test Song'" in said and "the disk is full" in said, (fault, said)
+        assert "Nothing was published" in said and f"Fix: free space on the disk that holds {project.out.resolve()}" \
+            in said, (fault, said)
+        written = re.search(r"cannot write (\S+): the disk is full", said)
+        assert written and written[1].split("/")[0] in PUBLISHED, said  # names what it was writing
+        if fault == "release.json":
+            assert written[1] == f"masters/{SLUG}/release.json", said
+        assert project.published() == before, f"{fault}: the previous release changed"
+        assert not project.hidden(), (fault, project.hidden())
+        _assert_release_matches_its_folder(project.out)
+
+    summary = project.rendered()
+    assert [name for name, (cached, _) in _stages(summary).items() if not cached] == [], "the stages were cached"
+    after = project.published()
+    assert after[f"masters/{SLUG}/lyrics.txt"] != before[f"masters/{SLUG}/lyrics.txt"]
+    assert b"round and round" in after[f"masters/{SLUG}/lyrics.txt"]
+    _assert_release_matches_its_folder(project.out)
+    assert not project.hidden(), project.hidden()
+
+
+def test_a_failure_while_swapping_in_keeps_the_masters_folder_whole(project, monkeypatch):
+    """The masters folder goes in last: if putting the release in place fails before it (after the
+    stems and lyrics went in), masters/<slug>/ is still the whole previous release."""
+    from millamusic import export
+
+    before = project.published()
+    project.set_lyric("Spin me round and round")
+    real_replace = export.replace_folder
+
+    def replace_folder(new, final):
+        if Path(final).parent.name == "masters":
+            raise _disk_full(final)
+        return real_replace(new, final)
+
+    monkeypatch.setattr(export, "replace_folder", replace_folder)
+    said = _failed(project.render(), 5)
+    assert "Publishing stopped part way" in said and f"masters/{SLUG}/ still the previous release" in said, said
+    after = project.published()
+    masters = [name for name in before if name.startswith("masters/")]
+    assert {name: after.get(name) for name in masters} == {name: before[name] for name in masters}
+    assert sorted(after) == sorted(before)
+    # the stems and lyrics are the new render's already (the failure says so): only a re-run mends them
+    _assert_release_matches_its_folder(project.out, outside=False)
+    assert not project.hidden(), project.hidden()
+    monkeypatch.undo()
+    project.rendered()
+    _assert_release_matches_its_folder(project.out)
+    release = json.loads((project.out / "masters" / SLUG / "release.json").read_text())
+    for name, record in release["files"].items():  # stems and lyrics agree with the record again
+        assert hashlib.sha256((project.out / name).read_bytes()).hexdigest() == record["sha256"], name
+
+
+def test_a_real_write_failure_in_a_stage_is_reported_without_a_traceback(tmp_path):
+    """No monkeypatching: the kernel refuses the write (RLIMIT_FSIZE makes every file past 256 KiB
+    fail; CPython ignores SIGXFSZ, so the write returns an error as a full disk's does)."""
+    spec = tmp_path / "songs" / "tiny.yaml"
+    spec.parent.mkdir()
+    spec.write_text(SHORT_SONG.format(genre="pop", tempo=120, key="A minor", seed=3, extra=""))
+    out, cache = tmp_path / "out", tmp_path / "cache"
+    limit = 256 << 10
+    script = (f"import resource, sys; resource.setrlimit(resource.RLIMIT_FSIZE, ({limit}, {limit})); "
+              "from millamusic.cli import main; sys.exit(main())")
+    env = {k: v for k, v in os.environ.items() if k != "MILLAMUSIC_CACHE"}
+    result = subprocess.run(
+        [sys.executable, "-c", script, "render", str(spec), "--out", str(out), "--cache-dir", str(cache)],
+        capture_output=True, text=True, env={**env, "COLUMNS": "400"}, timeout=300, check=False)
+    said = " ".join((result.stdout + result.stderr).split())
+    assert result.returncode == 4, said
+    assert "Traceback" not in said, said
+    assert "stage 'backing' failed" in said and "Fix: free space on the disk" in said, said
+    assert not (out / "masters").exists() and not (out / "stems").exists()
+    assert [p.name for p in (cache / "backing").iterdir()] == [], "a half-built entry was kept"
+
+
+# --- an engine that fails mid-song ----------------------------------------------------------------
+
+
+def test_an_engine_failing_mid_song_exits_4_publishes_nothing_and_resumes(tmp_path, monkeypatch):
+    from millamusic.engines import singer
+
+    project = Project(tmp_path)
+    project.spec.parent.mkdir()
+    project.spec.write_text(SHORT_SONG.format(genre="pop", tempo=120, key="A minor", seed=3, extra=""))
+    real_sing = singer._sing
+
+    def sing_then_crash(units, buffer, fs, opts, rng):
+        real_sing(units, buffer, fs, opts, rng)  # the take is sung (the work is done), then it breaks
+        raise RuntimeError("WORLD synthesis crashed")
+
+    monkeypatch.setattr(singer, "_sing", sing_then_crash)
+    said = _failed(project.render(), 4)
+    assert f"stage 'vocals' failed for {project.spec}" in said, said
+    assert "RuntimeError: WORLD synthesis crashed" in said, said
+    assert not any((project.out / folder).exists() for folder in PUBLISHED), "something was published"
+    assert project.entries("vocals") == [] and not project.hidden(), project.hidden()
+    assert len(project.entries("compose")) == len(project.entries("backing")) == 1
+    monkeypatch.undo()
+    stages = _stages(project.rendered())
+    assert stages["compose"] == (True, "") and stages["backing"] == (True, "")
+    assert stages["vocals"][0] is False
+    _assert_release_matches_its_folder(project.out)
