@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -44,7 +45,8 @@ def make_album(folder: Path, loudness: str = "album") -> Path:
             text = text.replace("Hold the light tonight", "Hold the quiet light")
         (folder / f"{name}.yaml").write_text(text)
     album = folder / "album.yaml"
-    album.write_text(ALBUM.format(artwork=ROOT / "artwork" / "northern-signals.jpg", loudness=loudness))
+    shutil.copyfile(ROOT / "artwork" / "northern-signals.jpg", folder / "cover.jpg")  # inside the catalogue
+    album.write_text(ALBUM.format(artwork="cover.jpg", loudness=loudness))
     return album
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 import struct
 import subprocess
 import sys
@@ -38,8 +39,10 @@ def rendered(tmp_path_factory):
     from tests.conftest import SHORT_SONG
 
     spec = base / "songs" / "tiny.yaml"
+    (base / "artwork").mkdir()  # inside the spec's catalogue (the folder above songs/)
+    shutil.copyfile(ROOT / "artwork" / "set-me-spinning.jpg", base / "artwork" / "cover.jpg")
     spec.write_text(SHORT_SONG.format(genre="pop", tempo=120, key="A minor", seed=3,
-                                      extra=f"artwork: {ROOT / 'artwork' / 'set-me-spinning.jpg'}\n"))
+                                      extra="artwork: ../artwork/cover.jpg\n"))
     out = base / "out"
     first = _render(spec, out)
     second = _render(spec, out)

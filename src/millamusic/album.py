@@ -48,18 +48,30 @@ from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import Field, ValidationError
+from pydantic_core import PydanticCustomError
 
-from millamusic.errors import ExportError, SpecError, SpecProblem
+from millamusic.errors import SpecError, SpecProblem
 from millamusic.spec import (
+    Credit,
     Isrc,
     MasterSpec,
+    PathText,
     Song,
+    Text,
+    Title,
     Upc,
+    Whole,
+    _check_path,
+    _outside,
     _parse_yaml,
     _position,
     _pydantic_problems,
     _Strict,
+    default_catalogue,
+    input_file_problem,
     load_song,
+    outside_catalogue,
+    read_spec_bytes,
     sha256_file,
     slugify,
 )
@@ -74,22 +86,22 @@ class AlbumMasterSpec(MasterSpec):
 
 
 class TrackSpec(_Strict):
-    song: str = Field(min_length=1)  # a song spec, relative to the album file's folder
+    song: PathText = Field(min_length=1)  # a song spec, relative to the album file's folder
     isrc: Isrc | None = None  # overrides the song's release.isrc
-    track: int | None = Field(default=None, ge=1, le=MAX_TRACKS)  # default: the place in the list
+    track: Whole | None = Field(default=None, ge=1, le=MAX_TRACKS)  # default: the place in the list
 
 
 class AlbumSpec(_Strict):
-    title: str = Field(min_length=1, max_length=200)
-    artist: str = Field(min_length=1, max_length=200)  # the album artist
-    year: int | None = Field(default=None, ge=1900, le=2100)
+    title: Title
+    artist: Title  # the album artist
+    year: Whole | None = Field(default=None, ge=1900, le=2100)
     upc: Upc | None = None
-    label: str | None = None
-    copyright: str | None = None
-    artwork: str | None = None
-    genre: str | None = Field(default=None, min_length=1, max_length=60)  # informational only
+    label: Credit | None = None
+    copyright: Credit | None = None
+    artwork: PathText | None = None
+    genre: Text | None = Field(default=None, min_length=1, max_length=60)  # informational only
     master: AlbumMasterSpec = Field(default_factory=AlbumMasterSpec)
-    disc: int | None = Field(default=None, ge=1, le=99)
+    disc: Whole | None = Field(default=None, ge=1, le=99)
     tracks: list[TrackSpec] = Field(min_length=1, max_length=MAX_TRACKS)
 
 
@@ -126,15 +138,13 @@ class _Entry:
 
 # --- loading ---------------------------------------------------------------------------------
 
-def load_album(path: str | Path) -> Album:
-    """Read and validate an album spec and every song it lists; raise SpecError listing every problem."""
+def load_album(path: str | Path, catalogue: str | Path | None = None) -> Album:
+    """Read and validate an album spec and every song it lists; raise SpecError listing every problem.
+    The album and its songs read files only inside `catalogue` (default: spec.default_catalogue)."""
     path = Path(path)
     shown = str(path)
-    try:
-        raw = path.read_bytes()
-    except OSError as error:
-        raise SpecError([SpecProblem(shown, None, None, "file", shown, f"cannot read the album spec ({error.strerror})",
-                                     "check the path")]) from None
+    catalogue = Path(catalogue).resolve() if catalogue is not None else default_catalogue(path)
+    raw = read_spec_bytes(path, shown, "album spec")
     document = _parse_yaml(raw, shown)
     problems: list[SpecProblem] = []
     spec: AlbumSpec | None = None
@@ -145,9 +155,9 @@ def load_album(path: str | Path) -> Album:
 
     # The checks below run on whatever parts are valid, so one run lists everything.
     base = path.resolve().parent
-    artwork_path, artwork_problems = _check_artwork(document, shown, base)
+    artwork_path, artwork_problems = _check_artwork(document, shown, base, catalogue)
     problems.extend(artwork_problems)
-    entries, track_problems, song_problems = _load_tracks(document, shown, path.parent, base)
+    entries, track_problems, song_problems = _load_tracks(document, shown, path.parent, base, catalogue)
     problems.extend(track_problems)
     problems.extend(_cross_track_problems(document, shown, entries))
     problems.sort(key=lambda p: (p.line or 0, p.column or 0))
@@ -192,27 +202,34 @@ def apply_album(song: Song, spec: AlbumSpec, *, number: int, total: int, isrc: s
     return dataclasses.replace(song, spec=song.spec.model_copy(update=update), input_hashes=hashes, **changes)
 
 
-def _check_artwork(document: Any, shown: str, base: Path) -> tuple[Path | None, list[SpecProblem]]:
-    from millamusic.export import validate_cover
+def _unusable_path(text: str) -> bool:
+    """A path the shape check refuses (a NUL, a name too long for any file system ...): it never
+    reaches the file system, which would raise instead of answering."""
+    try:
+        _check_path(text)
+    except PydanticCustomError:
+        return True
+    return False
 
+
+def _check_artwork(document: Any, shown: str, base: Path, catalogue: Path) -> tuple[Path | None, list[SpecProblem]]:
     value = document.get("artwork")
-    if not isinstance(value, str) or not value:
-        return None, []  # absent, or a wrong type the shape check reports
+    if not isinstance(value, str) or not value or _unusable_path(value):
+        return None, []  # absent, or a wrong type or an impossible path the shape check reports
     line, col = _position(document, ("artwork",))
     resolved = (base / value).resolve()
+    if outside_catalogue(resolved, catalogue):
+        return None, [_outside(shown, line, col, "artwork", value, resolved, catalogue)]
     if not resolved.is_file():
         return None, [SpecProblem(shown, line, col, "artwork", value, "file not found",
                                   f"give a path relative to the album file's folder ({base})")]
-    try:
-        validate_cover(resolved)
-    except ExportError as error:
-        message, _, fix = str(error).partition(". Fix: ")
-        return None, [SpecProblem(shown, line, col, "artwork", value, message.rstrip("."),
-                                  fix or "use a square JPEG or PNG of at least 1400 x 1400 px")]
+    bad = input_file_problem("artwork", resolved)  # the same size limit and cover rules as a song's
+    if bad is not None:
+        return None, [SpecProblem(shown, line, col, "artwork", value, *bad)]
     return resolved, []
 
 
-def _load_tracks(document: Any, shown: str, folder: Path, base: Path):
+def _load_tracks(document: Any, shown: str, folder: Path, base: Path, catalogue: Path):
     """Every valid track item with its number and loaded song; problems in the album, and the songs' own."""
     raw_tracks = document.get("tracks")
     if not isinstance(raw_tracks, list):
@@ -231,7 +248,9 @@ def _load_tracks(document: Any, shown: str, folder: Path, base: Path):
         line, col = _position(document, ("tracks", index, "song"))
         field = f"tracks[{index}].song"
         resolved = (base / entry.song_text).resolve()
-        if not resolved.is_file():
+        if outside_catalogue(resolved, catalogue):
+            problems.append(_outside(shown, line, col, field, entry.song_text, resolved, catalogue))
+        elif not resolved.is_file():
             problems.append(SpecProblem(shown, line, col, field, entry.song_text, "song spec not found",
                                         f"give a path relative to the album file's folder ({base})"))
         elif resolved == Path(shown).resolve():
@@ -249,7 +268,8 @@ def _load_tracks(document: Any, shown: str, folder: Path, base: Path):
         else:
             first_index[resolved] = index
             try:
-                entry.song = load_song(folder / entry.song_text)  # the path as written, from the album's folder
+                # the path as written, from the album's folder; the songs read from the album's catalogue
+                entry.song = load_song(folder / entry.song_text, catalogue)
             except SpecError as error:
                 song_problems.extend(error.problems)
     return entries, problems, song_problems

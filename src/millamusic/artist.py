@@ -17,6 +17,8 @@ from pydantic import AfterValidator, Field, ValidationError, model_validator
 
 from millamusic.errors import SpecError, SpecProblem
 from millamusic.spec import (
+    PathText,
+    Title,
     _parse_yaml,
     _position,
     _problem,
@@ -24,6 +26,7 @@ from millamusic.spec import (
     _Strict,
     engine_option_problems,
     language_problem,
+    read_spec_bytes,
     sha256_file,
 )
 from millamusic.theory import note_to_midi
@@ -44,7 +47,7 @@ class VoiceSettings(_Strict):
     source: Literal["espeak", "piper"] = "espeak"
     language: str = "en-us"
     voice: Literal["female", "male"] = "female"
-    piper_model: str | None = None  # .onnx file, relative to the profile's folder
+    piper_model: PathText | None = None  # .onnx file, relative to the profile's folder
     range: list[NoteName] = Field(default_factory=lambda: ["A3", "E5"], min_length=2, max_length=2)
 
     @model_validator(mode="after")
@@ -64,7 +67,7 @@ class VoiceSettings(_Strict):
 
 
 class ArtistProfile(_Strict):
-    name: str = Field(min_length=1, max_length=200)
+    name: Title
     voice: VoiceSettings = Field(default_factory=VoiceSettings)
     singing: dict[str, Any] = Field(default_factory=dict)  # the vocal engine's options (docs/singing.md)
     disclosure: str | None = Field(default=None, min_length=20)
@@ -93,12 +96,7 @@ def load_artist(path: str | Path) -> Artist:
     """Read and validate an artist profile; raise SpecError listing every problem."""
     path = Path(path)
     shown = str(path)
-    try:
-        raw = path.read_bytes()
-    except OSError as error:
-        raise SpecError([SpecProblem(shown, None, None, "artist_profile", shown,
-                                     f"cannot read the artist profile ({error.strerror})",
-                                     "check the path; it is relative to the song spec's folder")]) from None
+    raw = read_spec_bytes(path, shown, "artist profile")
     document = _parse_yaml(raw, shown)
     try:
         profile = ArtistProfile.model_validate(document)

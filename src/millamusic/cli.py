@@ -15,6 +15,11 @@ from millamusic.errors import MillaError, exit_code_for
 # render, album and status find the stage cache the same way (see _cache_dir)
 cache_dir_option = click.option("--cache-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
                                 help="Stage cache [default: $MILLAMUSIC_CACHE or OUT/.millamusic/cache].")
+# The only way to let a spec read files outside its catalogue (docs/errors.md: paths)
+catalogue_option = click.option(
+    "--catalogue", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None,
+    help="The folder the spec's files (lyrics, melody, reference, artwork, artist profile, album songs) must lie "
+         "in [default: the folder above the spec's folder].")
 
 
 def _fail(error: MillaError) -> None:
@@ -47,13 +52,15 @@ def main() -> None:
 @click.option("--acknowledge-noncommercial", is_flag=True,
               help="Release with a non-commercially licensed model anyway (recorded in release.json).")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON summary on stdout instead of a table.")
+@catalogue_option
 def render(spec: Path, out_root: Path, cache_dir: Path | None, force: bool, backing: str | None,
            vocals: str | None, profiles: tuple[str, ...], soundfont: Path | None, model: str | None, device: str | None,
-           acknowledge_noncommercial: bool, as_json: bool) -> None:
+           acknowledge_noncommercial: bool, as_json: bool, catalogue: Path | None) -> None:
     """Render SPEC (a song YAML) into a release."""
     from rich.console import Console
     from rich.markup import escape
 
+    from millamusic.compose import compose
     from millamusic.pipeline import RenderOptions, render as render_song
     from millamusic.spec import load_song
 
@@ -66,7 +73,8 @@ def render(spec: Path, out_root: Path, cache_dir: Path | None, force: bool, back
             raise click.BadParameter(f"{soundfont} is not a SoundFont 2 file (no RIFF 'sfbk' header); "
                                      "give a General MIDI .sf2 file", param_hint="--soundfont")
     try:
-        song = load_song(spec)
+        song = load_song(spec, catalogue)
+        compose(song)  # what `check` checks (syllables that do not fit ...), before OUT is touched
         options = RenderOptions(out_root=out_root, cache_dir=cache, force=force, backing=backing, vocals=vocals,
                                 profiles=_split_names(profiles), soundfont=soundfont, model=model, device=device,
                                 acknowledge_noncommercial=acknowledge_noncommercial)
@@ -108,8 +116,9 @@ def render(spec: Path, out_root: Path, cache_dir: Path | None, force: bool, back
 @click.option("--address", default=None,
               help="The Ray cluster's address (ray://HOST:10001, HOST:6379 or auto) [default: start a local Ray]. "
                    "OUT and the cache must be on a file system every worker sees, at the same path.")
+@catalogue_option
 def album(album_spec: Path, out_root: Path | None, cache_dir: Path | None, jobs: int | None, force: bool,
-          acknowledge_noncommercial: bool, executor: str, address: str | None) -> None:
+          acknowledge_noncommercial: bool, executor: str, address: str | None, catalogue: Path | None) -> None:
     """Build ALBUM_SPEC (an album YAML): every track rendered, mastered and tagged as one release.
 
     Resumable: run it again after a crash or a kill and only unfinished stages run."""
@@ -128,7 +137,7 @@ def album(album_spec: Path, out_root: Path | None, cache_dir: Path | None, jobs:
         raise click.UsageError("--address names a Ray cluster: use it with --executor ray")
     jobs = jobs or 1
     try:
-        spec = load_album(album_spec)
+        spec = load_album(album_spec, catalogue)
         root = out_root or Path("albums") / spec.slug
         cache = _cache_dir(cache_dir, root)
         at_once = f"{jobs} at once" if executor == "local" else "on Ray"
@@ -178,8 +187,9 @@ def album(album_spec: Path, out_root: Path | None, cache_dir: Path | None, jobs:
 @click.option("--profile", "profiles", multiple=True, metavar="NAME[,NAME...]",
               help="Delivery profile(s), as given to `render` (songs only).")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON on stdout instead of a table.")
+@catalogue_option
 def status(spec: Path, out_root: Path | None, cache_dir: Path | None, profiles: tuple[str, ...],
-           as_json: bool) -> None:
+           as_json: bool, catalogue: Path | None) -> None:
     """What `render` or `album` would reuse from the cache for SPEC, and why each other stage runs.
 
     Nothing is rendered: "cached" stages are in the cache, "runs" stages are not (with what changed
@@ -198,7 +208,7 @@ def status(spec: Path, out_root: Path | None, cache_dir: Path | None, profiles: 
 
             if profiles:
                 raise click.UsageError("--profile is for songs; an album's profiles come from its spec")
-            album_spec = load_album(spec)
+            album_spec = load_album(spec, catalogue)
             root = out_root or Path("albums") / album_spec.slug
             options = RenderOptions(out_root=root, cache_dir=_cache_dir(cache_dir, root))
             result: object = album_status(album_spec, options)
@@ -207,7 +217,7 @@ def status(spec: Path, out_root: Path | None, cache_dir: Path | None, profiles: 
         else:
             from millamusic.spec import load_song
 
-            song = load_song(spec)
+            song = load_song(spec, catalogue)
             root = out_root or Path(".")
             options = RenderOptions(out_root=root, cache_dir=_cache_dir(cache_dir, root),
                                     profiles=_split_names(profiles))
@@ -245,7 +255,8 @@ def _split_names(values: tuple[str, ...]) -> tuple[str, ...] | None:
 @click.option("--profile", default=None,
               help="Delivery profile the masters must meet (spotify, apple, ...); by default the name of "
                    "each file's folder (masters/<slug>/<profile>/).")
-def check(paths: tuple[Path, ...], profile: str | None) -> None:
+@catalogue_option
+def check(paths: tuple[Path, ...], profile: str | None, catalogue: Path | None) -> None:
     """Check delivery masters (files or folders) against a profile, or validate song specs (.yaml).
 
     Masters: prints a table of every rule per file (format, header, loudness, true peak, tags,
@@ -259,12 +270,14 @@ def check(paths: tuple[Path, ...], profile: str | None) -> None:
         if profile is not None:
             raise click.UsageError("--profile applies to masters, not to song specs")
         for spec in specs:
-            _check_spec(spec)
+            _check_spec(spec, catalogue)
         return
+    if catalogue is not None:
+        raise click.UsageError("--catalogue applies to specs, not to masters")
     _check_masters(list(paths), profile)
 
 
-def _check_spec(spec: Path) -> None:
+def _check_spec(spec: Path, catalogue: Path | None) -> None:
     from millamusic.compose import compose
     from millamusic.spec import is_album_spec, load_song
 
@@ -272,10 +285,12 @@ def _check_spec(spec: Path) -> None:
         if is_album_spec(spec):
             from millamusic.album import load_album
 
-            album = load_album(spec)  # every track's song spec is checked too
+            album = load_album(spec, catalogue)  # every track's song spec is checked too
+            for track in album.tracks:  # and composed, as a render would: lyrics that cannot be sung fit
+                compose(track.song)
             click.echo(f"{spec}: ok (album, {len(album.tracks)} tracks)")
             return
-        song = load_song(spec)
+        song = load_song(spec, catalogue)
         score = compose(song)
     except MillaError as error:
         _fail(error)

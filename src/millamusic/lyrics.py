@@ -11,6 +11,7 @@ Markers a lyric writer can use inside a line (docs/singing.md):
 from __future__ import annotations
 
 import re
+import unicodedata
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -19,6 +20,37 @@ from millamusic.errors import SpecProblem
 _HEADER_RE = re.compile(r"^\[(.+?)\]\s*$")
 _WORD_RE = re.compile(r"[A-Za-zÀ-ÖØ-öø-ÿ'’\-_]+")
 MELISMA = "_"
+
+# A song's lyric sheet, inline or in a file (spec.py lists it with the other spec limits). The
+# longest rap verses ever released fit; a sheet past this is the wrong file, and every word
+# of it would be split into syllables before anything could say so.
+MAX_LYRICS_CHARS = 40_000
+
+# Invisible characters no sung line (nor title or credit: spec.py) may hold: they show as boxes in
+# players, break the published .lrc/.ttml, and direction marks reorder what a reader sees.
+DIRECTION_MARKS = "\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069"
+INVISIBLE_MARKS = "\u200b\ufeff\u2028\u2029"
+
+
+def hidden_character(text: str, allowed: str = "") -> str | None:
+    """'U+202E (a direction mark) at character 5' for the first control, direction or invisible
+    character in `text` (other than those in `allowed`), or None."""
+    for index, ch in enumerate(text):
+        if ch in allowed:
+            continue
+        category = unicodedata.category(ch)
+        if category == "Cc":
+            what = "a control character"
+        elif category == "Cs":
+            what = "an unpaired surrogate"
+        elif ch in DIRECTION_MARKS:
+            what = "a direction mark"
+        elif ch in INVISIBLE_MARKS:
+            what = "an invisible character"
+        else:
+            continue
+        return f"U+{ord(ch):04X} ({what}) at character {index + 1}"
+    return None
 
 
 @dataclass(frozen=True)
@@ -36,6 +68,10 @@ class LyricBlock:
 
 def parse_sheet(text: str, *, file: str, first_line: int = 1) -> tuple[list[LyricBlock], list[SpecProblem]]:
     """Split a lyric sheet into blocks under `[Header]` lines. `#` starts a comment line."""
+    if len(text) > MAX_LYRICS_CHARS:
+        return [], [SpecProblem(file, first_line, 1, "lyrics", f"{len(text)} characters",
+                                f"the lyric sheet is {len(text)} characters, over the {MAX_LYRICS_CHARS}-character "
+                                "limit", "check that `lyrics:` holds this one song's lyrics, and shorten them")]
     blocks: list[LyricBlock] = []
     problems: list[SpecProblem] = []
     header: str | None = None
@@ -61,6 +97,10 @@ def parse_sheet(text: str, *, file: str, first_line: int = 1) -> tuple[list[Lyri
                                         "lyric line before any section header",
                                         "put a header such as [Verse 1] above it, named like a section in `structure`"))
             continue
+        unsung = _unsung_problem(stripped)
+        if unsung is not None:
+            problems.append(SpecProblem(file, line_no, 1, "lyrics", stripped, *unsung))
+            continue
         if not words_of(stripped):
             problems.append(SpecProblem(file, line_no, 1, "lyrics", stripped, "line has no singable words",
                                         "remove it or write it as a # comment"))
@@ -72,7 +112,34 @@ def parse_sheet(text: str, *, file: str, first_line: int = 1) -> tuple[list[Lyri
             continue
         current.append(SheetLine(stripped, line_no))
     close()
+    if not blocks and not problems:
+        problems.append(SpecProblem(file, first_line, 1, "lyrics", text.strip(),
+                                    "the lyric sheet has no [Section] header and no sung line",
+                                    "write a header named like a section of `structure`, e.g. [Verse], and the lines "
+                                    "sung there below it"))
     return blocks, problems
+
+
+def _unsung_problem(line: str) -> tuple[str, str] | None:
+    """(problem, fix) for a line the singer would sing differently from how it reads: hidden
+    characters, or numbers and letters it cannot read (they would be skipped without a word)."""
+    hidden = hidden_character(line, allowed="\t")
+    if hidden is not None:
+        return (f"line contains {hidden}",
+                "retype the line without control, direction or invisible characters")
+    digits, letters = [], []
+    for ch in line:
+        kind = unicodedata.category(ch)[0]
+        if kind in "LMN" and not _WORD_RE.fullmatch(ch):
+            (digits if kind == "N" else letters).append(ch)
+    if digits:
+        return (f"numbers are not sung: {''.join(dict.fromkeys(digits))}",
+                "write numbers as words, the way they are sung (four, twenty-four seven)")
+    if letters:
+        return (f"letters the singer cannot read: {' '.join(dict.fromkeys(letters))}",
+                ("write the lyrics in Latin letters (A-Z and accented letters such as ä, ö, å, é, ñ); transliterate "
+                 "words in other scripts, and type a decomposed accent as one letter"))
+    return None
 
 
 def words_of(line: str) -> list[str]:

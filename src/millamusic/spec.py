@@ -13,12 +13,28 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 from pydantic_core import PydanticCustomError
 
 from millamusic.errors import SpecError, SpecProblem
 from millamusic.identifiers import normalise_isrc, normalise_upc
-from millamusic.lyrics import LyricBlock, parse_sheet
+from millamusic.lyrics import (
+    MAX_LYRICS_CHARS,  # noqa: F401  (one of the limits below; checked where sheets are parsed)
+    LyricBlock,
+    hidden_character,
+    parse_sheet,
+)
 from millamusic.soundfont import is_soundfont  # the renderer's own header check
 from millamusic.theory import Key, parse_chord, parse_key
 
@@ -26,8 +42,81 @@ if TYPE_CHECKING:
     from millamusic.artist import Artist  # artist.py builds on this module's YAML helpers
 
 
+# --- limits: what a spec may ask for (docs/spec.md, "Limits") --------------------------------
+# A spec past one of these is refused with the field, the limit and a fix, before anything runs.
+MIN_TEMPO = 40  # BPM
+MAX_TEMPO = 240
+MAX_BARS_PER_SECTION = 128
+MAX_SECTIONS = 100  # a long song has 20-30; more is a generated or pasted mistake
+MAX_CHORDS_PER_BAR = 8  # one per eighth note in 4/4
+MAX_SONG_SECONDS = 20 * 60  # every stem of the whole song is held in memory while it renders
+MAX_SEED = 2**31 - 1
+MAX_TITLE_CHARS = 200  # title, artist, album, album artist
+MAX_SECTION_NAME_CHARS = 60
+MAX_CREDIT_CHARS = 500  # composer, lyricist, producer, copyright, label
+MAX_DISCLOSURE_CHARS = 2000
+MAX_STYLE_WORDS = 32
+MAX_STYLE_WORD_CHARS = 100
+MAX_PATH_CHARS = 1024  # a path a spec names (relative to its folder)
+MAX_PATH_PART_BYTES = 255  # one file or folder name: the file systems' own limit
+# MAX_LYRICS_CHARS (40,000): the lyric sheet, inline or in a file; checked where sheets are read
+# (millamusic.lyrics.parse_sheet) and imported above.
+
+
 def _problem(message: str, fix: str) -> PydanticCustomError:
     return PydanticCustomError("spec_value", "{message}", {"message": message, "fix": fix})
+
+
+def _check_text(text: str) -> str:
+    """Titles, names and credits: shown in players and written into tags, so every character
+    must be visible and none may turn the text around."""
+    hidden = hidden_character(text)
+    if hidden is not None:
+        raise _problem(f"contains {hidden}", "retype it without control, direction or invisible characters")
+    if not text.strip():
+        raise _problem("has no visible characters", "write the text, or remove the field")
+    return text
+
+
+def _check_paragraph(text: str) -> str:
+    """Like _check_text, with line breaks and tabs allowed (the AI disclosure)."""
+    hidden = hidden_character(text, allowed="\n\t")
+    if hidden is not None:
+        raise _problem(f"contains {hidden}", "retype it without control, direction or invisible characters")
+    if not text.strip():
+        raise _problem("has no visible characters", "write the text, or remove the field")
+    return text
+
+
+def _check_path(text: str) -> str:
+    """A path a spec names: refused before it reaches the file system when no file could have it."""
+    hidden = hidden_character(text)
+    if hidden is not None:
+        raise _problem(f"the path contains {hidden}",
+                       "retype the path: file names here may not hold control, direction or invisible characters")
+    if not text.strip():
+        raise _problem("the path is blank", "give a path relative to the spec's folder, or remove the field")
+    if len(text) > MAX_PATH_CHARS:
+        raise _problem(f"the path is {len(text)} characters, over the {MAX_PATH_CHARS}-character limit",
+                       "give a short path relative to the spec's folder, e.g. ../lyrics/my-song.txt")
+    for part in re.split(r"[/\\]", text):
+        size = len(part.encode("utf-8"))
+        if size > MAX_PATH_PART_BYTES:
+            raise _problem(f"the name {part[:24]!r}... is {size} bytes long, over the {MAX_PATH_PART_BYTES}-byte "
+                           "limit of file systems", "check the path: no file or folder name is that long")
+    return text
+
+
+def _check_lyrics_value(text: str) -> str:
+    """`lyrics:` is a sheet (it has line breaks; parse_sheet checks it) or a path to one."""
+    return text if "\n" in text else _check_path(text)
+
+
+def _not_true_false(value: Any) -> Any:
+    """pydantic reads true as 1: a number field refuses true/false (ruamel's anchored ones too)."""
+    if isinstance(value, bool) or type(value).__name__ == "ScalarBoolean":
+        raise _problem("true/false is not a number", "write a number")
+    return value
 
 
 def _check_key(text: str) -> str:
@@ -43,6 +132,9 @@ def _check_chord_bar(text: str) -> str:
     symbols = str(text).split()
     if not symbols:
         raise _problem("empty bar", "write a chord symbol such as Am, F, C/E or G7")
+    if len(symbols) > MAX_CHORDS_PER_BAR:
+        raise _problem(f"{len(symbols)} chords in one bar, over the limit of {MAX_CHORDS_PER_BAR}",
+                       "spread the changes over more bars (one list entry per bar)")
     for symbol in symbols:
         try:
             parse_chord(symbol)
@@ -93,6 +185,12 @@ TimeSignature = Annotated[str, AfterValidator(_check_time_signature)]
 Isrc = Annotated[str, AfterValidator(_check_isrc)]
 Upc = Annotated[str, AfterValidator(_check_upc)]
 ProfileNames = Annotated[Any, AfterValidator(_check_profiles)]
+Text = Annotated[str, AfterValidator(_check_text)]
+Title = Annotated[str, StringConstraints(min_length=1, max_length=MAX_TITLE_CHARS), AfterValidator(_check_text)]
+Credit = Annotated[str, StringConstraints(max_length=MAX_CREDIT_CHARS), AfterValidator(_check_text)]
+PathText = Annotated[str, AfterValidator(_check_path)]
+Whole = Annotated[int, BeforeValidator(_not_true_false)]  # an int that is not true/false
+Number = Annotated[float, BeforeValidator(_not_true_false)]
 
 SECTION_KINDS = ("intro", "verse", "prechorus", "chorus", "bridge", "solo", "breakdown", "outro", "other")
 
@@ -102,8 +200,8 @@ class _Strict(BaseModel):
 
 
 class SectionSpec(_Strict):
-    section: str = Field(min_length=1, max_length=60)
-    bars: int = Field(ge=1, le=128)
+    section: Text = Field(min_length=1, max_length=MAX_SECTION_NAME_CHARS)
+    bars: Whole = Field(ge=1, le=MAX_BARS_PER_SECTION)
     chords: list[ChordBar] = Field(min_length=1)
     kind: Literal[SECTION_KINDS] | None = None  # type: ignore[valid-type]
 
@@ -133,7 +231,7 @@ class EnginesSpec(_Strict):
 
 
 class VoiceSpec(_Strict):
-    language: str = "en-us"
+    language: str = Field(default="en-us", max_length=35)  # an espeak-ng code: en-us, fi, sv ...
     voice: Literal["female", "male"] = "female"
 
 
@@ -143,44 +241,63 @@ class MasterSpec(_Strict):
 
 
 class ReleaseSpec(_Strict):
-    album: str | None = None
-    album_artist: str | None = None
-    track: int | None = Field(default=None, ge=1, le=999)
-    track_total: int | None = Field(default=None, ge=1, le=999)
-    disc: int | None = Field(default=None, ge=1, le=99)
-    year: int | None = Field(default=None, ge=1900, le=2100)
+    album: Title | None = None
+    album_artist: Title | None = None
+    track: Whole | None = Field(default=None, ge=1, le=999)
+    track_total: Whole | None = Field(default=None, ge=1, le=999)
+    disc: Whole | None = Field(default=None, ge=1, le=99)
+    year: Whole | None = Field(default=None, ge=1900, le=2100)
     isrc: Isrc | None = None
     upc: Upc | None = None  # the release's barcode (UPC-A or EAN-13, check digit verified)
-    composer: str | None = None
-    lyricist: str | None = None
-    producer: str | None = None
-    copyright: str | None = None
-    label: str | None = None
-    disclosure: str | None = Field(default=None, min_length=20)
+    composer: Credit | None = None
+    lyricist: Credit | None = None
+    producer: Credit | None = None
+    copyright: Credit | None = None
+    label: Credit | None = None
+    disclosure: Annotated[str, AfterValidator(_check_paragraph)] | None = Field(
+        default=None, min_length=20, max_length=MAX_DISCLOSURE_CHARS)
     commercial: bool = True  # sold or streamed for money: models licensed non-commercially are refused
     acknowledge_noncommercial: bool = False  # ...unless this says the producer knows (recorded in release.json)
 
 
 class SongSpec(_Strict):
-    title: str = Field(min_length=1, max_length=200)
-    artist: str = Field(min_length=1, max_length=200)
-    artist_profile: str | None = None  # artists/<name>.yaml: voice, range, disclosure (docs/singing.md)
+    title: Title
+    artist: Title
+    artist_profile: PathText | None = None  # artists/<name>.yaml: voice, range, disclosure (docs/singing.md)
     genre: Literal["pop", "rock"]
-    style: list[str] = Field(default_factory=list)
-    tempo: float = Field(ge=40, le=240)
+    style: list[Annotated[Text, StringConstraints(max_length=MAX_STYLE_WORD_CHARS)]] = Field(
+        default_factory=list, max_length=MAX_STYLE_WORDS)
+    tempo: Number = Field(ge=MIN_TEMPO, le=MAX_TEMPO, allow_inf_nan=False)
     key: KeyText
     time_signature: TimeSignature = "4/4"
-    seed: int = Field(default=0, ge=0, le=2**31 - 1)
-    structure: list[SectionSpec] = Field(min_length=1)
-    lyrics: str = Field(min_length=1)
-    melody: str | None = None
-    reference: str | None = None
-    artwork: str | None = None
-    soundfont: str | None = None
+    seed: Whole = Field(default=0, ge=0, le=MAX_SEED)
+    structure: list[SectionSpec] = Field(min_length=1, max_length=MAX_SECTIONS)
+    lyrics: Annotated[str, AfterValidator(_check_lyrics_value)] = Field(min_length=1)
+    melody: PathText | None = None
+    reference: PathText | None = None
+    artwork: PathText | None = None
+    soundfont: PathText | None = None
     engines: EnginesSpec = Field(default_factory=EnginesSpec)
     voice: VoiceSpec = Field(default_factory=VoiceSpec)
     master: MasterSpec = Field(default_factory=MasterSpec)
     release: ReleaseSpec = Field(default_factory=ReleaseSpec)
+
+    @field_validator("structure")
+    @classmethod
+    def _not_too_long(cls, structure: list[SectionSpec], info: ValidationInfo) -> list[SectionSpec]:
+        """At most MAX_SONG_SECONDS of music (tempo and time_signature come first, so they are known
+        here unless they are wrong themselves)."""
+        tempo, signature = info.data.get("tempo"), info.data.get("time_signature")
+        if tempo is None or signature is None:
+            return structure
+        bars = sum(section.bars for section in structure)
+        beats = int(signature.split("/")[0])
+        seconds = bars * beats * 60 / tempo
+        if seconds > MAX_SONG_SECONDS:
+            raise _problem(f"the song would last {_duration(seconds)} ({bars} bars of {signature} at {tempo:g} BPM), "
+                           f"over the {MAX_SONG_SECONDS // 60}-minute limit",
+                           "shorten `structure` (fewer sections or fewer bars), or raise `tempo`")
+        return structure
 
     @property
     def beats_per_bar(self) -> int:
@@ -189,6 +306,11 @@ class SongSpec(_Strict):
     @property
     def key_value(self) -> Key:
         return parse_key(self.key)
+
+
+def _duration(seconds: float) -> str:
+    minutes = round(seconds / 60)
+    return f"{minutes // 60} h {minutes % 60} min" if minutes >= 60 else f"{minutes} min"
 
 
 @dataclass(frozen=True)
@@ -257,19 +379,42 @@ def slugify(title: str) -> str:
 
     ascii_title = unicodedata.normalize("NFKD", title).encode("ascii", "ignore").decode()
     slug = re.sub(r"[^a-z0-9]+", "-", ascii_title.lower()).strip("-")[:80].strip("-")
+    if slug in _RESERVED_NAMES:  # "CON" would name files Windows cannot open
+        slug += "-song"
     return slug or "untitled"
+
+
+# Device names Windows reserves as file names, with any extension
+_RESERVED_NAMES = {"con", "prn", "aux", "nul", *(f"com{n}" for n in range(1, 10)), *(f"lpt{n}" for n in range(1, 10))}
 
 
 # --- loading ---------------------------------------------------------------------------------
 
-def load_song(path: str | Path) -> Song:
+def default_catalogue(spec_path: Path) -> Path:
+    """The folder a spec may read from unless --catalogue names another: the one above the spec's
+    own folder (songs/x.yaml -> the project, with lyrics/, artwork/, artists/ beside songs/)."""
+    return Path(spec_path).resolve().parent.parent
+
+
+def outside_catalogue(resolved: Path, catalogue: Path) -> bool:
+    """Whether a resolved input path (symlinks followed) lies outside the catalogue."""
+    return resolved != catalogue and catalogue not in resolved.parents
+
+
+def _outside(shown: str, line, col, field_name: str, value, resolved: Path, catalogue: Path) -> SpecProblem:
+    return SpecProblem(shown, line, col, field_name, value,
+                       f"points outside the catalogue {catalogue} (to {resolved})",
+                       "keep the file inside the catalogue, or name a wider catalogue on the command line with "
+                       "--catalogue DIR (a spec alone cannot reach outside it; symlinks are followed)")
+
+
+def load_song(path: str | Path, catalogue: str | Path | None = None) -> Song:
+    """Read and validate a song spec and every file it names. Files must lie inside `catalogue`
+    (default: `default_catalogue(path)`), so a spec from elsewhere cannot read /etc or $HOME."""
     path = Path(path)
     shown = str(path)
-    try:
-        raw_bytes = path.read_bytes()
-    except OSError as error:
-        raise SpecError([SpecProblem(shown, None, None, "file", shown, f"cannot read the spec ({error.strerror})",
-                                     "check the path")]) from None
+    catalogue = Path(catalogue).resolve() if catalogue is not None else default_catalogue(path)
+    raw_bytes = read_spec_bytes(path, shown, "spec")
     document = _parse_yaml(raw_bytes, shown)
     if _is_album(document):
         line, column = _position(document, ("tracks",))
@@ -295,12 +440,16 @@ def load_song(path: str | Path) -> Song:
             continue
         resolved = (base / value).resolve()
         line, col = _position(document, (field_name,))
-        if not resolved.is_file():
+        if outside_catalogue(resolved, catalogue):
+            problems.append(_outside(shown, line, col, field_name, value, resolved, catalogue))
+        elif not resolved.is_file():
             problems.append(SpecProblem(shown, line, col, field_name, value, "file not found",
                                         f"give a path relative to the spec's folder ({base})"))
         elif resolved.suffix.lower() not in kinds:
             problems.append(SpecProblem(shown, line, col, field_name, value, "wrong kind of file",
                                         f"use a file ending in {', '.join(kinds)}"))
+        elif (bad := input_file_problem(field_name, resolved)) is not None:
+            problems.append(SpecProblem(shown, line, col, field_name, value, *bad))
         elif field_name == "soundfont" and not is_soundfont(resolved):
             problems.append(SpecProblem(shown, line, col, field_name, value, "not a SoundFont 2 file (no RIFF 'sfbk' "
                                         "header)", "point it at a General MIDI .sf2 file, or remove the field"))
@@ -310,7 +459,7 @@ def load_song(path: str | Path) -> Song:
 
     artist = None
     if spec.artist_profile is not None:
-        artist, artist_problems = _load_profile(spec, document, shown, base)
+        artist, artist_problems = _load_profile(spec, document, shown, base, catalogue)
         problems.extend(artist_problems)
         if artist is not None:
             hashes["artist_profile"] = artist.sha256
@@ -320,7 +469,7 @@ def load_song(path: str | Path) -> Song:
                                            ("engines", "backing_options")))
     problems.extend(_language_problems(spec, artist, document, shown))
 
-    blocks, lyrics_file, lyric_problems = _read_lyrics(spec, document, shown, base)
+    blocks, lyrics_file, lyric_problems = _read_lyrics(spec, document, shown, base, catalogue)
     problems.extend(lyric_problems)
     problems.extend(_match_lyrics_to_sections(spec, blocks, lyrics_file))
     if problems:
@@ -329,12 +478,14 @@ def load_song(path: str | Path) -> Song:
                 files["melody"], files["reference"], files["artwork"], hashes, files["soundfont"], artist)
 
 
-def _load_profile(spec: SongSpec, document: Any, shown: str, base: Path):
+def _load_profile(spec: SongSpec, document: Any, shown: str, base: Path, catalogue: Path):
     """The spec's artist profile, or the problems with it (including a name that differs)."""
     from millamusic.artist import load_artist
 
     line, col = _position(document, ("artist_profile",))
     resolved = (base / spec.artist_profile).resolve()
+    if outside_catalogue(resolved, catalogue):
+        return None, [_outside(shown, line, col, "artist_profile", spec.artist_profile, resolved, catalogue)]
     if not resolved.is_file():
         return None, [SpecProblem(shown, line, col, "artist_profile", spec.artist_profile, "artist profile not found",
                                   f"give a path relative to the spec's folder ({base}), e.g. ../artists/milla-virta.yaml")]
@@ -395,12 +546,135 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
+# Limits on what a spec may make us read (docs/errors.md). A song's spec with inline lyrics is a few KB.
+MAX_SPEC_BYTES = 1 << 20  # song, album and artist-profile YAML files
+MAX_YAML_DEPTH = 16  # nesting of mappings and lists; the schema needs 4
+MAX_YAML_NODES = 20_000  # scalars, mappings and lists in one file (a long song has ~2000)
+
+
+# Largest files a spec may name (checked before they are read)
+MAX_INPUT_BYTES = {"melody": 1 << 20, "reference": 1 << 30, "artwork": 20 << 20, "soundfont": 2 << 30}
+MAX_REFERENCE_SECONDS = 20 * 60
+
+
+def _reference_problem(path: Path) -> tuple[str, str] | None:
+    """(problem, fix) when the reference recording is not whole, readable audio; decodes it all
+    (in blocks) so a corrupt or truncated file is refused here, not minutes into a render."""
+    import soundfile
+
+    fix = "export the reference again as WAV, FLAC, MP3 or OGG"
+    try:
+        info = soundfile.info(str(path))
+        if info.duration > MAX_REFERENCE_SECONDS:
+            return (f"the recording is {info.duration / 60:.0f} minutes long, over the "
+                    f"{MAX_REFERENCE_SECONDS // 60}-minute limit", "trim it to the song")
+        if info.format == "WAV":  # libsndfile reads a cut-off WAV without complaint: compare the header's size
+            with open(path, "rb") as handle:
+                head = handle.read(12)
+            declared = int.from_bytes(head[4:8], "little") + 8
+            if head[:4] == b"RIFF" and declared > path.stat().st_size:
+                return f"the WAV is truncated: its header says {declared} bytes, the file has {path.stat().st_size}", fix
+        for _ in soundfile.blocks(str(path), blocksize=1 << 16):
+            pass
+    except (soundfile.LibsndfileError, RuntimeError, ValueError) as error:
+        return f"not a readable audio file ({error})", fix
+    return None
+
+
+def _artwork_problem(path: Path) -> tuple[str, str] | None:
+    """(problem, fix) when the cover would be refused at export: say so before rendering."""
+    from millamusic.export import ExportError, validate_cover
+
+    try:
+        validate_cover(path)
+    except ExportError as error:
+        message, _, fix = str(error).partition(". Fix: ")
+        return message.rstrip("."), fix or "use a square JPEG or PNG of at least 1400 x 1400 px"
+    return None
+
+
+def _melody_problem(path: Path) -> tuple[str, str] | None:
+    """(problem, fix) when the melody is not a Standard MIDI File with notes (the note count
+    against the lyrics is checked when composing)."""
+    import mido
+
+    try:
+        midi = mido.MidiFile(str(path))
+    except Exception as error:  # mido raises several types (OSError, EOFError, KeyError, ValueError) for broken files
+        return f"cannot read the MIDI file ({error})", "export it again as a Standard MIDI File"
+    if not any(message.type == "note_on" and message.velocity > 0 for track in midi.tracks for message in track):
+        return "the MIDI file has 0 notes", "export the track that holds the sung melody"
+    return None
+
+
+_CONTENT_CHECKS = {"reference": _reference_problem, "artwork": _artwork_problem, "melody": _melody_problem}
+
+
+def input_file_problem(field_name: str, path: Path) -> tuple[str, str] | None:
+    """(problem, fix) when a file named by `field_name` is over its size limit or not what it
+    should be (checked before any work starts); None when it is fine."""
+    size = path.stat().st_size
+    if size > MAX_INPUT_BYTES[field_name]:
+        return (f"the file is {size / 2**20:.0f} MB, over the {MAX_INPUT_BYTES[field_name] >> 20} MB limit for "
+                f"`{field_name}`", "use a smaller file (see docs/errors.md for the limits)")
+    check = _CONTENT_CHECKS.get(field_name)
+    return check(path) if check else None
+
+
+def read_spec_bytes(path: Path, shown: str, what: str) -> bytes:
+    """A spec file's bytes, refusing a file too large to be a spec before reading it."""
+    try:
+        size = path.stat().st_size
+        if size > MAX_SPEC_BYTES:
+            raise SpecError([SpecProblem(shown, None, None, "file", f"{size} bytes",
+                                         f"the {what} is larger than {MAX_SPEC_BYTES // 1024} KB",
+                                         "a spec holds fields and lyrics only; keep audio, images and long texts in "
+                                         "files it names")])
+        return path.read_bytes()
+    except OSError as error:
+        raise SpecError([SpecProblem(shown, None, None, "file", shown, f"cannot read the {what} ({error.strerror})",
+                                     "check the path")]) from None
+
+
+def _yaml_shape_problems(text: str, shown: str) -> list[SpecProblem]:
+    """Refuse YAML that costs more than it says before building it: aliases (a few lines of
+    `*a` can expand to billions of nodes), deep nesting (recursion in every consumer) and
+    huge node counts. Specs need none of these. Reads the event stream only: linear time."""
+    from ruamel.yaml import YAML
+    from ruamel.yaml.events import AliasEvent, CollectionEndEvent, CollectionStartEvent
+
+    depth = nodes = 0
+    for event in YAML(typ="rt").parse(text):
+        mark = event.start_mark
+        where = (mark.line + 1, mark.column + 1) if mark else (None, None)
+        if isinstance(event, AliasEvent):
+            return [SpecProblem(shown, *where, "yaml", f"*{event.anchor}", "YAML aliases are not allowed in specs",
+                                "write the value out where it is used")]
+        if isinstance(event, CollectionStartEvent):
+            depth += 1
+            if depth > MAX_YAML_DEPTH:
+                return [SpecProblem(shown, *where, "yaml", f"depth {depth}",
+                                    f"nested deeper than {MAX_YAML_DEPTH} levels",
+                                    "a spec's fields nest a few levels at most; check the brackets and indentation")]
+        elif isinstance(event, CollectionEndEvent):
+            depth -= 1
+        nodes += 1
+        if nodes > MAX_YAML_NODES:
+            return [SpecProblem(shown, *where, "yaml", f"{nodes} nodes", f"more than {MAX_YAML_NODES} YAML nodes",
+                                "a spec has a few hundred fields and lines at most")]
+    return []
+
+
 def _parse_yaml(raw: bytes, shown: str) -> Any:
     from ruamel.yaml import YAML
     from ruamel.yaml.error import MarkedYAMLError, YAMLError
 
     try:
-        document = YAML(typ="rt").load(raw.decode("utf-8"))
+        text = raw.decode("utf-8")
+        problems = _yaml_shape_problems(text, shown)
+        if problems:
+            raise SpecError(problems)
+        document = YAML(typ="rt").load(text)
     except UnicodeDecodeError as error:
         raise SpecError([SpecProblem(shown, None, None, "file", f"byte {error.start}", "not UTF-8 text",
                                      "save the spec as UTF-8")]) from None
@@ -474,22 +748,80 @@ _FIXES = {
     "list_type": "write a list, e.g. [Am, F, C, G]",
     "dict_type": "write a mapping of fields",
     "model_type": "write a mapping of fields",
-    "greater_than_equal": "use a larger value",
-    "less_than_equal": "use a smaller value",
+    "greater_than_equal": "use {ge} or more",
+    "less_than_equal": "use {le} or less",
     "too_short": "add content",
+    "too_long": "list at most {max_length} items",
     "string_too_short": "write a longer text",
-    "string_too_long": "shorten it",
+    "string_too_long": "shorten it to {max_length} characters or fewer",
+    "finite_number": "write a finite number",
+    "int_parsing_size": "write a whole number of sensible size",
+    "bool_parsing": "write true or false",
+    "bool_type": "write true or false",
+    "string_unicode": "write the characters themselves: an unpaired \\uD800-\\uDFFF escape is not text",
 }
+
+# Fixes that say more than the generic one for a field (indices left out of the field's name).
+_FIELD_FIXES = {
+    ("tempo", "greater_than_equal"): f"write the tempo in beats per minute, from {MIN_TEMPO} to {MAX_TEMPO}",
+    ("tempo", "less_than_equal"): f"write the tempo in beats per minute, from {MIN_TEMPO} to {MAX_TEMPO}",
+    ("tempo", "finite_number"): f"write the tempo in beats per minute, from {MIN_TEMPO} to {MAX_TEMPO}",
+    ("structure.bars", "greater_than_equal"): f"give the section 1 to {MAX_BARS_PER_SECTION} bars",
+    ("structure.bars", "less_than_equal"): f"give the section at most {MAX_BARS_PER_SECTION} bars; split a longer "
+                                           "passage into several sections",
+    ("structure", "too_long"): f"a song has at most {MAX_SECTIONS} sections: join repeated parts into longer "
+                               f"sections (up to {MAX_BARS_PER_SECTION} bars each)",
+    ("seed", "greater_than_equal"): f"use a whole number from 0 to {MAX_SEED}",
+    ("seed", "less_than_equal"): f"use a whole number from 0 to {MAX_SEED}",
+}
+
+
+def _generic_fix(kind: str, ctx: dict) -> str:
+    fix = _FIXES.get(kind, "see docs/spec.md")
+    try:
+        return fix.format(**ctx)  # "use {ge} or more" -> "use 40 or more"
+    except (KeyError, IndexError, ValueError):
+        return fix
+
+
+def _key_text(key: Any) -> str:
+    """A mapping key as YAML wrote it."""
+    if key is None:
+        return "null"
+    if isinstance(key, bool):
+        return "true" if key else "false"
+    return str(key)
+
+
+def _field_name(loc: tuple) -> str:
+    return ".".join(str(p) if not isinstance(p, int) else f"[{p}]" for p in loc).replace(".[", "[")
 
 
 def _pydantic_problems(error: ValidationError, document: Any, shown: str) -> list[SpecProblem]:
     problems = []
     for item in error.errors(include_url=False):
         loc = tuple(p for p in item["loc"] if not (isinstance(p, str) and p.startswith(("function-", "literal["))))
-        field = ".".join(str(p) if not isinstance(p, int) else f"[{p}]" for p in loc).replace(".[", "[")
+        if item["type"] == "invalid_key" or loc[-1:] == ("[key]",):  # a key YAML read as a number, null, ...
+            loc = loc[:-1] if loc[-1:] == ("[key]",) else loc
+            node = _value_at(document, loc[:-1])  # pydantic names some keys by str(key): find the real one
+            key = next((k for k in node if not isinstance(k, str) and (k == loc[-1] or str(k) == str(loc[-1]))),
+                       loc[-1]) if isinstance(node, dict) else loc[-1]
+            loc = loc[:-1] + (key,)
+            parent = _field_name(loc[:-1])
+            line, col = _position(document, loc)
+            what = ("null" if key is None else "true/false" if isinstance(key, bool) else
+                    "a number" if isinstance(key, (int, float)) else "a list" if isinstance(key, tuple) else
+                    f"a {type(key).__name__}")
+            problems.append(SpecProblem(shown, line, col, f"{parent}.{_key_text(key)}" if parent else _key_text(key),
+                                        _value_at(document, loc), f"field name is not text (YAML reads it as {what})",
+                                        "field names are words such as `title` or `tempo`: check the spelling, the "
+                                        "indentation and the colon on this line"))
+            continue
+        field = _field_name(loc)
         line, col = _position(document, loc)
         ctx = item.get("ctx") or {}
-        fix = ctx.get("fix") or _FIXES.get(item["type"], "see docs/spec.md")
+        plain_field = re.sub(r"\[\d+\]", "", field)
+        fix = ctx.get("fix") or _FIELD_FIXES.get((plain_field, item["type"])) or _generic_fix(item["type"], ctx)
         message = item["msg"]
         if item["type"] == "extra_forbidden":
             message = "unknown field"
@@ -499,7 +831,7 @@ def _pydantic_problems(error: ValidationError, document: Any, shown: str) -> lis
     return problems
 
 
-def _read_lyrics(spec: SongSpec, document: Any, shown: str, base: Path):
+def _read_lyrics(spec: SongSpec, document: Any, shown: str, base: Path, catalogue: Path):
     line, col = _position(document, ("lyrics",))
     text = spec.lyrics
     if "\n" in text:  # inline lyric sheet: line numbers point into the spec
@@ -508,6 +840,12 @@ def _read_lyrics(spec: SongSpec, document: Any, shown: str, base: Path):
         blocks, problems = parse_sheet(text, file=shown, first_line=first)
         return blocks, shown, problems
     resolved = (base / text).resolve()
+    if outside_catalogue(resolved, catalogue):
+        return [], shown, [_outside(shown, line, col, "lyrics", text, resolved, catalogue)]
+    if resolved.is_file() and resolved.stat().st_size > MAX_SPEC_BYTES:
+        return [], shown, [SpecProblem(shown, line, col, "lyrics", text,
+                                       f"the lyric file is over {MAX_SPEC_BYTES // 1024} KB", "a song's lyrics are a "
+                                       "few KB: point `lyrics:` at the right file")]
     if not resolved.is_file():
         return [], shown, [SpecProblem(shown, line, col, "lyrics", text, "lyric file not found",
                                        "give a path relative to the spec's folder (e.g. ../lyrics/my-song.txt), "

@@ -112,7 +112,7 @@ def option_problems(options: dict) -> list[tuple[str, str, str]]:
     """(option, problem, fix) for spec options the arranger does not know; checked when the spec loads."""
     problems = [(key, "unknown arranger option", f"use one of: {', '.join(OPTION_NAMES)}")
                 for key in sorted(set(options) - set(OPTION_NAMES))]
-    if "preset" in options and options["preset"] not in PRESETS:
+    if "preset" in options and (not isinstance(options["preset"], str) or options["preset"] not in PRESETS):
         problems.append(("preset", "no such arranger preset", f"use one of: {', '.join(PRESETS)}"))
     return problems
 
@@ -440,7 +440,8 @@ def midi_bytes(score: Score, parts: tuple[Part, ...] | list[Part]) -> bytes:
     import mido
 
     beat_ticks = PPQ * 4 / score.beat_unit  # a score beat is one `beat_unit` note
-    midi = mido.MidiFile(type=1, ticks_per_beat=PPQ)
+    # UTF-8 text events: mido's default latin-1 cannot write a title like "東京" or "Ωmega"
+    midi = mido.MidiFile(type=1, ticks_per_beat=PPQ, charset="utf-8")
     conductor = mido.MidiTrack()
     conductor.append(mido.MetaMessage("track_name", name=score.title, time=0))
     conductor.append(mido.MetaMessage(
