@@ -89,13 +89,17 @@ def catalogue(tmp_path_factory) -> Path:
 
 
 @pytest.mark.parametrize("name", sorted(CASES))
-@pytest.mark.parametrize("command", ["check", "render"])
+@pytest.mark.parametrize("command", ["check", "render", "album"])
 def test_hostile_file_is_exit_2_naming_file_field_and_fix(catalogue, name, command):
     text, field, words = CASES[name]
     spec = catalogue / "songs" / (name.replace(" ", "-").replace(".", "") + ".yaml")
     spec.write_bytes(text if isinstance(text, bytes) else text.encode())
-    out = catalogue / "out" / name.replace(" ", "-")
+    out = catalogue / "out" / f"{command}-{name.replace(' ', '-')}"
     args = [command, str(spec)] + (["--out", str(out)] if command == "render" else [])
+    if command == "album":  # the same song as an album's only track
+        album = spec.with_name(spec.stem + ".album.yaml")
+        album.write_text(f"title: Hostile\nartist: Milla Virta\ntracks:\n  - song: {spec.name}\n")
+        args = ["album", str(album), "--out", str(out)]
     started, before = time.perf_counter(), resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     result = CliRunner().invoke(main, args)
     seconds = time.perf_counter() - started
