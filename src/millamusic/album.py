@@ -50,6 +50,7 @@ from typing import Any, Literal
 from pydantic import Field, ValidationError
 from pydantic_core import PydanticCustomError
 
+from millamusic.cache import sha256_file
 from millamusic.errors import SpecError, SpecProblem
 from millamusic.spec import (
     Credit,
@@ -72,7 +73,6 @@ from millamusic.spec import (
     load_song,
     outside_catalogue,
     read_spec_bytes,
-    sha256_file,
     slugify,
 )
 

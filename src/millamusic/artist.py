@@ -15,6 +15,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, Field, ValidationError, model_validator
 
+from millamusic.cache import sha256_file
 from millamusic.errors import SpecError, SpecProblem
 from millamusic.spec import (
     PathText,
@@ -27,7 +28,6 @@ from millamusic.spec import (
     engine_option_problems,
     language_problem,
     read_spec_bytes,
-    sha256_file,
 )
 from millamusic.theory import note_to_midi
 

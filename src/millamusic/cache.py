@@ -38,13 +38,18 @@ def hash_inputs(inputs: dict) -> str:
 
 def hash_folder(folder: Path) -> str:
     """Content hash of every file in an entry (names and bytes), independent of where it is."""
-    digest = hashlib.sha256()
-    for path in sorted(p for p in folder.rglob("*") if p.is_file() and p.name != ENTRY_FILE):
-        digest.update(path.relative_to(folder).as_posix().encode() + b"\0")
-        with open(path, "rb") as handle:
-            for chunk in iter(lambda: handle.read(1 << 20), b""):
-                digest.update(chunk)
-    return digest.hexdigest()
+    return scan_folder(folder)[0]
+
+
+def sha256_file(path: Path) -> str:
+    """A file's sha256. hashlib lets go of the GIL while it hashes, so files hash side by side on threads."""
+    with open(path, "rb") as handle:
+        if hasattr(hashlib, "file_digest"):  # Python 3.11+: no Python loop, ~20% faster
+            return hashlib.file_digest(handle, "sha256").hexdigest()
+        digest = hashlib.sha256()
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+        return digest.hexdigest()
 
 
 def _entry_files(folder: Path) -> dict[str, Path]:
@@ -70,17 +75,6 @@ def scan_folder(folder: Path) -> tuple[str, dict[str, dict]]:
     return digest.hexdigest(), files
 
 
-def _sha256(path: Path) -> str:
-    # hashlib lets go of the GIL while it hashes, so an entry's files hash side by side on threads
-    with open(path, "rb") as handle:
-        if hasattr(hashlib, "file_digest"):  # Python 3.11+: no Python loop, ~20% faster
-            return hashlib.file_digest(handle, "sha256").hexdigest()
-        digest = hashlib.sha256()
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-        return digest.hexdigest()
-
-
 def _record_checksum(record: dict) -> str:
     """The checksum entry.json carries of itself (every other field, canonical JSON)."""
     return hashlib.sha256(canonical_json({k: v for k, v in record.items() if k != "record_sha256"}).encode()).hexdigest()
@@ -92,13 +86,13 @@ def entry_problem(folder: Path, record: dict, *, full: bool = True) -> str | Non
     Checks that every recorded file is there with its recorded size and no other file is, and
     with `full` (the default) that each file's sha256 matches: a single flipped byte is found.
     Without `full` only names and sizes are checked (a stat per file: cheap, for `status`).
-    An entry without per-file records (written by an older millamusic) is checked against its
-    content hash when `full`; the mismatch cannot name the file then."""
-    files = record.get("files")
-    if not isinstance(files, dict):
-        if full and hash_folder(folder) != record["content_hash"]:
-            return "files do not match the recorded content hash"
+    An entry without per-file records (written by an older millamusic) passes unchecked here:
+    read_entry checks it against its content hash."""
+    if "files" not in record:
         return None
+    files = record["files"]
+    if not isinstance(files, dict):
+        return f"{ENTRY_FILE}'s file list is damaged"
     present = _entry_files(folder)
     for name, want in files.items():
         path = present.pop(name, None)
@@ -113,10 +107,10 @@ def entry_problem(folder: Path, record: dict, *, full: bool = True) -> str | Non
         names = sorted(files)
         workers = min(8, os.cpu_count() or 1, len(names))
         if workers <= 1:
-            digests = {name: _sha256(folder / name) for name in names}
+            digests = {name: sha256_file(folder / name) for name in names}
         else:
             with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="millamusic-verify") as pool:
-                digests = dict(zip(names, pool.map(lambda name: _sha256(folder / name), names)))
+                digests = dict(zip(names, pool.map(lambda name: sha256_file(folder / name), names)))
         for name in names:
             if digests[name] != files[name]["sha256"]:
                 return f"{name} checksum mismatch"

@@ -870,7 +870,7 @@ def _rule_record(p: _Probe) -> Verdict:
     recorded = entry.get("bytes")
     if isinstance(recorded, int) and recorded != size:
         return "fail", f"changed since release.json was written: {size} bytes, recorded {recorded}"
-    from .spec import sha256_file
+    from .cache import sha256_file
 
     digest = sha256_file(p.path)
     if digest != entry["sha256"].lower():

@@ -22,10 +22,10 @@ from typing import Callable
 
 from millamusic import SAMPLE_RATE, __version__
 from millamusic.audio import Audio, load_npy, save_npy
-from millamusic.cache import Entry, StageCache
+from millamusic.cache import Entry, StageCache, sha256_file
 from millamusic.errors import ExportError, MillaError, RenderError, disk_fault, is_disk_fault
 from millamusic.score import Score
-from millamusic.spec import Song, sha256_file
+from millamusic.spec import Song
 
 # Bump a stage's version when its code changes what it writes: old entries stop matching.
 STAGE_VERSIONS = {"compose": "1", "backing": "1", "vocals": "1", "stems": "1", "mix": "1", "master": "2",

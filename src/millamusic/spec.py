@@ -27,6 +27,7 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
+from millamusic.cache import sha256_file
 from millamusic.errors import SpecError, SpecProblem
 from millamusic.identifiers import normalise_isrc, normalise_upc
 from millamusic.lyrics import (
@@ -67,10 +68,10 @@ def _problem(message: str, fix: str) -> PydanticCustomError:
     return PydanticCustomError("spec_value", "{message}", {"message": message, "fix": fix})
 
 
-def _check_text(text: str) -> str:
+def _check_text(text: str, allowed: str = "") -> str:
     """Titles, names and credits: shown in players and written into tags, so every character
-    must be visible and none may turn the text around."""
-    hidden = hidden_character(text)
+    must be visible and none may turn the text around (`allowed`: control characters that may)."""
+    hidden = hidden_character(text, allowed=allowed)
     if hidden is not None:
         raise _problem(f"contains {hidden}", "retype it without control, direction or invisible characters")
     if not text.strip():
@@ -80,12 +81,7 @@ def _check_text(text: str) -> str:
 
 def _check_paragraph(text: str) -> str:
     """Like _check_text, with line breaks and tabs allowed (the AI disclosure)."""
-    hidden = hidden_character(text, allowed="\n\t")
-    if hidden is not None:
-        raise _problem(f"contains {hidden}", "retype it without control, direction or invisible characters")
-    if not text.strip():
-        raise _problem("has no visible characters", "write the text, or remove the field")
-    return text
+    return _check_text(text, allowed="\n\t")
 
 
 def _check_path(text: str) -> str:
@@ -536,14 +532,6 @@ def is_album_spec(path: str | Path) -> bool:
         return _is_album(_parse_yaml(Path(path).read_bytes(), str(path)))
     except (OSError, SpecError):
         return False
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 # Limits on what a spec may make us read (docs/errors.md). A song's spec with inline lyrics is a few KB.

@@ -19,8 +19,8 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from millamusic.cache import Entry, StageCache, changed_keys, hash_folder
-from millamusic.spec import Song, sha256_file
+from millamusic.cache import Entry, StageCache, changed_keys, hash_folder, sha256_file
+from millamusic.spec import Song
 
 # Which of a song's source files each stage's inputs come from (directly or through the score).
 # Stages that read only other stages' outputs (stems, mix, master) are explained by those.
@@ -152,7 +152,7 @@ class SongWalk:
         """lyrics, then master and export per profile. `album_masters` (album-loudness builds):
         profile -> this track's master hash from the album's master entry, None if not cached."""
         from millamusic import SAMPLE_RATE
-        from millamusic.pipeline import (credits_for, engine_used, delivery_profiles, export_inputs, lyrics_inputs,
+        from millamusic.pipeline import (credits_for, delivery_profiles, engine_used, export_inputs, lyrics_inputs,
                                          master_inputs, release_tags, timed_lyrics)
 
         song = self.song
