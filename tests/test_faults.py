@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from millamusic.cache import ENTRY_FILE, StageCache, read_entry
+from millamusic.cache import ENTRY_FILE, StageCache, _legacy_content_hash, read_entry
 from millamusic.cli import main
 from tests.conftest import SHORT_SONG
 
@@ -197,9 +197,10 @@ def test_entries_written_before_file_records_still_hit_and_are_still_checked(tmp
     record_path = entry.path / ENTRY_FILE
     record = json.loads(record_path.read_text())
     old = {k: v for k, v in record.items() if k not in ("files", "record_sha256")}  # millamusic before this change
+    old["content_hash"] = _legacy_content_hash(entry.path)  # which hashed names and bytes in one pass
     record_path.write_text(json.dumps(old))
     hit = run()
-    assert (hit.hit, hit.content_hash, len(calls)) == (True, entry.content_hash, 1)
+    assert (hit.hit, hit.content_hash, len(calls)) == (True, old["content_hash"], 1)
     assert json.loads(record_path.read_text())["files"] == record["files"], "the old entry got its file records"
     record_path.write_text(json.dumps(old))
     _flip_byte(entry.path / "mix.npy")
@@ -242,6 +243,90 @@ def test_corrupt_entries_in_a_real_render_are_recomputed_to_the_same_release(pro
     assert all(cached for cached, _ in _stages(project.rendered()).values())
 
 
+def test_large_files_are_checked_when_read_not_on_every_hit(tmp_path, monkeypatch):
+    """Audio files (over EAGER_VERIFY_BYTES) are hashed when a stage reads them, not on every hit."""
+    from millamusic import cache as cache_module
+
+    monkeypatch.setattr(cache_module, "EAGER_VERIFY_BYTES", 1000)  # mix.npy (16 KiB) counts as large
+    _, calls, run = _entry_with_file(tmp_path)
+    first = run()
+    assert first.verified("mix.npy") == first.path / "mix.npy"  # hashed when stored: nothing to check
+    _flip_byte(first.path / "mix.npy")
+    hit = run()
+    assert (hit.hit, len(calls)) == (True, 1), "a large file is not hashed on the hit"
+    assert hit.verified("sub/mix.json").is_file()  # small: already hashed with the hit
+    with pytest.raises(cache_module.CorruptEntry, match="mix.npy checksum mismatch"):
+        hit.verified("mix.npy")
+    with pytest.raises(cache_module.CorruptEntry, match="mix.npy checksum mismatch"):
+        hit.copy_verified("mix.npy", tmp_path / "copy.npy")
+
+
+def test_a_corrupt_file_found_when_read_is_recomputed_and_the_render_goes_on(project, monkeypatch):
+    """With every file treated as large: a flipped byte in the mix is harmless while nothing reads it
+    (an unchanged re-render), and found, moved aside and recomputed when a master reads it; a
+    flipped byte in an export is found when publish copies it."""
+    from millamusic import cache as cache_module
+
+    monkeypatch.setattr(cache_module, "EAGER_VERIFY_BYTES", 0)
+    project.rendered()  # the copy's release.json names the copy's spec
+    before = project.published()
+    _flip_byte(project.entry("mix") / "mix.npy")
+    assert all(cached for cached, _ in _stages(project.rendered()).values())
+    assert project.published() == before, "an unchanged re-render publishes nothing"
+
+    result = project.render("--profile", "apple")  # master[apple] reads the mix
+    assert result.exit_code == 0, result.output
+    shown = " ".join(result.output.split())
+    assert "cache entry corrupt: mix.npy checksum mismatch; moved aside, rendering again" in shown, shown
+    stages = _stages(json.loads(result.stdout))
+    assert stages["mix"] == (False, "cache entry corrupt: mix.npy checksum mismatch; recomputed")
+    assert stages["master[apple]"][0] is False and stages["vocals"] == (True, "")
+    assert read_entry(project.entry("mix"))[1] is None
+    _assert_release_matches_its_folder(project.out)
+
+    (spotify,) = [e for e in project.entries("export") if json.loads((e / ENTRY_FILE).read_text())
+                  ["inputs"]["profile"]["name"] == "spotify"]
+    _flip_byte(spotify / f"{SLUG}.flac", 5000)
+    stages = _stages(project.rendered("--profile", "spotify"))  # publish copies the spotify files again
+    assert stages["export[spotify]"] == (False, f"cache entry corrupt: {SLUG}.flac checksum mismatch; recomputed")
+    after = project.published()
+    assert sorted(after) == sorted(before)
+    assert [name for name in after if after[name] != before[name]] == [f"masters/{SLUG}/release.json"]
+    _assert_release_matches_its_folder(project.out)
+    assert not project.hidden(), project.hidden()
+
+
+def _stats(out: Path) -> dict[str, tuple[int, int]]:
+    return {p.relative_to(out).as_posix(): (p.stat().st_ino, p.stat().st_mtime_ns)
+            for folder in PUBLISHED for p in sorted((out / folder).rglob("*")) if p.is_file()}
+
+
+def test_publish_writes_only_what_changed(project):
+    """An unchanged re-render writes nothing; a new mastering target leaves the stems and lyrics
+    alone; a published file edited afterwards is put back."""
+    project.rendered()  # the copy's release.json names the copy's spec
+    before, files = _stats(project.out), project.published()
+    project.rendered()
+    assert _stats(project.out) == before, "an unchanged re-render wrote files"
+
+    project.rendered("--profile", "apple")
+    after = _stats(project.out)
+    kept = [name for name in before if name.startswith(("stems/", "lyrics/"))]
+    assert {name: after[name] for name in kept} == {name: before[name] for name in kept}, "stems or lyrics rewritten"
+    assert not any(name.startswith(f"masters/{SLUG}/spotify/") for name in after)
+    _assert_release_matches_its_folder(project.out)
+
+    project.rendered("--profile", "spotify")
+    wav = project.out / "masters" / SLUG / "spotify" / f"{SLUG}.wav"
+    _flip_byte(wav, 100)  # same size, later mtime: a hand edit
+    (project.out / "stems" / SLUG / "bass.wav").unlink()
+    project.rendered("--profile", "spotify")
+    assert project.published() == {**files, f"masters/{SLUG}/release.json": project.published()[
+        f"masters/{SLUG}/release.json"]}, "the edited and the deleted file were not put back"
+    _assert_release_matches_its_folder(project.out)
+    assert not project.hidden(), project.hidden()
+
+
 # --- a full disk ----------------------------------------------------------------------------------
 
 
@@ -274,26 +359,27 @@ def test_disk_full_while_a_stage_writes_keeps_no_half_entry_and_the_old_masters(
 
 
 def _copyfile_fails_at(monkeypatch, out: Path, nth: int) -> list[Path]:
-    """shutil.copyfile writes half the file and fails with ENOSPC on its nth copy into `out`."""
-    real = shutil.copyfile
+    """Publishing's nth copy of a cache file into `out` writes half the file and fails with ENOSPC."""
+    from millamusic.cache import Entry
+
+    real = Entry.copy_verified
     copies: list[Path] = []
 
-    def copyfile(source, destination, **kwargs):
+    def copy_verified(self, name, destination):
         if Path(out) in Path(destination).parents:
             copies.append(Path(destination))
             if len(copies) == nth:
-                data = Path(source).read_bytes()
+                data = (self.path / name).read_bytes()
                 Path(destination).write_bytes(data[: len(data) // 2])
-                raise _disk_full(source)  # as shutil's sendfile copy reports it: naming the source
-        return real(source, destination, **kwargs)
+                raise _disk_full()  # as a write() reports it: no file name
+        return real(self, name, destination)
 
-    monkeypatch.setattr(shutil, "copyfile", copyfile)
+    monkeypatch.setattr(Entry, "copy_verified", copy_verified)
     return copies
 
 
 def test_disk_full_while_publishing_leaves_the_previous_release_intact(project, monkeypatch):
     before = project.published()
-    total = len(before) - 1  # publish copies every file but release.json out of the cache
     project.set_lyric("Spin me round and round")  # vocals, lyrics and everything after them change
     real_write_bytes = Path.write_bytes
 
@@ -303,13 +389,18 @@ def test_disk_full_while_publishing_leaves_the_previous_release_intact(project, 
             raise _disk_full(self)
         return real_write_bytes(self, data)
 
-    for fault in ("copy 1", "copy 6", f"copy {total}", "release.json"):
+    copies: list[Path] = []  # what publish copies (the files that change; the backing's stems are linked)
+    for fault in ("release.json", "copy 1", "copy 6", "last copy"):
         with monkeypatch.context() as patch:
             if fault == "release.json":
                 patch.setattr(Path, "write_bytes", release_json_fails)
+                copies = _copyfile_fails_at(patch, project.out, 0)  # counts them, fails none
             else:
-                _copyfile_fails_at(patch, project.out, int(fault.split()[1]))
+                nth = len(copies) if fault == "last copy" else int(fault.split()[1])
+                _copyfile_fails_at(patch, project.out, nth)
             said = _failed(project.render(), 5)
+        if fault == "release.json":
+            assert 6 < len(copies) < len(before) - 1, copies
         assert "cannot publish 'Tiny Test Song'" in said and "the disk is full" in said, (fault, said)
         assert "Nothing was published" in said and f"Fix: free space on the disk that holds {project.out.resolve()}" \
             in said, (fault, said)

@@ -256,9 +256,11 @@ def _album_masters(album, cache_dir: Path, force: bool, mixes: list, say: AlbumP
                           explain=lambda previous, inputs=inputs: explain("album_master", previous, inputs, None))
         say(0, album.spec.title, f"album_master[{profile.name}]", "cached" if entry.hit else f"done ({entry.why})")
         for index, mix in enumerate(mixes):
-            folder = entry.path / mix.slug
-            per_track[index][profile.name] = Entry("master", entry.key, folder,
-                                                   f"{entry.content_hash}:{mix.slug}", entry.hit, entry.why)
+            folder, prefix = entry.path / mix.slug, f"{mix.slug}/"
+            files = {name[len(prefix):]: record for name, record in entry.files.items() if name.startswith(prefix)}
+            checked = {name[len(prefix):] for name in entry.checked if name.startswith(prefix)}
+            per_track[index][profile.name] = Entry("master", entry.key, folder, f"{entry.content_hash}:{mix.slug}",
+                                                   entry.hit, entry.why, files, checked)
         album_lufs[profile.name] = json.loads((entry.path / mixes[0].slug / "loudness.json").read_text())["album_lufs"]
     return per_track, album_lufs
 

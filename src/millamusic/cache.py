@@ -6,26 +6,33 @@ entry.json itself). It is built in a temp folder beside it and renamed into plac
 never leaves a half entry and parallel workers can share one cache (the first rename wins; the
 loser's identical entry is discarded).
 
-A hit is verified before it is used: every file is hashed against entry.json, so a flipped byte,
-a truncated, missing or extra file, or a damaged entry.json is found, named ("mix.npy checksum
-mismatch"), moved aside and the stage recomputed. Entries written before per-file records
-existed are checked against their content hash, then given the per-file record.
+A hit is verified before it is used: entry.json's own checksum, every file's presence and size,
+and the bytes of every small file (JSON, MIDI: up to EAGER_VERIFY_BYTES). A large file (audio) is
+hashed when it is read (`Entry.verified`, `Entry.copy_verified`), so a render that reads nothing
+big from the cache (an unchanged re-render) does not hash a gigabyte it never uses, and corrupt
+audio still never flows into a stage or a release: a damaged entry is found, named ("mix.npy
+checksum mismatch"), moved aside and the stage recomputed (found late, the render starts over:
+pipeline.render). Entries written before per-file records existed are checked against their
+content hash, then given the per-file record.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import shutil
 import socket
 import uuid
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
 ENTRY_FILE = "entry.json"
+EAGER_VERIFY_BYTES = 4 << 20  # files up to this size are hashed on every hit; larger ones when read
+HASH_THREADS = 4  # hashlib lets go of the GIL: files hash side by side
 
 
 def canonical_json(value: object) -> str:
@@ -59,20 +66,44 @@ def _entry_files(folder: Path) -> dict[str, Path]:
 
 
 def scan_folder(folder: Path) -> tuple[str, dict[str, dict]]:
-    """(hash_folder(folder), {name: {"sha256", "bytes"}}), reading each file once."""
+    """(hash_folder(folder), {name: {"sha256", "bytes"}}): each file hashed once, on threads.
+
+    The content hash is the sha256 of every file's name and sha256, so it names the bytes without
+    hashing them a second time."""
+    names = _entry_files(folder)
+    digests = _hash_files(list(names.values()))
+    files = {name: {"sha256": digest, "bytes": size} for name, (digest, size) in zip(names, digests)}
+    return _content_hash(files), files
+
+
+def _content_hash(files: dict[str, dict]) -> str:
     digest = hashlib.sha256()
-    files = {}
+    for name in sorted(files):
+        digest.update(f"{name}\0{files[name]['sha256']}\n".encode())
+    return digest.hexdigest()
+
+
+def _hash_files(paths: list[Path]) -> list[tuple[str, int]]:
+    """(sha256, size) of each file, biggest first over a few threads."""
+    def one(path: Path) -> tuple[str, int]:
+        return sha256_file(path), path.stat().st_size
+
+    if len(paths) <= 1:
+        return [one(path) for path in paths]
+    with ThreadPoolExecutor(max_workers=min(HASH_THREADS, len(paths)), thread_name_prefix="millamusic-hash") as pool:
+        return list(pool.map(one, paths))
+
+
+def _legacy_content_hash(folder: Path) -> str:
+    """The content hash as millamusic wrote it before per-file records: names and bytes in one sha256
+    (only to check entries written then)."""
+    digest = hashlib.sha256()
     for name, path in _entry_files(folder).items():
         digest.update(name.encode() + b"\0")
-        own = hashlib.sha256()
-        size = 0
         with open(path, "rb") as handle:
             for chunk in iter(lambda: handle.read(1 << 20), b""):
                 digest.update(chunk)
-                own.update(chunk)
-                size += len(chunk)
-        files[name] = {"sha256": own.hexdigest(), "bytes": size}
-    return digest.hexdigest(), files
+    return digest.hexdigest()
 
 
 def _record_checksum(record: dict) -> str:
@@ -80,12 +111,12 @@ def _record_checksum(record: dict) -> str:
     return hashlib.sha256(canonical_json({k: v for k, v in record.items() if k != "record_sha256"}).encode()).hexdigest()
 
 
-def entry_problem(folder: Path, record: dict, *, full: bool = True) -> str | None:
+def entry_problem(folder: Path, record: dict, *, hash_up_to: float = math.inf) -> str | None:
     """What is wrong with the entry at `folder` whose entry.json holds `record`; None if nothing.
 
-    Checks that every recorded file is there with its recorded size and no other file is, and
-    with `full` (the default) that each file's sha256 matches: a single flipped byte is found.
-    Without `full` only names and sizes are checked (a stat per file: cheap, for `status`).
+    Checks that every recorded file is there with its recorded size and no other file is, and that
+    the sha256 of each file of at most `hash_up_to` bytes matches (all of them by default: a single
+    flipped byte is found; 0: names and sizes only, a stat per file, cheap, for `status`).
     An entry without per-file records (written by an older millamusic) passes unchecked here:
     read_entry checks it against its content hash."""
     if "files" not in record:
@@ -103,23 +134,16 @@ def entry_problem(folder: Path, record: dict, *, full: bool = True) -> str | Non
             return f"{name} is {size} bytes, recorded {want['bytes']}"
     if present:
         return f"{next(iter(present))} is not one of the entry's files"
-    if full:
-        names = sorted(files)
-        workers = min(8, os.cpu_count() or 1, len(names))
-        if workers <= 1:
-            digests = {name: sha256_file(folder / name) for name in names}
-        else:
-            with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="millamusic-verify") as pool:
-                digests = dict(zip(names, pool.map(lambda name: sha256_file(folder / name), names)))
-        for name in names:
-            if digests[name] != files[name]["sha256"]:
-                return f"{name} checksum mismatch"
+    names = sorted(name for name, want in files.items() if want["bytes"] <= hash_up_to)
+    for name, (digest, _) in zip(names, _hash_files([folder / name for name in names])):
+        if digest != files[name]["sha256"]:
+            return f"{name} checksum mismatch"
     return None
 
 
-def read_entry(folder: Path, *, full: bool = True) -> tuple[dict | None, str | None]:
+def read_entry(folder: Path, *, hash_up_to: float = math.inf) -> tuple[dict | None, str | None]:
     """(entry.json's record, None) for a sound entry; (None, what is wrong) for a damaged one;
-    (None, None) when there is no entry at `folder`."""
+    (None, None) when there is no entry at `folder`. `hash_up_to`: see entry_problem."""
     if not folder.is_dir():
         return None, None
     try:
@@ -137,13 +161,15 @@ def read_entry(folder: Path, *, full: bool = True) -> tuple[dict | None, str | N
         return None, f"{ENTRY_FILE} checksum mismatch"
     if record.get("key") not in (None, folder.name):
         return None, f"{ENTRY_FILE} is another entry's (key {str(record['key'])[:16]}...)"
-    if full and "files" not in record:  # written before per-file records: check the content hash, learn them
-        content_hash, files = scan_folder(folder)
-        if content_hash != record["content_hash"]:
+    if "files" not in record:  # written before per-file records: check the content hash, learn them
+        if not hash_up_to:
+            return record, None  # (status) a stat-only look cannot check it: the render that uses it will
+        if _legacy_content_hash(folder) != record["content_hash"]:
             return None, "files do not match the recorded content hash"
+        _, files = scan_folder(folder)
         return {**record, "files": files}, None  # without record_sha256: StageCache.run writes it back
     try:
-        problem = entry_problem(folder, record, full=full)
+        problem = entry_problem(folder, record, hash_up_to=hash_up_to)
     except (KeyError, TypeError, AttributeError):  # a record whose fields are not the shapes we write
         return None, unreadable
     return (None, problem) if problem else (record, None)
@@ -204,6 +230,15 @@ def sweep_stale_temps(folder: Path) -> int:
     return removed
 
 
+class CorruptEntry(Exception):
+    """A cache entry's file failed its checksum when it was read (Entry.verified): the render that
+    read it moves the entry aside and starts over (pipeline.render), so the stage is recomputed."""
+
+    def __init__(self, entry: "Entry", problem: str):
+        super().__init__(f"cache entry {entry.stage}/{entry.key[:16]}: {problem}")
+        self.entry, self.problem = entry, problem
+
+
 @dataclass(frozen=True)
 class Entry:
     stage: str
@@ -212,11 +247,38 @@ class Entry:
     content_hash: str
     hit: bool  # True: found in the cache; False: computed now
     why: str  # why it was computed ("" on a hit)
+    files: dict = field(default_factory=dict, compare=False, repr=False)  # name -> {"sha256", "bytes"}
+    checked: set = field(default_factory=set, compare=False, repr=False)  # names hashed since it was found
+
+    def verified(self, name: str) -> Path:
+        """The path of the entry's file `name`, its bytes checked against entry.json first (once):
+        CorruptEntry if they differ. What a stage reads from an earlier stage's entry goes through here."""
+        if name not in self.checked and name in self.files:
+            path = self.path / name
+            if sha256_file(path) != self.files[name]["sha256"]:
+                raise CorruptEntry(self, f"{name} checksum mismatch")
+            self.checked.add(name)
+        return self.path / name
+
+    def copy_verified(self, name: str, destination: Path) -> str:
+        """Copy the entry's file `name` to `destination`, checking its bytes against entry.json as
+        they stream through (one read for both); returns their sha256. CorruptEntry if they differ."""
+        digest = hashlib.sha256()
+        with open(self.path / name, "rb") as source, open(destination, "wb") as target:
+            while chunk := source.read(1 << 22):
+                digest.update(chunk)
+                target.write(chunk)
+        sha256 = digest.hexdigest()
+        if name in self.files and sha256 != self.files[name]["sha256"]:
+            raise CorruptEntry(self, f"{name} checksum mismatch")
+        self.checked.add(name)
+        return sha256
 
 
 class StageCache:
     def __init__(self, root: Path):
         self.root = Path(root)
+        self.retired: dict[str, str] = {}  # key -> what was wrong, for entries `retire` moved aside
 
     def lookup(self, stage: str, inputs: dict, *, verify: bool = False) -> Entry | None:
         """The published entry for `inputs`, or None; computes and records nothing.
@@ -226,29 +288,33 @@ class StageCache:
         reported as missing here and left in place: `run` moves it aside and recomputes it."""
         key = hash_inputs({"stage": stage, **inputs})
         final = self.root / stage / key
-        record, _ = read_entry(final, full=verify)
-        return None if record is None else Entry(stage, key, final, record["content_hash"], True, "")
+        record, _ = read_entry(final, hash_up_to=math.inf if verify else 0)
+        return None if record is None else Entry(stage, key, final, record["content_hash"], True, "",
+                                                 record.get("files", {}))
 
     def run(self, stage: str, inputs: dict, produce: Callable[[Path], None], *, force: bool = False,
             label: str = "", context: dict | None = None,
             explain: Callable[[dict | None], str] | None = None) -> Entry:
         """Return the entry for `inputs`, calling `produce(folder)` only when it is missing (or forced).
 
-        A hit is verified file by file first (see entry_problem); a damaged entry is moved aside and
-        recomputed, and the Entry's `why` says so ("cache entry corrupt: mix.npy checksum mismatch;
-        recomputed"). `context` (what the caller wants to compare next time, e.g. the song's
+        A hit is verified first (sizes, and the bytes of files up to EAGER_VERIFY_BYTES; larger ones
+        when read, see Entry.verified); a damaged entry is moved aside and recomputed, and the Entry's
+        `why` says so ("cache entry corrupt: mix.npy checksum mismatch; recomputed"). An entry that
+        `retire` moved aside in this run is explained the same way. `context` (what the caller wants to compare next time, e.g. the song's
         source files) is remembered with the inputs; `explain(previous)` turns the last remembered
         {"inputs", "context"} (None: never run) into the reason it runs now (default: `why`)."""
         key = hash_inputs({"stage": stage, **inputs})
         final = self.root / stage / key
-        problem = None
+        problem = self.retired.get(key)
         if not force:
-            record, problem = read_entry(final)
+            record, found = read_entry(final, hash_up_to=EAGER_VERIFY_BYTES)
             if record is not None:
                 self._upgrade(final, record)
                 self._remember(stage, label, inputs, context)
-                return Entry(stage, key, final, record["content_hash"], True, "")
-            if problem is not None:
+                small = {name for name, file in record["files"].items() if file["bytes"] <= EAGER_VERIFY_BYTES}
+                return Entry(stage, key, final, record["content_hash"], True, "", record["files"], small)
+            if found is not None:
+                problem = found
                 self._retire(final, key)  # out of the way, atomically: no reader sees it from now on
         if force:
             why = "forced (--force)"
@@ -273,7 +339,7 @@ class StageCache:
                 try:
                     os.rename(temp, final)
                 except OSError:  # another worker published the same key first: theirs stands, ours goes
-                    theirs, _ = read_entry(final, full=False)
+                    theirs, _ = read_entry(final, hash_up_to=0)
                     if theirs is None:
                         if not final.exists():
                             raise  # not a lost race: the rename itself failed
@@ -281,12 +347,20 @@ class StageCache:
                         os.rename(temp, final)
                     else:
                         shutil.rmtree(temp, ignore_errors=True)
-                        content_hash = theirs["content_hash"]
+                        content_hash, files = theirs["content_hash"], theirs.get("files", {})
         except BaseException:
             shutil.rmtree(temp, ignore_errors=True)
             raise
         self._remember(stage, label, inputs, context)
-        return Entry(stage, key, final, content_hash, False, why)
+        self.retired.pop(key, None)
+        # hashed just now as they were stored: nothing to check again when a later stage reads them
+        return Entry(stage, key, final, content_hash, False, why, files, set(files))
+
+    def retire(self, entry: Entry, problem: str) -> None:
+        """Move a damaged entry aside (found when a file was read: Entry.verified); the next `run`
+        for its inputs recomputes it and says why."""
+        self.retired[entry.key] = problem
+        self._retire(entry.path, entry.key)
 
     def _retire(self, final: Path, key: str) -> None:
         """Move an entry aside with one rename (readers see it whole or not at all), then delete it.

@@ -22,7 +22,7 @@ from typing import Callable
 
 from millamusic import SAMPLE_RATE, __version__
 from millamusic.audio import Audio, load_npy, save_npy
-from millamusic.cache import Entry, StageCache, sha256_file
+from millamusic.cache import CorruptEntry, Entry, StageCache, sha256_file
 from millamusic.errors import ExportError, MillaError, RenderError, disk_fault, is_disk_fault
 from millamusic.score import Score
 from millamusic.spec import Song
@@ -86,7 +86,7 @@ class _Run:
         """An entry's stems, read once per render: the stems and mix stages both need them."""
         if entry.path not in self._stems:
             names = json.loads((entry.path / listing).read_text())["stems"]
-            self._stems[entry.path] = {name: load_npy(entry.path / f"{name}.npy") for name in names}
+            self._stems[entry.path] = {name: load_npy(entry.verified(f"{name}.npy")) for name in names}
         return self._stems[entry.path]
 
     def all_stems(self) -> dict[str, Audio]:
@@ -106,8 +106,8 @@ class _Run:
         try:
             entry = self.cache.run(name, inputs, produce, force=self.options.force, label=label, context=self.sources,
                                    explain=lambda previous: explain(name, previous, inputs, self.sources))
-        except MillaError:
-            raise  # already says what is wrong and maps to its own exit code (a SpecError stays 2)
+        except (MillaError, CorruptEntry):
+            raise  # already says what is wrong and maps to its own exit code (a SpecError stays 2); see render
         except Exception as error:  # a bug or a library failure inside a stage: say which stage
             if isinstance(error, OSError) and is_disk_fault(error):  # the machine, not the song: say what to do
                 where = self.cache.root.resolve()
@@ -164,9 +164,30 @@ def render(song: Song, options: RenderOptions, progress: Progress | None = None,
     """
     if until not in (None, "backing", "mix"):
         raise ValueError(f"render(until={until!r}): stop after 'backing' or 'mix', or None for everything")
+    started = time.perf_counter()
+    cache = StageCache(options.cache_dir)
+    try:
+        return _render(song, options, progress, cache, started, until, album_masters, earlier)
+    except CorruptEntry as corrupt:  # a file a stage (or publish) read failed its checksum
+        first = corrupt
+    # Move the damaged entry aside and start over: the stages before it are cache hits, it is
+    # recomputed (saying why), and nothing was published from it.
+    cache.retire(first.entry, first.problem)
+    if progress is not None:
+        progress(first.entry.stage, f"cache entry corrupt: {first.problem}; moved aside, rendering again")
+    try:
+        return _render(song, options, progress, cache, started, until, album_masters, earlier)
+    except CorruptEntry as again:
+        cache.retire(again.entry, again.problem)
+        raise RenderError(f"{song.path}: {again} (after recomputing {first.entry.stage}); it was moved aside: "
+                          "run the same command again") from again
+
+
+def _render(song: Song, options: RenderOptions, progress: Progress | None, cache: StageCache, started: float,
+            until: str | None, album_masters: dict | None,
+            earlier: tuple[StageReport, ...]) -> RenderResult | MixResult | tuple[StageReport, ...]:
     from millamusic.engines import load_engine
 
-    started = time.perf_counter()
     spec = song.spec
     backing_engine = load_engine("backing", options.backing or spec.engines.backing)
     vocal_engine = load_engine("vocals", options.vocals or spec.engines.vocals)
@@ -175,7 +196,7 @@ def render(song: Song, options: RenderOptions, progress: Progress | None = None,
     say = progress or (lambda *_: None)
     from millamusic.status import song_sources
 
-    run = _Run(song, options, StageCache(options.cache_dir),
+    run = _Run(song, options, cache,
                lambda stage, state: None if stage in done_before else say(stage, state), song_sources(song))
 
     backing_request = backing_request_for(song, options)
@@ -190,6 +211,7 @@ def render(song: Song, options: RenderOptions, progress: Progress | None = None,
     _stems(run, score, backing, vocals)
     mixed = _mix(run, backing, vocals)
     if until == "mix":
+        mixed.verified("mix.npy")  # the album master reads it next, outside this render
         return MixResult(song.slug, mixed.content_hash, str(mixed.path / "mix.npy"),
                          tuple(by_name.get(report.name, report) for report in run.reports))
     vocals_info = engine_used(vocals, "vocals.json")
@@ -391,7 +413,7 @@ def _stems(run: _Run, score: Score, backing: Entry, vocals: Entry) -> Entry:
     def produce(folder: Path) -> None:
         for name, audio in run.all_stems().items():
             write_wav(audio, folder / f"{name}.wav", bit_depth=24)
-        (folder / f"{run.song.slug}.mid").write_bytes(_midi_with_vocal(backing.path / "backing.mid", score))
+        (folder / f"{run.song.slug}.mid").write_bytes(_midi_with_vocal(backing.verified("backing.mid"), score))
 
     return run.stage("stems", inputs, produce)
 
@@ -461,7 +483,7 @@ def _master(run: _Run, mixed: Entry, profile) -> Entry:
 
     def produce(folder: Path) -> None:
         # master at the delivery rate: resampling after the limiter would bring back inter-sample peaks
-        mastered, report = master(resample(load_npy(mixed.path / "mix.npy"), profile.sample_rate), profile)
+        mastered, report = master(resample(load_npy(mixed.verified("mix.npy")), profile.sample_rate), profile)
         save_npy(mastered, folder / "master.npy")
         (folder / "loudness.json").write_text(json.dumps({"target": profile.to_dict(), **report.to_dict()}, indent=1))
 
@@ -604,7 +626,7 @@ def _export(run: _Run, master_entry: Entry, tags, profile) -> Entry:
 
         import numpy as np
 
-        mastered = load_npy(master_entry.path / "master.npy")
+        mastered = load_npy(master_entry.verified("master.npy"))
         name = {role: folder / f"{slug}{suffix}" for role, (suffix, _) in DELIVERY_FILES.items()}
         # The MP3s (encode, decode, measure; LAME and soxr release the GIL) run beside the PCM files.
         with ThreadPoolExecutor(max_workers=2, thread_name_prefix="millamusic-mp3") as pool:
@@ -692,32 +714,29 @@ def _publish(run: _Run, publication: _Publication, root: Path, masters: Path, st
         run.progress("publish", f"note: masters/{slug}/{', '.join(dropped)}/ replaced by this render's profiles "
                                 f"({', '.join(deliveries)}); render with --profile {','.join([*deliveries, *dropped])} "
                                 "to keep them (their stages are still cached)")
-    plan = []  # (source, destination, role)
+    plan = []  # (cache entry, its file, destination, role)
     for name, (_, _, export_entry) in deliveries.items():
         folder = _inside(root, masters / name)
         for role, (suffix, _) in DELIVERY_FILES.items():
-            plan.append((export_entry.path / f"{slug}{suffix}", folder / f"{slug}{suffix}", f"{name}:{role}"))
-    plan.append((lyrics_entry.path / "lyrics.txt", masters / "lyrics.txt", "lyrics:txt"))
-    plan.append((lyrics_entry.path / f"{slug}.lrc", lyrics / f"{slug}.lrc", "lyrics:lrc"))
-    plan.append((lyrics_entry.path / f"{slug}.ttml", lyrics / f"{slug}.ttml", "lyrics:ttml"))
+            plan.append((export_entry, f"{slug}{suffix}", folder / f"{slug}{suffix}", f"{name}:{role}"))
+    plan.append((lyrics_entry, "lyrics.txt", masters / "lyrics.txt", "lyrics:txt"))
+    plan.append((lyrics_entry, f"{slug}.lrc", lyrics / f"{slug}.lrc", "lyrics:lrc"))
+    plan.append((lyrics_entry, f"{slug}.ttml", lyrics / f"{slug}.ttml", "lyrics:ttml"))
     stems_entry = run.entries["stems"]
-    for path in sorted(stems_entry.path.iterdir()):
+    for name in sorted(stems_entry.files):
+        path = Path(name)
         if path.suffix in (".wav", ".mid"):
-            plan.append((path, stems / path.name, f"stem:{path.stem}" if path.suffix == ".wav" else "midi"))
-    files: dict[str, str] = {}
-    for source, destination, role in plan:
-        publication.copy(source, destination)
-        files[role] = str(destination)
+            plan.append((stems_entry, name, stems / name, f"stem:{path.stem}" if path.suffix == ".wav" else "midi"))
+    files: dict[str, str] = {role: str(destination) for _, _, destination, role in plan}
 
     from millamusic.credits import contains_ai, digital_source_type
 
-    def relative(path: str) -> str:
+    def relative(path: str | Path) -> str:
         return Path(os.path.relpath(path, root)).as_posix()
 
-    def file_record(path: str) -> dict:  # of the copy that will be published, not of the cache entry
-        staged = publication.staged[Path(path)]
-        return {"sha256": sha256_file(staged), "bytes": staged.stat().st_size}
-
+    # each file as it will be published: the bytes of its cache entry, whose sha256 entry.json holds
+    file_records = {relative(destination): {"sha256": entry.files[name]["sha256"], "bytes": entry.files[name]["bytes"]}
+                    for entry, name, destination, _ in plan}
     loudness, delivered = {}, {}
     for name, (profile, master_entry, export_entry) in deliveries.items():
         loudness[name] = json.loads((master_entry.path / "loudness.json").read_text())
@@ -753,13 +772,88 @@ def _publish(run: _Run, publication: _Publication, root: Path, masters: Path, st
         "mix": json.loads((run.entries["mix"].path / "mix.json").read_text()),
         "credits": [asdict(c) for c in credits], "contains_ai": contains_ai(credits),
         "digital_source_type": digital_source_type(credits), "disclosure": tags.disclosure,
-        "files": {relative(path): file_record(path) for path in files.values()},
+        "files": file_records,
     }
     release_path = masters / "release.json"
+    files["release"] = str(release_path)
+    published = _PublishedRelease.read(root, release_path)
+    stems_names = {destination.name for _, _, destination, _ in plan if destination.parent == stems}
+    if published.same_release(record, masters, deliveries) and published.folder_is(stems, stems_names):
+        run.progress("publish", f"unchanged: masters/{slug}/ already holds this release")
+        return files, loudness  # an unchanged re-render writes nothing
+    in_place = {destination for _, _, destination, _ in plan
+                if published.holds(destination, file_records[relative(destination)])}
+    stems_stay = published.folder_is(stems, stems_names) and all(
+        destination in in_place for _, _, destination, _ in plan if destination.parent == stems)
+    for entry, name, destination, _ in plan:
+        if destination not in in_place:
+            publication.copy(entry, name, destination)
+        elif destination.parent == lyrics or (destination.parent == stems and stems_stay):
+            continue  # already in place, as this render would write it: left alone
+        else:  # into its folder's new staging, without copying the bytes again
+            publication.link(destination, destination)
     publication.write(release_path, json.dumps(record, indent=1, ensure_ascii=False).encode())
     publication.commit()
-    files["release"] = str(release_path)
     return files, loudness
+
+
+class _PublishedRelease:
+    """What a song's release.json (from an earlier render) says is published, to leave what is
+    already in place alone: an unchanged re-render rewrites nothing, a new mastering target leaves
+    the stems alone, and files that stay are hard-linked into the new masters folder, not copied.
+
+    A published file counts as in place when release.json lists it with the sha256 and size this
+    render would give it, and on disk it has that size and was last modified no later than
+    release.json was written (the quick check make and rsync use: the published copy is not
+    hashed again). A file edited, replaced or truncated after its release is published afresh;
+    `millamusic check` hashes every file against release.json."""
+
+    def __init__(self, root: Path, record: dict | None, written_ns: int):
+        self.root, self.record, self.written_ns = root, record or {}, written_ns
+
+    @classmethod
+    def read(cls, root: Path, path: Path) -> "_PublishedRelease":
+        try:
+            with open(path, "rb") as handle:
+                written_ns = os.fstat(handle.fileno()).st_mtime_ns
+                record = json.loads(handle.read())
+        except (OSError, ValueError):
+            return cls(root, None, 0)
+        return cls(root, record if isinstance(record, dict) else None, written_ns)
+
+    def holds(self, destination: Path, want: dict) -> bool:
+        listed = (self.record.get("files") or {}).get(Path(os.path.relpath(destination, self.root)).as_posix())
+        if listed != want:
+            return False
+        try:
+            stat = destination.stat()
+        except OSError:
+            return False
+        return stat.st_size == want["bytes"] and stat.st_mtime_ns <= self.written_ns
+
+    def folder_is(self, folder: Path, names: set[str]) -> bool:
+        """Whether `folder` holds exactly `names` (hidden temp names aside)."""
+        try:
+            return {p.name for p in folder.iterdir() if not p.name.startswith(".")} == names
+        except OSError:
+            return False
+
+    def same_release(self, record: dict, masters: Path, deliveries: dict) -> bool:
+        """Whether release.json already describes `record` (its timestamp and stage timings aside) and
+        masters/<slug>/ holds exactly its files."""
+        if not self.record or _comparable(self.record) != _comparable(record):
+            return False
+        if not all(self.holds(self.root / name, want) for name, want in record["files"].items()):
+            return False
+        return self.folder_is(masters, {*deliveries, "lyrics.txt", "release.json"}) and all(
+            self.folder_is(masters / name, {f"{record['slug']}{suffix}" for suffix, _ in DELIVERY_FILES.values()})
+            for name in deliveries)
+
+
+def _comparable(record: dict) -> dict:
+    """A release record without what changes every render (when, how long, from cache or not)."""
+    stages = {name: (stage.get("key"), stage.get("content_hash")) for name, stage in record.get("stages", {}).items()}
+    return {**{k: v for k, v in record.items() if k not in ("rendered_at", "stages")}, "stages": stages}
 
 
 def _inside(root: Path, path: Path) -> Path:
@@ -806,11 +900,23 @@ class _Publication:
         self.staged[final] = temp
         return temp
 
-    def copy(self, source: Path, final: Path) -> None:
+    def copy(self, entry: Entry, name: str, final: Path) -> None:
+        """The cache entry's file `name` to `final`, its bytes checked on the way (CorruptEntry)."""
         self.writing = final
         temp = self.path(final)
-        shutil.copyfile(source, temp)
+        entry.copy_verified(name, temp)
         _fsync_file(temp)  # one file at a time, as it is written: ~3x faster than a pile of dirty pages at the end
+
+    def link(self, published: Path, final: Path) -> None:
+        """A file already published (and unchanged) into its folder's new staging: a hard link where
+        the file system has them (no bytes copied), else a copy."""
+        self.writing = final
+        temp = self.path(final)
+        try:
+            os.link(published, temp)
+        except OSError:
+            shutil.copyfile(published, temp)
+            _fsync_file(temp)
 
     def write(self, final: Path, data: bytes) -> None:
         self.writing = final

@@ -12,7 +12,14 @@ voices are rendered once per song and copied, and nothing here loops per sample 
 from __future__ import annotations
 
 import numpy as np
-from scipy import signal
+
+
+def _signal():
+    """scipy.signal, imported on first use: the import takes ~0.6 s, and a render whose backing is
+    cached loads this module (for the arranger's options) without filtering anything."""
+    from scipy import signal
+
+    return signal
 
 TWO_PI = 2.0 * np.pi
 LN_1000 = np.log(1000.0)  # -60 dB
@@ -55,19 +62,19 @@ def _sos(kind: str, cutoff, sample_rate: int, order: int = 2) -> np.ndarray:
         wn = [min(c, 0.95 * nyq) / nyq for c in cutoff]
     else:
         wn = min(cutoff, 0.95 * nyq) / nyq
-    return signal.butter(order, wn, btype=kind, output="sos")
+    return _signal().butter(order, wn, btype=kind, output="sos")
 
 
 def highpass(x: np.ndarray, cutoff: float, sample_rate: int, order: int = 2) -> np.ndarray:
-    return signal.sosfilt(_sos("highpass", cutoff, sample_rate, order), x)
+    return _signal().sosfilt(_sos("highpass", cutoff, sample_rate, order), x)
 
 
 def lowpass(x: np.ndarray, cutoff: float, sample_rate: int, order: int = 2) -> np.ndarray:
-    return signal.sosfilt(_sos("lowpass", cutoff, sample_rate, order), x)
+    return _signal().sosfilt(_sos("lowpass", cutoff, sample_rate, order), x)
 
 
 def bandpass(x: np.ndarray, low: float, high: float, sample_rate: int, order: int = 2) -> np.ndarray:
-    return signal.sosfilt(_sos("bandpass", (low, high), sample_rate, order), x)
+    return _signal().sosfilt(_sos("bandpass", (low, high), sample_rate, order), x)
 
 
 # --- oscillators -------------------------------------------------------------------------------
@@ -253,7 +260,7 @@ def karplus_strong(freq: float, n_hold: int, sample_rate: int, rng: np.random.Ge
     excite = rng.uniform(-1.0, 1.0, period)
     # Darker pick: one-pole low-pass on the burst; pick position: comb notch.
     alpha = 0.05 + 0.9 * brightness
-    excite = signal.lfilter([alpha], [1.0, alpha - 1.0], excite)
+    excite = _signal().lfilter([alpha], [1.0, alpha - 1.0], excite)
     shift = max(1, int(pick_position * period))
     excite = excite - np.roll(excite, shift)
     excite -= excite.mean()
