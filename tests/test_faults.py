@@ -470,9 +470,11 @@ def test_a_real_write_failure_in_a_stage_is_reported_without_a_traceback(tmp_pat
     said = " ".join((result.stdout + result.stderr).split())
     assert result.returncode == 4, said
     assert "Traceback" not in said, said
-    assert "stage 'backing' failed" in said and "Fix: free space on the disk" in said, said
+    # the backing and the vocals run side by side and both write more than the limit: either is named
+    assert re.search(r"stage '(backing|vocals)' failed", said) and "Fix: free space on the disk" in said, said
     assert not (out / "masters").exists() and not (out / "stems").exists()
-    assert [p.name for p in (cache / "backing").iterdir()] == [], "a half-built entry was kept"
+    for stage in ("backing", "vocals"):
+        assert [p.name for p in (cache / stage).iterdir()] == [], f"a half-built {stage} entry was kept"
 
 
 # --- an engine that fails mid-song ----------------------------------------------------------------

@@ -308,10 +308,12 @@ def _quantize(audio: Audio, bits: int) -> np.ndarray:
     16-bit: TPDF dither of +-1 LSB, seeded, so the same master always gives the same file.
     Samples over full scale are clipped (with a warning) instead of wrapping around.
     """
-    x = np.asarray(audio.samples, dtype=np.float64).T
-    if not np.all(np.isfinite(x)):
+    if not np.all(np.isfinite(audio.samples)):
         raise ExportError("audio contains NaN or infinite samples; refusing to write it")
     full = float(1 << (bits - 1))
+    if bits == 24 and audio.samples.dtype == np.float32:
+        return _quantize_24(audio.samples, full)
+    x = np.asarray(audio.samples, dtype=np.float64).T
     scaled = x * full
     if bits == 16:
         rng = np.random.default_rng(0x5EED16)
@@ -324,6 +326,23 @@ def _quantize(audio: Audio, bits: int) -> np.ndarray:
     if bits == 16:
         return q.astype(np.int16)
     return (q.astype(np.int32) << 8).astype(np.int32)
+
+
+def _quantize_24(samples: np.ndarray, full: float) -> np.ndarray:
+    """_quantize's 24-bit case for float32 samples, in place on one interleaved float32 copy: the
+    same integers as the float64 route (scaling by 2**23 and rounding are exact in float32, and
+    both clip bounds are float32 integers) with a fifth of the memory traffic; a 3-minute stem
+    would otherwise take ~500 MB of float64 temporaries."""
+    scaled = np.empty(samples.shape[::-1], np.float32)  # (frames, channels): interleaved, as WAV stores it
+    np.multiply(samples.T, np.float32(full), out=scaled)
+    np.rint(scaled, out=scaled)
+    over = int(np.count_nonzero(scaled > full - 1)) + int(np.count_nonzero(scaled < -full))
+    if over:
+        log.warning("clipping %d samples over full scale while writing 24-bit PCM", over)
+    np.clip(scaled, -full, full - 1, out=scaled)
+    q = scaled.astype(np.int32)
+    q <<= 8
+    return q
 
 
 def write_wav(audio: Audio, path: str | os.PathLike, bit_depth: int = 24) -> Path:

@@ -3,6 +3,7 @@ backing ducked a little under the vocal. Settings are data; the report says what
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -54,17 +55,23 @@ class MixReport:
         return asdict(self)
 
 
-def mix(stems: dict[str, Audio]) -> tuple[Audio, MixReport]:
-    """Sum processed stems; every stem must be stereo with the same rate and length."""
+def mix(stems: Mapping[str, Audio]) -> tuple[Audio, MixReport]:
+    """Sum processed stems; every stem must be stereo with the same rate and length.
+
+    Each stem is read from `stems` once, in turn, so a mapping that loads stems when asked keeps
+    only one in memory (pipeline._StemFiles)."""
     from pedalboard import Compressor, HighpassFilter, PeakFilter, Pedalboard, Reverb
 
-    rate = next(iter(stems.values())).sample_rate
-    frames = next(iter(stems.values())).frames
-    backing_bus = np.zeros((2, frames), np.float32)
-    vocal_bus = np.zeros((2, frames), np.float32)
-    reverb_bus = np.zeros((2, frames), np.float32)
+    if not stems:
+        raise ValueError("nothing to mix: no stems")
     stem_report = {}
+    rate = frames = None
     for name, audio in stems.items():
+        if rate is None:
+            rate, frames = audio.sample_rate, audio.frames
+            backing_bus = np.zeros((2, frames), np.float32)
+            vocal_bus = np.zeros((2, frames), np.float32)
+            reverb_bus = np.zeros((2, frames), np.float32)
         if audio.sample_rate != rate or audio.frames != frames:
             raise ValueError(f"stem {name!r} is {audio.frames} frames at {audio.sample_rate} Hz; "
                              f"expected {frames} at {rate}")

@@ -16,8 +16,10 @@ import os
 import shutil
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from collections.abc import Mapping
 from typing import Callable
 
 from millamusic import SAMPLE_RATE, __version__
@@ -80,18 +82,20 @@ class _Run:
     sources: dict = field(default_factory=dict)  # the song's files, remembered with each stage (status.song_sources)
     reports: list[StageReport] = field(default_factory=list)
     entries: dict[str, Entry] = field(default_factory=dict)
-    _stems: dict[Path, dict[str, Audio]] = field(default_factory=dict)
 
-    def stems_of(self, entry: Entry, listing: str) -> dict[str, Audio]:
-        """An entry's stems, read once per render: the stems and mix stages both need them."""
-        if entry.path not in self._stems:
-            names = json.loads((entry.path / listing).read_text())["stems"]
-            self._stems[entry.path] = {name: load_npy(entry.verified(f"{name}.npy")) for name in names}
-        return self._stems[entry.path]
+    def all_stems(self) -> "_StemFiles":
+        return _StemFiles({**self._stem_files(self.entries["backing"], "backing.json"),
+                           **self._stem_files(self.entries["vocals"], "vocals.json")})
 
-    def all_stems(self) -> dict[str, Audio]:
-        return {**self.stems_of(self.entries["backing"], "backing.json"),
-                **self.stems_of(self.entries["vocals"], "vocals.json")}
+    @staticmethod
+    def _stem_files(entry: Entry, listing: str) -> dict[str, Callable[[], Path]]:
+        names = json.loads((entry.path / listing).read_text())["stems"]
+        return {name: lambda name=name: entry.verified(f"{name}.npy") for name in names}
+
+    def in_order(self) -> list[StageReport]:
+        """The stage reports in the order of a serial render (stages side by side finish in any order)."""
+        rank = {"compose": 0, "backing": 1, "vocals": 2, "stems": 3}  # the rest run one after another
+        return sorted(self.reports, key=lambda report: rank.get(report.name, 4))
 
     def stage(self, name: str, inputs: dict, produce: Callable[[Path], None], *, variant: str | None = None) -> Entry:
         """Run (or reuse) one stage. A `variant` (a delivery profile) is a separate run of the same
@@ -122,6 +126,24 @@ class _Run:
         self.entries[shown] = entry
         self.progress(shown, "cached" if entry.hit else f"done ({entry.why})")
         return entry
+
+
+class _StemFiles(Mapping):
+    """Stems read from their cache entries when asked for, one at a time and not kept: the mix and
+    the stems' WAVs (side by side) go through them stem by stem, so each holds one at a time
+    instead of all of them (a 3-minute stem is 70 MB; a song has up to a dozen)."""
+
+    def __init__(self, paths: dict[str, Callable[[], Path]]):
+        self._paths = paths  # name -> the verified .npy path (Entry.verified)
+
+    def __getitem__(self, name: str) -> Audio:
+        return load_npy(self._paths[name]())
+
+    def __iter__(self):
+        return iter(self._paths)
+
+    def __len__(self) -> int:
+        return len(self._paths)
 
 
 LOW_DISK_BYTES = 256 << 20  # less free than this where the cache lies: about one long song's stems
@@ -203,32 +225,40 @@ def _render(song: Song, options: RenderOptions, progress: Progress | None, cache
     backing_info = backing_engine.describe(backing_request)  # the checkpoint, before minutes of rendering
     guard_licences(song, [backing_info, vocal_engine.info], options.acknowledge_noncommercial)
     score = _compose(run)
-    backing = _backing(run, score, backing_engine, backing_request, backing_info)
     by_name = {report.name: report for report in earlier}
     if until == "backing":
+        _backing(run, score, backing_engine, backing_request, backing_info)
         return tuple(by_name.get(report.name, report) for report in run.reports)
-    vocals = _vocals(run, score, vocal_engine)
-    _stems(run, score, backing, vocals)
-    mixed = _mix(run, backing, vocals)
-    if until == "mix":
-        mixed.verified("mix.npy")  # the album master reads it next, outside this render
-        return MixResult(song.slug, mixed.content_hash, str(mixed.path / "mix.npy"),
-                         tuple(by_name.get(report.name, report) for report in run.reports))
-    vocals_info = engine_used(vocals, "vocals.json")
-    credits = credits_for(song, score, backing_info, backing, vocals_info)
-    lines = timed_lyrics(score, vocals)
-    seconds = score.total_frames(SAMPLE_RATE) / SAMPLE_RATE  # every stem, the mix and the masters are this long
-    lyrics_entry = _lyrics(run, score, lines, seconds)
-    tags = release_tags(song, score, credits, lines)
-    deliveries = {}
-    for profile in profiles:
-        if album_masters is not None:
-            master_entry = album_masters[profile.name]
-            run.entries[f"master[{profile.name}]"] = master_entry
-        else:
-            master_entry = _master(run, mixed, profile)
-        deliveries[profile.name] = (profile, master_entry, _export(run, master_entry, tags, profile))
-    run.reports = [by_name.get(report.name, report) for report in run.reports]
+    # Stages that do not read each other run side by side: the backing beside the vocals, then the
+    # stems' WAVs beside the mix, master and export. Each engine alone leaves one of two cores idle
+    # much of the time (docs/performance.md).
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="millamusic-beside") as beside:
+        backing_job = beside.submit(_backing, run, score, backing_engine, backing_request, backing_info)
+        vocals = _vocals(run, score, vocal_engine)
+        backing = backing_job.result()
+        stems_job = beside.submit(_stems, run, score, backing, vocals)
+        mixed = _mix(run, backing, vocals)
+        if until == "mix":
+            stems_job.result()
+            mixed.verified("mix.npy")  # the album master reads it next, outside this render
+            return MixResult(song.slug, mixed.content_hash, str(mixed.path / "mix.npy"),
+                             tuple(by_name.get(report.name, report) for report in run.in_order()))
+        vocals_info = engine_used(vocals, "vocals.json")
+        credits = credits_for(song, score, backing_info, backing, vocals_info)
+        lines = timed_lyrics(score, vocals)
+        seconds = score.total_frames(SAMPLE_RATE) / SAMPLE_RATE  # every stem, the mix and the masters are this long
+        lyrics_entry = _lyrics(run, score, lines, seconds)
+        tags = release_tags(song, score, credits, lines)
+        deliveries = {}
+        for profile in profiles:
+            if album_masters is not None:
+                master_entry = album_masters[profile.name]
+                run.entries[f"master[{profile.name}]"] = master_entry
+            else:
+                master_entry = _master(run, mixed, profile)
+            deliveries[profile.name] = (profile, master_entry, _export(run, master_entry, tags, profile))
+        stems_job.result()
+    run.reports = [by_name.get(report.name, report) for report in run.in_order()]
     files, loudness = publish(run, deliveries, lyrics_entry, credits, tags, backing_info, vocals_info, seconds)
     return RenderResult(song.slug, tuple(run.reports), loudness, files, files["release"],
                         time.perf_counter() - started)
