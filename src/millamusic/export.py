@@ -556,13 +556,18 @@ def mp3_bytes(audio: Audio, bitrate: str | int = "128") -> bytes:
 
 
 def _encode_mp3(audio: Audio, path: Path, quality: str, *, shown: Path) -> None:
-    from pedalboard.io import AudioFile
+    """pedalboard's LAME, in a child process (millamusic.mp3_encoder: it holds the GIL while it
+    encodes, so MP3s on threads would take turns); this thread waits without holding it."""
+    import subprocess
 
-    try:
-        with AudioFile(str(path), "w", audio.sample_rate, audio.channels, quality=quality) as out:
-            out.write(np.ascontiguousarray(audio.samples, dtype=np.float32))
-    except (ValueError, RuntimeError) as exc:
-        raise ExportError(f"{shown}: MP3 encoding failed ({quality}, {audio.sample_rate} Hz): {exc}") from exc
+    samples = np.ascontiguousarray(audio.samples, dtype=np.float32)
+    command = [sys.executable, "-m", "millamusic.mp3_encoder", str(audio.sample_rate), str(audio.channels),
+               quality, str(path)]
+    done = subprocess.run(command, input=samples.tobytes(), capture_output=True, check=False)
+    if done.returncode != 0:
+        said = done.stderr.decode(errors="replace").strip().splitlines()
+        raise ExportError(f"{shown}: MP3 encoding failed ({quality}, {audio.sample_rate} Hz): "
+                          f"{said[-1] if said else f'the encoder exited with {done.returncode}'}")
 
 
 MP3_TRIM_TRIES = 4
