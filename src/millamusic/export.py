@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import errno
 import functools
+import hashlib
 import json
 import logging
 import math
@@ -693,7 +694,19 @@ class CoverCheck:
 
 
 def inspect_cover(data: bytes) -> CoverCheck:
-    """The cover rules, applied to image bytes; one place for the renderer and `millamusic check`."""
+    """The cover rules, applied to image bytes; one place for the renderer and `millamusic check`.
+    Remembered by content: a render checks its cover when the spec loads and again for the tags
+    (decoding a 3000x3000 JPEG is ~40 ms)."""
+    digest = hashlib.sha256(data).digest()
+    if digest not in _COVER_CHECKS:
+        _COVER_CHECKS[digest] = _inspect_cover(data)
+    return _COVER_CHECKS[digest]
+
+
+_COVER_CHECKS: dict[bytes, CoverCheck] = {}  # sha256 of the image -> its check (small: no pixels kept)
+
+
+def _inspect_cover(data: bytes) -> CoverCheck:
     import io
 
     from PIL import Image, UnidentifiedImageError
