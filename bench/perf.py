@@ -74,14 +74,15 @@ def edit_one_lyric_line(spec: Path) -> str:
 
     lyrics = Path(load_song(spec).lyrics_file)
     lines = lyrics.read_text(encoding="utf-8").splitlines()
-    headers = [i for i, line in enumerate(lines) if line.startswith("[")]
+    headers = [i for i, line in enumerate(lines) if line.strip().startswith("[")]  # inline lyrics are indented
     if len(headers) < 2:
         raise SystemExit(f"{lyrics}: the lyric scenario needs at least two blocks")
     index = headers[min(3, len(headers) - 1)] + 1  # the fourth block (a second verse in the reference song)
     old = lines[index]
+    indent = old[: len(old) - len(old.lstrip())]
     words = old.split()
-    words[-1] = "glow" if words[-1].lower() != "glow" else "light"  # one syllable for one syllable
-    lines[index] = " ".join(words)
+    words[-1] = "glow" if words[-1].lower() != "glow" else "light"  # "new" -> "glow": one syllable for one
+    lines[index] = indent + " ".join(words)
     lyrics.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return f"{old!r} -> {lines[index]!r}"
 
@@ -196,14 +197,14 @@ def print_summary(result: dict, compare: dict | None) -> None:
         print(line)
     print("\nseconds per stage that ran (median):")
     names = list(dict.fromkeys(name for figures in summary.values() for name in figures["stages"]))
-    print(f"{'scenario':<10}" + "".join(f"{name.split('[')[0]:>9}" for name in names))
+    widths = [max(len(name) + 2, 8) for name in names]
+    print(f"{'scenario':<10}" + "".join(f"{name:>{width}}" for name, width in zip(names, widths)))
     for scenario, figures in summary.items():
         cells = []
-        for name in names:
+        for name, width in zip(names, widths):
             stage = figures["stages"].get(name)
-            cells.append(f"{'-' if stage is None or stage['cached'] else format(stage['seconds'], '.2f'):>9}")
-        print(f"{scenario:<10}" + "".join(cells))
-    print("(columns: " + ", ".join(names) + ")")
+            cells.append(f"{'-' if stage is None or stage['cached'] else format(stage['seconds'], '.2f'):>{width}}")
+        print(f"{scenario:<10}" + "".join(cells) + "   (-: cached)" * (scenario == "cold"))
 
 
 def main() -> None:
