@@ -327,6 +327,20 @@ def test_publish_writes_only_what_changed(project):
     assert not project.hidden(), project.hidden()
 
 
+def test_a_lyric_edit_links_the_backing_stems_instead_of_writing_them(project):
+    (before,) = project.entries("stems")
+    project.set_lyric("Spin me round and round")
+    stages = _stages(project.rendered())
+    assert stages["backing"] == (True, "") and stages["stems"][0] is False
+    (after,) = [entry for entry in project.entries("stems") if entry != before]
+    backing = set(json.loads((project.entry("backing") / "backing.json").read_text())["stems"])
+    for wav in sorted(after.glob("*.wav")):
+        same_inode = wav.stat().st_ino == (before / wav.name).stat().st_ino
+        assert same_inode == (wav.stem in backing), wav.name  # the vocals' WAVs are new
+    assert read_entry(after)[1] is None
+    _assert_release_matches_its_folder(project.out)
+
+
 # --- a full disk ----------------------------------------------------------------------------------
 
 

@@ -441,11 +441,33 @@ def _stems(run: _Run, score: Score, backing: Entry, vocals: Entry) -> Entry:
     inputs = stems_inputs(backing.content_hash, vocals.content_hash, run.entries["compose"].content_hash, run.song.slug)
 
     def produce(folder: Path) -> None:
-        for name, audio in run.all_stems().items():
-            write_wav(audio, folder / f"{name}.wav", bit_depth=24)
+        # After a lyric edit only the vocals change: the backing's WAVs of this song's last stems
+        # entry are the same bytes (the same backing entry, the same writer), so they are linked,
+        # not written again.
+        earlier = _earlier_stems(run, backing.content_hash)
+        backing_names = set(json.loads((backing.path / "backing.json").read_text())["stems"])
+        stems = run.all_stems()
+        for name in stems:
+            wav = f"{name}.wav"
+            if earlier is not None and name in backing_names and wav in earlier.files:
+                try:
+                    os.link(earlier.verified(wav), folder / wav)
+                    continue
+                except OSError:  # no hard links here (another file system, a FAT disk): write it
+                    pass
+            write_wav(stems[name], folder / wav, bit_depth=24)
         (folder / f"{run.song.slug}.mid").write_bytes(_midi_with_vocal(backing.verified("backing.mid"), score))
 
     return run.stage("stems", inputs, produce)
+
+
+def _earlier_stems(run: _Run, backing_hash: str) -> Entry | None:
+    """This song's previous stems entry, if it was made from the same backing by this stage version."""
+    previous = run.cache.previous("stems", run.song.slug)
+    inputs = (previous or {}).get("inputs") or {}
+    if inputs.get("backing") != backing_hash or inputs.get("version") != STAGE_VERSIONS["stems"]:
+        return None
+    return run.cache.lookup("stems", inputs)
 
 
 def _midi_with_vocal(backing_midi: Path, score: Score) -> bytes:
