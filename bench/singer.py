@@ -54,7 +54,7 @@ def sing(score: Score, song: Song, lead_only: bool) -> VocalResult:
 def _timed(part: str, fn):
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
-        # the calling thread's CPU time: the singer sings its takes on several threads, and
+        # the calling thread's CPU time: the singer sings its phrases on several threads, and
         # process time would count the other threads' work inside this call too
         start = time.thread_time()
         try:

@@ -123,7 +123,7 @@ def test_espeak_speaks_with_events_in_order():
 
 def test_info_is_stable():
     info = Singer.info
-    assert (info.name, info.kind, info.version, info.generator) == ("singer", "vocals", "0.2.0", "algorithmic")
+    assert (info.name, info.kind, info.version, info.generator) == ("singer", "vocals", "0.3.0", "algorithmic")
     assert info.model.startswith("espeak-ng ") and info.model.endswith("+ WORLD (pyworld)")
     assert "GPL-3.0-or-later" in info.licence and "BSD" in info.licence
 
@@ -195,6 +195,24 @@ def test_same_seed_same_audio_other_seed_differs(score, rendered):
     assert again.syllables == rendered.syllables
     other = Singer().render(score, request(seed=8))
     assert not np.array_equal(other.stems["lead"].samples, rendered.stems["lead"].samples)
+
+
+def test_every_stem_is_the_same_whatever_the_threads(monkeypatch):
+    """Phrases of all takes are sung side by side on a thread pool: the stems must not
+    depend on which thread sings what, nor on how many threads there are."""
+    import os
+
+    score = verse_and_chorus_score()
+    options = {"double_track": True, "harmony": True}
+    first, again = (Singer().render(score, request(options=options)) for _ in range(2))
+    monkeypatch.setattr(os, "cpu_count", lambda: 1)
+    alone = Singer().render(score, request(options=options))
+    assert set(first.stems) == {"lead", "lead_double", "harmony"}
+    assert first.details["phrases"]["lead"] >= 2
+    for name, stem in first.stems.items():
+        assert stem.samples.tobytes() == again.stems[name].samples.tobytes(), name
+        assert stem.samples.tobytes() == alone.stems[name].samples.tobytes(), name
+    assert first.syllables == again.syllables == alone.syllables
 
 
 def test_details_report_the_render(rendered):
@@ -318,13 +336,16 @@ def test_third_above_stays_in_the_key():
     assert [third_above(p, a_minor) for p in (57, 60, 64, 69)] == [60, 64, 67, 72]
 
 
+def verse_and_chorus_score() -> Score:
+    """PHRASE with its second line in a chorus section."""
+    base = make_score([PHRASE[0], PHRASE[1]])
+    return base.__class__(**{**base.__dict__, "sections": (Section("Verse 1", "verse", 0, 2),
+                                                           Section("Chorus", "chorus", 2, len(base.bars) - 2)),
+                             "lines": (base.lines[0], LyricLine(1, base.lines[1].text))})
+
+
 def test_double_and_harmony_sing_the_chorus():
-    lines = [PHRASE[0], PHRASE[1]]
-    base = make_score(lines)
-    # the second line is a chorus: its section is the second one
-    score = base.__class__(**{**base.__dict__, "sections": (Section("Verse 1", "verse", 0, 2),
-                                                            Section("Chorus", "chorus", 2, len(base.bars) - 2)),
-                              "lines": (base.lines[0], LyricLine(1, base.lines[1].text))})
+    score = verse_and_chorus_score()
     result = Singer().render(score, request(options={"double_track": "chorus", "harmony": True}))
     assert set(result.stems) == {"lead", "lead_double", "harmony"}
     lead, double, harmony = (result.stems[k].samples[0] for k in ("lead", "lead_double", "harmony"))

@@ -25,7 +25,7 @@ from __future__ import annotations
 import os
 import re
 import unicodedata
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable, ClassVar
@@ -236,17 +236,27 @@ def _clean_word(text: str) -> str:
     return text or "la"
 
 
-def _speak_line(words: list[str], speaker: _Speaker) -> _Analysis:
-    """Speak `words` as one line; analyse it; give every word its phones by event order."""
-    import pyworld
+def _speak_words(words: list[str], speaker: _Speaker) -> tuple[espeak.Utterance, list[tuple[int, int]]]:
+    """Speak `words` as one line: the utterance and each word's character span in the text.
 
-    f0_range = speaker.f0_range
+    The espeak binding keeps global state: call this from one thread at a time.
+    """
     text_parts, spans, pos = [], [], 0
     for word in words:
         spans.append((pos, pos + len(word)))
         text_parts.append(word)
         pos += len(word) + 1
-    utt = speaker.speak(" ".join(text_parts))
+    return speaker.speak(" ".join(text_parts)), spans
+
+
+def _analyse_line(utt: espeak.Utterance, spans: list[tuple[int, int]], f0_range: tuple[float, float]) -> _Analysis:
+    """WORLD analysis of a spoken line; every word gets its phones by event order.
+
+    No randomness and no shared state (pyworld releases the GIL): lines may be analysed
+    side by side on threads.
+    """
+    import pyworld
+
     x = utt.samples.astype(np.float64)
     if len(x) < utt.sample_rate // 10:
         x = np.concatenate([x, np.zeros(utt.sample_rate // 10 - len(x))])
@@ -534,7 +544,7 @@ def _gather(an: _Analysis, pos: np.ndarray, forced: np.ndarray):
 
     Returns sp, ap (len(pos), bins) and voiced (len(pos),). Frames inside a vowel (or
     `forced`) are voiced even where DIO found none (their aperiodicity was already
-    fixed up in `_speak_line`).
+    fixed up in `_analyse_line`).
     """
     i0 = np.clip(np.floor(pos).astype(int), 0, len(an.f0) - 1)
     i1 = np.minimum(i0 + 1, len(an.f0) - 1)
@@ -620,11 +630,13 @@ def _level_syllables(y: np.ndarray, frames: _Frames, fs: int) -> np.ndarray:
     more than ~3 dB over that: a soft limiter. The gain curve is a running minimum then
     a running mean, so smoothing never lifts a point above the gain it needs.
     """
-    from scipy.ndimage import minimum_filter1d
+    from scipy.ndimage import minimum_filter1d, uniform_filter1d
 
     per_frame = fs * FRAME_S
     width = max(int(0.01 * fs), 1)
-    envelope = np.sqrt(np.convolve(y**2, np.ones(width) / width, mode="same")) + 1e-9
+    # moving averages as running sums (the same windows as np.convolve(..., "same") with a
+    # box, in O(n) rather than O(n * width)); a running sum may round a hair below 0
+    envelope = np.sqrt(np.maximum(uniform_filter1d(y**2, width, mode="constant"), 0.0)) + 1e-9
     gains = np.ones(len(y))
     starts = [int(f_on * per_frame) for f_on, _, _ in frames.units] + [len(y)]
     for k, (_, f_beat, f_vend) in enumerate(frames.units):
@@ -636,7 +648,7 @@ def _level_syllables(y: np.ndarray, frames: _Frames, fs: int) -> np.ndarray:
         ceiling = 1.4 * rms
         gains[lo:hi] = np.clip(SYLLABLE_RMS / rms, 0.25, 4.0) * np.minimum(1.0, ceiling / envelope[lo:hi])
     gains = minimum_filter1d(gains, size=2 * width + 1)
-    gains = np.convolve(np.pad(gains, width, mode="edge"), np.ones(2 * width + 1) / (2 * width + 1), mode="valid")
+    gains = uniform_filter1d(gains, size=2 * width + 1, mode="nearest")  # edge-padded running mean
     return y * gains
 
 
@@ -670,7 +682,7 @@ class Singer(VocalEngine):
     info: ClassVar[EngineInfo] = EngineInfo(
         name="singer",
         kind="vocals",
-        version="0.2.0",
+        version="0.3.0",
         model=_espeak_model(),
         licence="GPL-3.0-or-later (espeak-ng data); WORLD: modified BSD",
         generator="algorithmic",
@@ -682,8 +694,15 @@ class Singer(VocalEngine):
         Stems: `lead`, plus `lead_double` and `harmony` when those options are on.
         """
         speaker, opts = _check_request(request)
+        # one pool for the whole render: the lines' WORLD analysis, then every phrase of
+        # every take (WORLD releases the GIL, so threads keep all cores busy)
+        with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
+            return self._render(score, request, speaker, opts, pool)
+
+    def _render(self, score: Score, request: VocalRequest, speaker: _Speaker, opts: dict,
+                pool: Executor) -> VocalResult:
         units = _units(score)
-        mismatches = _attach_sources(score, units, speaker)
+        mismatches = _attach_sources(score, units, speaker, pool)
         units = [u for u in units if u.source is not None]
         fs = speaker.sample_rate
         frames = score.total_frames(request.sample_rate)
@@ -701,13 +720,15 @@ class Singer(VocalEngine):
         def sing_take(take: tuple) -> tuple[Audio, float, int]:
             take_units, take_opts, seed = take
             buffer = np.zeros(int(np.ceil(score.total_seconds * fs)) + fs)  # mono, at the analysis rate
-            phrases = _sing(take_units, buffer, fs, take_opts, np.random.default_rng(seed))
+            phrases = _sing(take_units, buffer, fs, take_opts, _Streams(seed, pool))
             return (*_finish(buffer, fs, request.sample_rate, frames), len(phrases))
 
-        # WORLD's synthesis releases the GIL, so the takes sing side by side on threads; each
-        # take has its own units and random stream, so the result does not depend on the order
-        with ThreadPoolExecutor(max_workers=min(len(takes), os.cpu_count() or 1)) as pool:
-            sung = dict(zip(takes, pool.map(sing_take, takes.values())))
+        # each take waits on its own thread for its phrases (sung on the shared pool) and
+        # then resamples while the other takes' phrases are still being sung; each take has
+        # its own units and seed, each phrase its own random streams, so the result does
+        # not depend on the order
+        with ThreadPoolExecutor(max_workers=len(takes)) as takers:
+            sung = dict(zip(takes, takers.map(sing_take, takes.values())))
         stems = {name: stem for name, (stem, _, _) in sung.items()}
         peaks = {name: peak for name, (_, peak, _) in sung.items()}
         phrase_counts = {name: count for name, (_, _, count) in sung.items()}
@@ -732,16 +753,53 @@ class Singer(VocalEngine):
         return VocalResult(stems=stems, syllables=syllables, details=details, engine_info=speaker.engine_info)
 
 
-def _sing(units: list[_Unit], buffer: np.ndarray, fs: int, opts: dict, rng: np.random.Generator) -> list:
-    """Place, synthesise and add every phrase (and the breaths before them) into `buffer`."""
+@dataclass(frozen=True)
+class _Streams:
+    """How a take is sung: its seed and, optionally, the thread pool its phrases share.
+
+    Every phrase draws from its own random streams (pitch; breath), derived from the
+    seed and the phrase's index, so a phrase sounds the same whichever thread sings it
+    and in whatever order.
+    """
+
+    seed: int
+    pool: Executor | None = None
+
+    def rng(self, phrase: int, purpose: int) -> np.random.Generator:
+        """The stream of phrase `phrase` for `purpose` (1: pitch, 2: breath)."""
+        return np.random.default_rng([self.seed, phrase, purpose])
+
+
+def _sing(units: list[_Unit], buffer: np.ndarray, fs: int, opts: dict, streams: _Streams) -> list:
+    """Place, synthesise and add every phrase (and the breaths before them) into `buffer`.
+
+    With a pool in `streams` the phrases are synthesised on it, longest first (WORLD
+    releases the GIL); they are added into `buffer` in time order whatever order they
+    finish in, so the sum is the same run to run.
+    """
     if not units:
         return []
     _place(units)
     phrases = _phrases(units)
-    for k, phrase in enumerate(phrases):
-        _sing_phrase(phrase, buffer, fs, opts, rng)
+
+    def sing(k: int) -> list[tuple[int, np.ndarray]]:
+        phrase = phrases[k]
         gap_before = phrase[0].onset_start - (phrases[k - 1][-1].coda_end if k else 0.0)
-        _add_breath(buffer, fs, phrase[0].onset_start, gap_before, opts, rng)
+        parts = [_sing_phrase(phrase, fs, opts, streams.rng(k, 1))]
+        breath = _breath_before(fs, phrase[0].onset_start, gap_before, opts, streams.rng(k, 2))
+        return parts + ([breath] if breath is not None else [])
+
+    if streams.pool is None:
+        sung = [sing(k) for k in range(len(phrases))]
+    else:
+        longest_first = sorted(range(len(phrases)), key=lambda k: phrases[k][0].onset_start - phrases[k][-1].coda_end)
+        futures = {k: streams.pool.submit(sing, k) for k in longest_first}
+        sung = [futures[k].result() for k in range(len(phrases))]
+    for parts in sung:
+        for start, y in parts:
+            end = min(start + len(y), len(buffer))
+            if end > start:
+                buffer[start:end] += y[: end - start]
     return phrases
 
 
@@ -782,11 +840,19 @@ def _finish(buffer: np.ndarray, fs: int, rate: int, frames: int) -> tuple[Audio,
     Returns the stem and the peak before normalisation (0.0 for silence).
     """
     lead = resample(Audio(buffer[None, :].astype(np.float32), fs), rate).fit_length(frames)
-    samples = np.nan_to_num(lead.samples[0].astype(np.float64))
+    samples = lead.samples[0]
     peak = float(np.max(np.abs(samples))) if samples.size else 0.0
+    if not np.isfinite(peak):  # NaN or inf from a broken synthesis (never seen): made finite
+        samples = np.nan_to_num(samples.astype(np.float64))
+        peak = float(np.max(np.abs(samples)))
+    # song-long arrays: scaled in float64 straight into the float32 stem, no temporaries
+    out = np.empty((2, len(samples)), dtype=np.float32)
     if peak > 0:
-        samples *= 10 ** (PEAK_DBFS / 20) / peak
-    return Audio(np.repeat(samples[None, :], 2, axis=0).astype(np.float32), rate), peak
+        np.multiply(samples, 10 ** (PEAK_DBFS / 20) / peak, out=out[0], dtype=np.float64, casting="unsafe")
+    else:
+        out[0] = samples
+    out[1] = out[0]
+    return Audio(out, rate), peak
 
 
 def option_problems(options: dict) -> list[tuple[str, str, str]]:
@@ -863,8 +929,12 @@ def _piper_speaker(model: str | None) -> _Speaker:
                     lambda line: piper.speak(line, voice), info)
 
 
-def _attach_sources(score: Score, units: list[_Unit], speaker: _Speaker) -> list[dict]:
+def _attach_sources(score: Score, units: list[_Unit], speaker: _Speaker, pool: Executor | None = None) -> list[dict]:
     """Speak each lyric line once and give every unit its source frames.
+
+    The lines are spoken one after another on this thread (the speech source keeps global
+    state) and, given a `pool`, analysed side by side on it while the next line is
+    spoken. The analysis has no randomness: the result is the same either way.
 
     Returns the words whose espeak vowel count differed from their sung syllable count.
     """
@@ -873,17 +943,27 @@ def _attach_sources(score: Score, units: list[_Unit], speaker: _Speaker) -> list
         words = by_line.setdefault(u.line, [])
         if u.word not in words:
             words.append(u.word)
-    cache: dict[str, _Analysis] = {}  # a repeated chorus line is spoken and analysed once
-    mismatches = []
+    lines = []  # (line, word ids, cleaned texts, key)
     for line, word_ids in by_line.items():
         texts = [_clean_word(_word_text(score, units, w)) for w in word_ids]
-        key = " ".join(texts)
-        if key not in cache:
-            try:
-                cache[key] = _speak_line(texts, speaker)
-            except espeak.EspeakError as exc:
-                raise RenderError(f"singer: {speaker.name} failed on line {line} ({key!r}): {exc}") from exc
-        analysis = cache[key]
+        lines.append((line, word_ids, texts, " ".join(texts)))
+    analyses: dict[str, Future | _Analysis] = {}  # a repeated chorus line is spoken and analysed once
+    for line, _word_ids, texts, key in lines:
+        if key in analyses:
+            continue
+        try:
+            spoken = _speak_words(texts, speaker)
+        except espeak.EspeakError as exc:
+            raise RenderError(f"singer: {speaker.name} failed on line {line} ({key!r}): {exc}") from exc
+        if pool is None:
+            analyses[key] = _analyse_line(*spoken, speaker.f0_range)
+        else:
+            analyses[key] = pool.submit(_analyse_line, *spoken, speaker.f0_range)
+    mismatches = []
+    for line, word_ids, texts, key in lines:
+        analysis = analyses[key]
+        if isinstance(analysis, Future):
+            analysis = analyses[key] = analysis.result()
         for slots in _spoken_words(analysis):
             word_units = [u for u in units if u.line == line and u.word in {word_ids[k] for k in slots}]
             phones = analysis.words[slots[0]]
@@ -921,8 +1001,8 @@ def _word_text(score: Score, units: list[_Unit], w: int) -> str:
     return "".join(syllables)
 
 
-def _sing_phrase(phrase: list[_Unit], buffer: np.ndarray, fs: int, opts: dict, rng: np.random.Generator) -> None:
-    """Synthesise one phrase with WORLD and add it into `buffer` (mono, analysis rate)."""
+def _sing_phrase(phrase: list[_Unit], fs: int, opts: dict, rng: np.random.Generator) -> tuple[int, np.ndarray]:
+    """Synthesise one phrase with WORLD: (start sample, mono samples), at the analysis rate."""
     import pyworld
 
     bins = phrase[0].source.analysis.sp.shape[1]
@@ -934,9 +1014,7 @@ def _sing_phrase(phrase: list[_Unit], buffer: np.ndarray, fs: int, opts: dict, r
     ap = _add_breathiness(_shift_formants(frames.ap, opts["formant_shift"]), opts["breathiness"], fs)
     y = pyworld.synthesize(np.ascontiguousarray(f0), np.ascontiguousarray(sp), np.ascontiguousarray(ap), fs, FRAME_MS)
     y = _fade_edges(_level_syllables(y, frames, fs), fs)
-    start = int(round(frames.first * FRAME_S * fs))
-    end = min(start + len(y), len(buffer))
-    buffer[start:end] += y[: end - start]
+    return int(round(frames.first * FRAME_S * fs)), y
 
 
 def _shift_formants(envelope: np.ndarray, factor: float) -> np.ndarray:
@@ -990,14 +1068,15 @@ def _tune_first_formant(sp: np.ndarray, f0: np.ndarray, fs: int) -> np.ndarray:
     return np.where((f0 > 0)[:, None], lifted, sp)
 
 
-def _add_breath(buffer: np.ndarray, fs: int, onset: float, gap: float, opts: dict, rng: np.random.Generator) -> None:
-    """A breath before a phrase when the silence before it is long enough (>= 0.45 s)."""
+def _breath_before(fs: int, onset: float, gap: float, opts: dict,
+                   rng: np.random.Generator) -> tuple[int, np.ndarray] | None:
+    """A breath before a phrase when the silence before it is long enough (>= 0.45 s):
+    (start sample, mono samples) at `fs`, or None."""
     if opts["breath_db"] is None or gap < 0.45:
-        return
+        return None
     seconds = min(0.35, gap - 0.1)
     end = onset - 0.06
     start = int(round((end - seconds) * fs))
     if start < 0:
-        return
-    breath = _breath(fs, seconds, rng) * SYLLABLE_RMS * 10 ** (opts["breath_db"] / 20)
-    buffer[start : start + len(breath)] += breath[: len(buffer) - start]
+        return None
+    return start, _breath(fs, seconds, rng) * SYLLABLE_RMS * 10 ** (opts["breath_db"] / 20)
