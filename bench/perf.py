@@ -2,6 +2,7 @@
 mastering target changed, and with one lyric line changed (docs/performance.md).
 
     python bench/perf.py [--runs 3] [--spec songs/paper-satellites.yaml] [--json FILE] [--compare OLD.json]
+    PYTHONPATH=../other-checkout/src python bench/perf.py ...   # measure another commit the same way
 
 Each scenario runs the real CLI (`python -m millamusic render --json`) in its own process, as a
 user would, so start-up and imports count. Every run works on a copy of the song's files in a
@@ -170,9 +171,14 @@ def machine() -> dict:
 
 
 def git_commit() -> str | None:
+    """The commit of the millamusic being measured (the one `python -m millamusic` imports: with
+    PYTHONPATH=OTHER/src, another checkout's), "+changes" when its tree is edited."""
+    import millamusic
+
+    tree = Path(millamusic.__file__).resolve().parents[2]
     try:
-        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True)
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT,
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=tree, capture_output=True, text=True)
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=tree,
                                capture_output=True, text=True)
     except OSError:
         return None
