@@ -318,6 +318,8 @@ def test_publish_writes_only_what_changed(project):
 
     project.rendered("--profile", "spotify")
     wav = project.out / "masters" / SLUG / "spotify" / f"{SLUG}.wav"
+    cached = [e / wav.name for e in project.entries("export") if (e / wav.name).is_file()]
+    assert wav.stat().st_ino in {c.stat().st_ino for c in cached}, "published by hard link, not copied"
     _flip_byte(wav, 100)  # same size, later mtime: a hand edit
     (project.out / "stems" / SLUG / "bass.wav").unlink()
     project.rendered("--profile", "spotify")
@@ -373,22 +375,24 @@ def test_disk_full_while_a_stage_writes_keeps_no_half_entry_and_the_old_masters(
 
 
 def _copyfile_fails_at(monkeypatch, out: Path, nth: int) -> list[Path]:
-    """Publishing's nth copy of a cache file into `out` writes half the file and fails with ENOSPC."""
-    from millamusic.cache import Entry
+    """Publishing's nth file put into `out` (a hard link or a copy of a cache file) fails with
+    ENOSPC, after writing half the file."""
+    from millamusic.pipeline import _Publication
 
-    real = Entry.copy_verified
+    real = _Publication.copy
     copies: list[Path] = []
 
-    def copy_verified(self, name, destination):
-        if Path(out) in Path(destination).parents:
-            copies.append(Path(destination))
+    def copy(self, entry, name, final):
+        if Path(out) in Path(final).parents:
+            copies.append(Path(final))
             if len(copies) == nth:
-                data = (self.path / name).read_bytes()
-                Path(destination).write_bytes(data[: len(data) // 2])
+                self.writing = final
+                data = (entry.path / name).read_bytes()
+                self.path(final).write_bytes(data[: len(data) // 2])
                 raise _disk_full()  # as a write() reports it: no file name
-        return real(self, name, destination)
+        return real(self, entry, name, final)
 
-    monkeypatch.setattr(Entry, "copy_verified", copy_verified)
+    monkeypatch.setattr(_Publication, "copy", copy)
     return copies
 
 
