@@ -289,3 +289,132 @@ def test_master_album_errors():
     b = Audio(np.zeros((2, 48000), dtype=np.float32), 48000)
     with pytest.raises(RenderError, match="track 2 is at 48000 Hz"):
         M.master_album([a, b], PROFILES["spotify"])
+
+
+# ------------------------------------------------------------------ streamed meters and limiter
+# The meters and the limiter work block by block (M._CHUNK frames) so that no whole-signal
+# temporary is made; every number must stay bit for bit the whole-signal computation's, or the
+# masters (and their cache entries) would change. These hold them to whole-array references.
+
+
+@pytest.fixture(scope="module")
+def blocky() -> np.ndarray:
+    """~3.3 blocks of the test mix, float32, with a few frames past a block boundary."""
+    return make_mix(seconds=(3 * M._CHUNK + 12345) / RATE, seed=5).astype(np.float32)
+
+
+def _reference_gain_db(peak_db: np.ndarray, rate: int, ceiling_db: float) -> np.ndarray:
+    """The limiter's gain curve from the whole-array formulas (`_limiter_gain_blocks`' docstring)."""
+    import scipy.ndimage
+
+    n = peak_db.shape[0]
+    look = max(1, int(round(M.LIMITER_LOOKAHEAD_MS / 1000.0 * rate)))
+    need = np.minimum(0.0, ceiling_db - peak_db)
+    held = scipy.ndimage.minimum_filter1d(need, size=look, origin=-(look // 2), mode="nearest")
+    ramp = np.arange(n, dtype=np.float64) * (M.LIMITER_RELEASE_DB_PER_S / rate)
+    released = np.minimum(np.minimum.accumulate(held - ramp) + ramp, 0.0)
+    csum = np.cumsum(np.concatenate([np.full(look, released[0]), released]))
+    return (csum[look:] - csum[:-look]) / look
+
+
+def test_streamed_loudness_is_the_whole_signal_numbers(blocky):
+    for x in (blocky, blocky[:1], blocky[:, : M._CHUNK], blocky.astype(np.float64)[:, : 2 * M._CHUNK + 1]):
+        power = M._k_weighted_power(x, RATE)
+        assert np.array_equal(np.concatenate([p for _, p in M._k_power_chunks(x, RATE)]), power)
+        csum = np.concatenate([[0.0], np.cumsum(power)])
+        at = np.array([0, 1, x.shape[1], 17, M._CHUNK, M._CHUNK + 1, x.shape[1] - 1, 17])
+        at = at[at <= x.shape[1]]
+        assert np.array_equal(M._k_csum_at(x, RATE, at), csum[at])
+        lufs, lra = M._loudness_and_range(x, RATE)
+        assert lufs == M._integrated_from_power(power, RATE) == M.integrated_loudness(x, RATE)
+        assert lra == M._lra_from_power(power, RATE)
+
+
+def test_streamed_peaks_are_the_one_shot_numbers(blocky):
+    import soxr
+
+    for x in (blocky, blocky[:1, : M._CHUNK + 3], blocky.astype(np.float64)[:, : M._CHUNK - 5]):
+        ups = [soxr.resample(np.ascontiguousarray(c), RATE, 4 * RATE, quality="HQ") for c in x]
+        true_peak = max(max(float(u.max()), -float(u.min())) for u in ups)
+        sample_peak = float(np.max(np.abs(x)))
+        assert M._peaks_db(x, RATE) == (M._db(max(true_peak, sample_peak)), M._db(sample_peak))
+        n = x.shape[1]
+        quads = [np.abs(np.concatenate([u, np.zeros(max(0, 4 * n - u.size), u.dtype)])[: 4 * n]).reshape(n, 4)
+                 for u in ups]
+        envelope = np.max([q.max(axis=1) for q in quads] + [np.abs(x).max(axis=0)], axis=0)
+        with np.errstate(divide="ignore"):
+            assert np.array_equal(M._true_peak_envelope_db(x, RATE), 20.0 * np.log10(envelope.astype(np.float64)))
+
+
+def test_streamed_limiter_is_the_whole_array_numbers(blocky):
+    peak_db = M._true_peak_envelope_db(blocky, RATE)
+    for gain in (0.0, 9.0, 20.0):
+        reference = _reference_gain_db(peak_db + gain, RATE, -1.5)
+        assert np.array_equal(M._limiter_gain_db(peak_db + gain, RATE, ceiling_db=-1.5), reference)
+        y = M._limit(blocky, RATE, -1.5, peak_db=peak_db, gain_db=gain)
+        driven = (blocky * 10.0 ** (gain / 20.0)).astype(np.float32)
+        clipped = M._soft_clip(driven, -1.5 + M.CLIP_ABOVE_CEILING_DB)
+        if clipped is None:
+            expected = (driven * np.power(10.0, reference / 20.0)).astype(np.float32)
+        else:
+            curve = _reference_gain_db(M._true_peak_envelope_db(clipped, RATE), RATE, -1.5)
+            expected = (clipped * np.power(10.0, curve / 20.0)).astype(np.float32)
+        assert np.array_equal(y, expected), gain
+    # blocks shorter than the lookahead, odd lookaheads (11025 Hz: 55 frames)
+    for rate in (RATE, 11025):
+        peaks = M._true_peak_envelope_db(blocky[:, :3000], rate) + 12.0
+        reference = _reference_gain_db(peaks, rate, -1.5)
+        for chunk in (1, 7, 100, 1000):
+            blocks = M._limiter_gain_blocks(peaks, rate, ceiling_db=-1.5, chunk=chunk)
+            assert np.array_equal(np.concatenate([b for _, b in blocks]), reference), (rate, chunk)
+
+
+def test_streamed_high_pass_and_soft_clip_are_the_whole_array_numbers(blocky):
+    import scipy.signal
+
+    sos = scipy.signal.butter(2, M.HIGHPASS_HZ, btype="highpass", fs=RATE, output="sos")
+    expected = np.stack([scipy.signal.sosfilt(sos, c).astype(np.float32) for c in blocky])
+    assert np.array_equal(M._highpass(blocky, RATE), expected)
+    x = blocky * 4.0
+    top = 10 ** (-1.0 / 20)
+    knee = top * 10 ** (-M.CLIP_KNEE_DB / 20)
+    size = np.abs(x)
+    over = size > knee
+    expected = x.copy()
+    expected[over] = np.sign(x[over]) * (knee + (top - knee) * np.tanh((size[over] - knee) / (top - knee)))
+    assert np.array_equal(M._soft_clip(x, -1.0), expected)
+    assert M._soft_clip(blocky * 0.01, -1.0) is None
+
+
+def test_shape_per_channel_in_blocks_is_the_one_call_chain(blocky):
+    # _shape runs each channel through its own pedalboard chain in a thread, in blocks with the
+    # plugins' state carried; JUCE keeps the channels apart and pedalboard cuts a call into
+    # 8192-frame buffers from its start, so this must be what one call over everything gives.
+    import pedalboard
+
+    hp = M._highpass(blocky, RATE)
+    for x in (hp, hp[:, : M._CHUNK + 100], hp[:, :20000], hp[:1, : 2 * M._CHUNK + 9000]):
+        gain = -20.0 - M.integrated_loudness(x, RATE)
+        scaled = (x * M._db2lin(gain)).astype(np.float32)
+        low_db, high_db = M._tonal_balance_db(scaled, RATE)
+        plugins = [pedalboard.LowShelfFilter(cutoff_frequency_hz=120.0, gain_db=low_db, q=0.707)] if abs(low_db) >= 0.1 else []
+        if abs(high_db) >= 0.1:
+            plugins.append(pedalboard.HighShelfFilter(cutoff_frequency_hz=8000.0, gain_db=high_db, q=0.707))
+        plugins.append(pedalboard.Compressor(**M.GLUE))
+        one_call = np.ascontiguousarray(pedalboard.Pedalboard(plugins)(scaled, RATE), dtype=np.float32)
+        assert np.array_equal(M._shape(x, RATE, gain), one_call), x.shape
+        assert np.array_equal(M._shape(x.copy(), RATE, gain, in_place=True), one_call), x.shape
+
+
+def test_batched_welch_is_scipys_bit_for_bit(blocky):
+    # _welch feeds the tonal balance (so the masters) and the report's spectrum: scipy's numbers
+    import scipy.signal
+
+    rng = np.random.default_rng(4)
+    for x in (blocky.mean(axis=0), rng.standard_normal(50_001), rng.standard_normal(8192).astype(np.float32),
+              (rng.standard_normal(9000) * 100).astype(np.float32)):
+        for nperseg, noverlap in ((8192, 0), (8192, None), (4096, 1000)):
+            expected = scipy.signal.welch(x, fs=RATE, nperseg=nperseg, noverlap=noverlap)
+            got = M._welch(x, RATE, nperseg, noverlap)
+            assert np.array_equal(got[0], expected[0]) and got[1].dtype == expected[1].dtype
+            assert np.array_equal(got[1], expected[1]), (x.size, nperseg, noverlap)

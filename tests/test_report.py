@@ -159,3 +159,57 @@ def test_headline_album_gain_judges_the_album_not_the_track():
     assert line.startswith("PASS") and "album gain: album -14.05" in line
     line = report_headline(target_lufs=-14.0, ceiling_dbtp=-1.0, measured=measured(lufs=-17.2), album_lufs=-15.0)
     assert line.startswith("FAIL (album loudness -1.00 LU off)")
+
+
+# ------------------------------------------------------------------ faster paths, same numbers
+
+
+def test_measure_with_short_term_is_measure_and_short_term_loudness():
+    from millamusic.report import measure_with_short_term
+
+    for audio in (test_mix(), test_mix(seconds=2.5), Audio(test_mix(seconds=4.0).samples[:1], RATE)):
+        report, (times, lufs) = measure_with_short_term(audio)
+        assert report == M.measure(audio)
+        expected_times, expected_lufs = short_term_loudness(audio.samples, RATE)
+        assert np.array_equal(times, expected_times) and np.array_equal(lufs, expected_lufs)
+
+
+def test_batched_welch_is_scipys():
+    import scipy.signal
+
+    from millamusic.report import _welch
+
+    rng = np.random.default_rng(2)
+    for n in (5, 8191, 8192, 8193, 100_000):
+        for dtype in (np.float32, np.float64):
+            mid = (rng.standard_normal(n) * np.linspace(0.01, 1.0, n)).astype(dtype)
+            nperseg = min(8192, n)
+            freqs, psd = _welch(mid, RATE, nperseg)
+            expected_freqs, expected = scipy.signal.welch(mid, fs=RATE, nperseg=nperseg)
+            assert np.array_equal(freqs, expected_freqs) and psd.dtype == expected.dtype
+            assert np.allclose(psd, expected, rtol=2e-5 if dtype == np.float32 else 1e-10, atol=0)
+
+
+def test_envelope_columns_are_the_padded_min_max():
+    from millamusic.report import _envelope
+
+    rng = np.random.default_rng(3)
+    for n in (7, 1600, 1601, 3199, 100_003):
+        x = rng.standard_normal((2, n)).astype(np.float32)
+        lo, hi, bucket = _envelope(x, 1600)
+        cols = -(-n // bucket)
+        padded = np.concatenate([x, np.repeat(x[:, -1:], cols * bucket - n, axis=1)], axis=1).reshape(2, cols, bucket)
+        assert np.array_equal(lo, padded.min(axis=2)) and np.array_equal(hi, padded.max(axis=2))
+
+
+def test_png_with_the_short_term_passed_in_is_the_same_picture(tmp_path, report_png):
+    from PIL import Image
+
+    from millamusic.report import measure_with_short_term
+
+    audio = test_mix()
+    report, short_term = measure_with_short_term(audio)
+    path = write_master_report(audio, tmp_path / "song.png", title="Test Song", profile="spotify", target_lufs=-14.0,
+                               ceiling_dbtp=-1.0, measured=report.to_dict(), short_term=short_term)
+    with Image.open(path) as new, Image.open(report_png[0]) as old:
+        assert np.array_equal(np.asarray(new), np.asarray(old))

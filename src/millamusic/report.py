@@ -15,7 +15,7 @@ import numpy as np
 
 from .audio import Audio
 from .export import atomic_path
-from .master import _k_weighted_power
+from .master import LoudnessReport, _k_csum_at, _lra_windows, _measure, _welch
 from .profiles import LOUDNESS_TOLERANCE_LU
 
 REPORT_TOLERANCE_LU = LOUDNESS_TOLERANCE_LU  # the same rule as master() and `millamusic check`
@@ -33,19 +33,41 @@ def short_term_loudness(samples: np.ndarray, rate: int, *, hop_seconds: float = 
     [k*hop, k*hop + 3 s) and its time is the window END (as a live meter shows it), so the first
     value is at 3.0 s and n = 0 for audio shorter than 3 s. Windows under -70 LUFS (the BS.1770
     absolute gate, also well above cumsum rounding noise) read -inf.
+
+    The K-weighted running sum is streamed (`master._k_csum_at`): the numbers of the cumsum of
+    `master._k_weighted_power`, without its (frames,) arrays.
     """
-    power = _k_weighted_power(samples, rate)
     win = int(round(SHORT_TERM_SECONDS * rate))
     hop = max(1, int(round(hop_seconds * rate)))
-    if power.shape[0] < win:
+    n = samples.shape[1]
+    if n < win:
         return np.zeros(0), np.zeros(0)
-    csum = np.concatenate([[0.0], np.cumsum(power)])
-    starts = np.arange(0, power.shape[0] - win + 1, hop)
-    mean_sq = np.maximum(csum[starts + win] - csum[starts], 0.0) / win
+    starts = np.arange(0, n - win + 1, hop)
+    csum = _k_csum_at(samples, rate, np.concatenate([starts, starts + win]))
+    return _short_term_from(starts, win, (csum[starts.size :] - csum[: starts.size]) / win, rate)
+
+
+def _short_term_from(starts: np.ndarray, win: int, mean_sq: np.ndarray, rate: int) -> tuple[np.ndarray, np.ndarray]:
+    """(times, lufs) of `short_term_loudness` from each window's mean K-weighted power (may be a
+    rounding error under 0: read as 0, -inf LUFS; max(s, 0) / win == max(s / win, 0) exactly)."""
+    mean_sq = np.maximum(mean_sq, 0.0)
     with np.errstate(divide="ignore"):
         lufs = -0.691 + 10.0 * np.log10(mean_sq)
     lufs[lufs < SILENCE_LUFS] = -np.inf
     return (starts + win) / rate, lufs
+
+
+def measure_with_short_term(audio: Audio) -> tuple[LoudnessReport, tuple[np.ndarray, np.ndarray]]:
+    """(`master.measure(audio)`, `short_term_loudness(audio.samples, audio.sample_rate)`): the same
+    numbers as the two calls, from one K-weighting pass (the LRA's 3 s windows every 0.1 s are
+    the short-term windows). Pass the second to `write_master_report(short_term=...)`."""
+    report, mean_sq = _measure(audio)
+    rate = audio.sample_rate
+    spans = _lra_windows(audio.frames, rate)
+    win = int(round(SHORT_TERM_SECONDS * rate))
+    if spans is None or mean_sq is None or spans[1] != win:  # (the same windows: 3 s every 0.1 s)
+        return report, short_term_loudness(audio.samples, rate)
+    return report, _short_term_from(spans[0], win, mean_sq, rate)
 
 
 def _fmt(value: float | None, spec: str) -> str:
@@ -85,11 +107,15 @@ def _envelope(x: np.ndarray, columns: int) -> tuple[np.ndarray, np.ndarray, int]
     """Min/max of (channels, frames) per column of `bucket` frames: (lo (ch, cols), hi (ch, cols), bucket)."""
     bucket = max(1, -(-x.shape[1] // columns))
     cols = -(-x.shape[1] // bucket)
-    pad = cols * bucket - x.shape[1]
-    if pad:  # repeat the last sample: never invents a peak, never drops the tail
-        x = np.concatenate([x, np.repeat(x[:, -1:], pad, axis=1)], axis=1)
-    blocks = x.reshape(x.shape[0], cols, bucket)
-    return blocks.min(axis=2), blocks.max(axis=2), bucket
+    full = x.shape[1] // bucket
+    blocks = x[:, : full * bucket].reshape(x.shape[0], full, bucket)
+    if full == cols:
+        return blocks.min(axis=2), blocks.max(axis=2), bucket
+    # the last column is short: its own min/max (no padded copy of the whole signal)
+    tail = x[:, full * bucket :]
+    lo = np.concatenate([blocks.min(axis=2), tail.min(axis=1, keepdims=True)], axis=1)
+    hi = np.concatenate([blocks.max(axis=2), tail.max(axis=1, keepdims=True)], axis=1)
+    return lo, hi, bucket
 
 
 def _octave_smooth(freqs: np.ndarray, power: np.ndarray, fraction: int = 6) -> np.ndarray:
@@ -101,17 +127,28 @@ def _octave_smooth(freqs: np.ndarray, power: np.ndarray, fraction: int = 6) -> n
     return (csum[hi] - csum[lo]) / (hi - lo)
 
 
+def _report_numbers(x: np.ndarray, rate: int, short_term: tuple[np.ndarray, np.ndarray] | None) -> dict:
+    """Everything the report plots, from the samples (numpy/scipy work that releases the GIL)."""
+    lo, hi, bucket = _envelope(x[:2], WAVE_COLUMNS)
+    st_t, st = short_term if short_term is not None else short_term_loudness(x, rate)
+    mid = x.mean(axis=0)
+    freqs, psd = _welch(mid, rate, min(8192, mid.size))  # scipy.signal.welch's numbers, faster
+    peak = max(float(x.max()), -float(x.min()))
+    return {"lo": lo, "hi": hi, "bucket": bucket, "st_t": st_t, "st": st, "freqs": freqs, "psd": psd, "peak": peak}
+
+
 def write_master_report(audio: Audio, path: str | os.PathLike, *, title: str, profile: str, target_lufs: float,
-                        ceiling_dbtp: float, measured: dict, album_lufs: float | None = None) -> Path:
+                        ceiling_dbtp: float, measured: dict, album_lufs: float | None = None,
+                        short_term: tuple[np.ndarray, np.ndarray] | None = None) -> Path:
     """Write a 1600x1200 PNG report of `audio` (a master, (channels, frames)) to `path`, atomically.
 
     Panels: waveform min/max envelope (L/R) with the ceiling; short-term loudness with the target
     and the measured integrated loudness; Welch long-term spectrum of the mid channel with a
     -4.5 dB/octave reference tilt through 1 kHz. The parent folder is created if missing.
-    measured: as for `report_headline`.
+    measured: as for `report_headline`. short_term: `short_term_loudness(audio.samples, rate)`
+    when the caller has it already (`measure_with_short_term`), else it is measured here.
     """
-    import scipy.signal
-    from matplotlib.figure import Figure
+    from concurrent.futures import ThreadPoolExecutor
 
     x, rate = audio.samples, audio.sample_rate
     if x.shape[1] == 0 or not np.all(np.isfinite(x)):
@@ -119,6 +156,22 @@ def write_master_report(audio: Audio, path: str | os.PathLike, *, title: str, pr
     seconds = x.shape[1] / rate
     headline = report_headline(target_lufs=target_lufs, ceiling_dbtp=ceiling_dbtp, measured=measured,
                                album_lufs=album_lufs)
+    # The numbers are worked out in a thread while matplotlib is imported (about 0.25 s in a fresh
+    # process, pure Python) and sets up the figure: sosfilt, numpy's reductions and FFTs release
+    # the GIL, so both go on at once when a core is free.
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="millamusic-report") as pool:
+        numbers = pool.submit(_report_numbers, x, rate, short_term)
+        fig = _report_figure(title, profile, headline)
+        _draw_report(fig, numbers.result(), rate=rate, seconds=seconds, target_lufs=target_lufs,
+                     ceiling_dbtp=ceiling_dbtp, measured=measured)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=FIG_DPI)
+    return Path(path)
+
+
+def _report_figure(title: str, profile: str, headline: str):
+    """The figure before any data: the two header lines and the three panels."""
+    from matplotlib.figure import Figure
 
     fig = Figure(figsize=FIG_INCHES, dpi=FIG_DPI, layout="constrained")
     fig.get_layout_engine().set(rect=(0.0, 0.0, 1.0, 0.925))  # the top 7.5% holds the two header lines
@@ -126,24 +179,31 @@ def write_master_report(audio: Audio, path: str | os.PathLike, *, title: str, pr
              fontweight="bold")
     fig.text(0.5, 0.943, headline, ha="center", va="center", fontsize=14,
              color="#1a7f37" if headline.startswith("PASS") else "#c62828")
-    ax_wave, ax_st, ax_spec = fig.subplots(3, 1, gridspec_kw={"height_ratios": [1, 1, 1.1]})
+    fig.subplots(3, 1, gridspec_kw={"height_ratios": [1, 1, 1.1]})
+    return fig
+
+
+def _draw_report(fig, numbers: dict, *, rate: int, seconds: float, target_lufs: float, ceiling_dbtp: float,
+                 measured: dict) -> None:
+    """Plot `_report_numbers` into `_report_figure`'s panels."""
+    ax_wave, ax_st, ax_spec = fig.axes
 
     # 1. waveform envelope
-    lo, hi, bucket = _envelope(x[:2], WAVE_COLUMNS)
+    lo, hi, bucket = numbers["lo"], numbers["hi"], numbers["bucket"]
     t = (np.arange(lo.shape[1]) + 0.5) * bucket / rate
-    names = ["L", "R"] if x.shape[0] >= 2 else ["mono"]
+    names = ["L", "R"] if lo.shape[0] >= 2 else ["mono"]
     for ch, (name, color) in enumerate(zip(names, ["#1f77b4", "#d62728"])):
         ax_wave.fill_between(t, lo[ch], hi[ch], color=color, alpha=0.45, linewidth=0, label=name)
     ceiling = 10.0 ** (ceiling_dbtp / 20.0)
     for sign in (1, -1):
         ax_wave.axhline(sign * ceiling, color="k", linestyle="--", linewidth=1,
                         label=f"ceiling {ceiling_dbtp:.1f} dBTP (±{ceiling:.3f})" if sign > 0 else None)
-    span = 1.25 * max(float(np.max(np.abs(x))), 1.0)  # headroom over full scale for the labels
+    span = 1.25 * max(numbers["peak"], 1.0)  # headroom over full scale for the labels
     ax_wave.set(xlim=(0, seconds), ylim=(-span, span), ylabel="amplitude (linear, FS = 1)")
     ax_wave.legend(loc="upper right", ncols=3, fontsize=10, framealpha=0.9)
 
     # 2. short-term loudness
-    st_t, st = short_term_loudness(x, rate)
+    st_t, st = numbers["st_t"], numbers["st"]
     finite = st[np.isfinite(st)]
     top = max(target_lufs + 6.0, float(finite.max()) if finite.size else -np.inf) + 1.0
     ax_st.plot(st_t, np.where(np.isfinite(st), st, np.nan), color="#6a3d9a", linewidth=1.5,
@@ -156,8 +216,7 @@ def write_master_report(audio: Audio, path: str | os.PathLike, *, title: str, pr
     ax_st.legend(loc="lower right", ncols=3, fontsize=10, framealpha=0.9)
 
     # 3. long-term average spectrum of the mid channel
-    mid = x.mean(axis=0)
-    freqs, psd = scipy.signal.welch(mid, fs=rate, nperseg=min(8192, mid.size))
+    freqs, psd = numbers["freqs"], numbers["psd"]
     keep = freqs >= 20.0
     freqs, psd = freqs[keep], psd[keep]
     smooth = _octave_smooth(freqs, psd)
@@ -184,7 +243,3 @@ def write_master_report(audio: Audio, path: str | os.PathLike, *, title: str, pr
     ax_spec.grid(True, which="minor", alpha=0.15)
     for ax in (ax_wave, ax_st):
         ax.set_xlabel("time (s)")
-
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=FIG_DPI)
-    return Path(path)
