@@ -346,13 +346,21 @@ def _quantize_24(samples: np.ndarray, full: float) -> np.ndarray:
     return q
 
 
-def write_wav(audio: Audio, path: str | os.PathLike, bit_depth: int = 24) -> Path:
+def quantize(audio: Audio, bit_depth: int) -> np.ndarray:
+    """The PCM integers write_wav and write_flac store (see _quantize): made once, passed to both
+    as `pcm=`, a master is quantised (and its 16-bit dither drawn) once for the two files."""
+    if bit_depth not in (16, 24):
+        raise ExportError(f"bit_depth {bit_depth} is not supported; use 24 (delivery) or 16 (CD)")
+    return _quantize(audio, bit_depth)
+
+
+def write_wav(audio: Audio, path: str | os.PathLike, bit_depth: int = 24, *, pcm: np.ndarray | None = None) -> Path:
     """Delivery WAV: WAVE_FORMAT_PCM, 'fmt ' + 'data' only, no tags, nothing after the data."""
     import soundfile as sf
 
     if bit_depth not in (16, 24):
         raise ExportError(f"bit_depth {bit_depth} is not supported; use 24 (delivery) or 16 (CD)")
-    data = _quantize(audio, bit_depth)
+    data = _quantize(audio, bit_depth) if pcm is None else pcm
     path = Path(path)
     with atomic_path(path) as tmp:
         sf.write(str(tmp), data, audio.sample_rate, subtype=f"PCM_{bit_depth}", format="WAV")
@@ -466,14 +474,15 @@ def check_wav_delivery(
     return problems
 
 
-def write_flac(audio: Audio, path: str | os.PathLike, tags: ReleaseTags, bit_depth: int = 24) -> Path:
+def write_flac(audio: Audio, path: str | os.PathLike, tags: ReleaseTags, bit_depth: int = 24, *,
+               pcm: np.ndarray | None = None) -> Path:
     """FLAC (24-bit, or 16-bit dithered like the WAV) with Vorbis comments and a front-cover Picture block."""
     import soundfile as sf
     from mutagen.flac import FLAC, Picture
 
     if bit_depth not in (16, 24):
         raise ExportError(f"bit_depth {bit_depth} is not supported; use 24 (delivery) or 16 (CD)")
-    data = _quantize(audio, bit_depth)
+    data = _quantize(audio, bit_depth) if pcm is None else pcm
     path = Path(path)
     with atomic_path(path) as tmp:
         sf.write(str(tmp), data, audio.sample_rate, subtype=f"PCM_{bit_depth}", format="FLAC")

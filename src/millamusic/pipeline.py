@@ -666,9 +666,8 @@ def export_inputs(master_hash: str, tags, profile, slug: str) -> dict:
 
 def _export(run: _Run, master_entry: Entry, tags, profile) -> Entry:
     """One profile's delivery files, each decoded back and measured (files.json)."""
-    from millamusic.export import decode, write_flac, write_mp3_under, write_wav
-    from millamusic.master import measure
-    from millamusic.report import write_master_report
+    from millamusic.export import decode, quantize, write_flac, write_mp3_under, write_wav
+    from millamusic.report import measure_with_short_term, write_master_report
 
     slug = run.song.slug
     inputs = export_inputs(master_entry.content_hash, tags, profile, slug)
@@ -685,16 +684,19 @@ def _export(run: _Run, master_entry: Entry, tags, profile) -> Entry:
             lossy = {role: pool.submit(write_mp3_under, mastered, name[role], tags, mode=mode,
                                        max_true_peak_dbtp=profile.lossy_true_peak_dbtp)
                      for role, mode in (("mp3_320", "cbr320"), ("mp3_v0", "v0"))}
-            write_wav(mastered, name["wav"], bit_depth=profile.bit_depth)
-            write_flac(mastered, name["flac"], tags, bit_depth=profile.bit_depth)
+            integers = quantize(mastered, profile.bit_depth)
+            write_wav(mastered, name["wav"], bit_depth=profile.bit_depth, pcm=integers)
+            write_flac(mastered, name["flac"], tags, bit_depth=profile.bit_depth, pcm=integers)
+            del integers
             pcm = decode(name["wav"])
             if not np.array_equal(decode(name["flac"]).samples, pcm.samples):
                 raise ExportError(f"{name['flac'].name} does not decode to the same samples as {name['wav'].name}")
-            pcm_loudness = measure(pcm).to_dict()
+            pcm_report, short_term = measure_with_short_term(pcm)  # one K-weighting pass for both
+            pcm_loudness = pcm_report.to_dict()
             album_lufs = json.loads((master_entry.path / "loudness.json").read_text()).get("album_lufs")
             write_master_report(pcm, name["report"], title=tags.title, profile=profile.name,
                                 target_lufs=profile.integrated_lufs, ceiling_dbtp=profile.true_peak_dbtp,
-                                measured=pcm_loudness, album_lufs=album_lufs)
+                                measured=pcm_loudness, album_lufs=album_lufs, short_term=short_term)
             measured = {"wav": {**pcm_loudness, "trim_db": 0.0}, "flac": {**pcm_loudness, "trim_db": 0.0}}
             for role, future in lossy.items():
                 result = future.result()
