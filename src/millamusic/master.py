@@ -88,36 +88,6 @@ def _k_sos(rate: int) -> np.ndarray:
     return sos  # shared by every call: not to be changed (sosfilt needs a writeable buffer)
 
 
-def _k_weighted_power(samples: np.ndarray, rate: int) -> np.ndarray:
-    """Channel-weighted sum of squares of the K-weighted signal, float64, (frames,).
-
-    The filters are pyloudnorm's own DeMan biquads, run as one second-order-sections cascade
-    (scipy sosfilt, one thread per channel), in float64 whatever the input's dtype.
-    """
-    import scipy.signal
-
-    sos = _k_sos(rate)
-    weights = [_CHANNEL_WEIGHTS[i] if i < len(_CHANNEL_WEIGHTS) else 1.0 for i in range(samples.shape[0])]
-
-    def one(i: int) -> np.ndarray:
-        # sosfilt computes in float64 (the float64 sos sets the type) on its own float64 copy of
-        # the channel: converting here first would only copy the channel twice. Filtering both
-        # channels in one call (axis=-1) was measured slower than a thread per channel on 2 cores
-        # (130 ms against 75 for 3 minutes), and float32 filtering only 20% faster per channel and
-        # not the same numbers, so the master's decisions could move.
-        z = scipy.signal.sosfilt(sos, samples[i])
-        np.multiply(z, z, out=z)
-        if weights[i] != 1.0:
-            z *= weights[i]
-        return z
-
-    parts = _per_channel(one, list(range(samples.shape[0])))
-    total = parts[0]
-    for part in parts[1:]:
-        total += part
-    return total
-
-
 _CHANNEL_WEIGHTS = (1.0, 1.0, 1.0, 1.41, 1.41)  # BS.1770 L, R, C, Ls, Rs
 
 # The streaming meters below walk a signal in blocks of this many frames: their working set
@@ -127,7 +97,8 @@ _CHANNEL_WEIGHTS = (1.0, 1.0, 1.0, 1.41, 1.41)  # BS.1770 L, R, C, Ls, Rs
 # a 3-minute channel. Streamed, every number is bit for bit the one the whole-signal code gives:
 # sosfilt carries its state between blocks (zi), soxr's stream gives the same samples as its
 # one-shot call, and a running sum carried into each block's first element adds in the same
-# order as one np.cumsum (tests/test_master.py checks all three against the whole-signal code).
+# order as one np.cumsum (tests/test_master.py checks all three against the whole-signal code,
+# tests/meter_reference.py: `_k_weighted_power`, `_integrated_from_power`, ... named below).
 _CHUNK = 1 << 16
 
 
@@ -225,28 +196,6 @@ def _block_ms_from(csum_lo: np.ndarray, csum_hi: np.ndarray, rate: int) -> np.nd
     return np.maximum(csum_hi - csum_lo, 0.0) / (_T_G * rate)
 
 
-def _csum(power: np.ndarray) -> np.ndarray:
-    """concatenate([[0.0], cumsum(power)]), without the intermediate copy."""
-    csum = np.empty(power.shape[0] + 1, dtype=np.float64)
-    csum[0] = 0.0
-    np.cumsum(power, out=csum[1:])
-    return csum
-
-
-def _block_ms(power: np.ndarray, rate: int) -> np.ndarray:
-    """Mean square of each 400 ms gating block (75 % overlap) of `_k_weighted_power`, with
-    pyloudnorm's exact block bounds, vectorised with a cumulative sum."""
-    csum = _csum(power)
-    lo, hi = _block_bounds(power.shape[0], rate)
-    return _block_ms_from(csum[lo], csum[hi], rate)
-
-
-def _integrated_from_power(power: np.ndarray, rate: int) -> float:
-    """BS.1770-4 integrated loudness from `_k_weighted_power`; agrees with pyloudnorm to ~1e-7 LU,
-    about 5x faster."""
-    return _gated_loudness(_block_ms(power, rate))
-
-
 def integrated_loudness(samples: np.ndarray, rate: int) -> float:
     """BS.1770-4 integrated loudness (LUFS, -inf for silence) of float (channels, frames) samples.
 
@@ -330,24 +279,6 @@ def _channel_peaks(channel: np.ndarray, rate: int) -> tuple[float, float]:
     return max(top, -bottom, sample_peak), sample_peak
 
 
-def _lra_from_power(power: np.ndarray, rate: int) -> float:
-    """EBU Tech 3342 loudness range (LRA, LU) from `_k_weighted_power`; 0.0 under one 3 s window.
-
-    Written here rather than taken from pyloudnorm: its `Meter.loudness_range` pads 1.5 s of
-    silence onto the signal, hops 0.09 s (overlap 0.97) instead of Tech 3342's 0.1 s, and
-    loops over blocks in Python (slow for a whole song). This version uses 3 s windows every
-    0.1 s, an absolute gate of -70 LUFS, a relative gate 20 LU below the power mean of the
-    absolutely gated windows, and LRA = P95 - P10 of what remains. tests/test_master.py
-    cross-checks it against pyloudnorm's.
-    """
-    windows = _lra_windows(power.shape[0], rate)
-    if windows is None:
-        return 0.0
-    starts, win = windows
-    csum = _csum(power)
-    return _lra_from_mean_sq((csum[starts + win] - csum[starts]) / win)
-
-
 def _lra_windows(n: int, rate: int) -> tuple[np.ndarray, int] | None:
     """(starts, length) of the 3 s short-term windows every 0.1 s over n frames; None under 3 s."""
     win = int(round(3.0 * rate))
@@ -358,7 +289,14 @@ def _lra_windows(n: int, rate: int) -> tuple[np.ndarray, int] | None:
 
 
 def _lra_from_mean_sq(mean_sq: np.ndarray) -> float:
-    """`_lra_from_power` from the short-term windows' mean squares."""
+    """EBU Tech 3342 loudness range (LRA, LU) from the mean squares of the K-weighted signal's 3 s
+    windows every 0.1 s (`_lra_windows`).
+
+    Written here rather than taken from pyloudnorm: its `Meter.loudness_range` pads 1.5 s of
+    silence onto the signal, hops 0.09 s (overlap 0.97) instead of Tech 3342's 0.1 s, and
+    loops over blocks in Python (slow for a whole song). This uses an absolute gate of -70 LUFS,
+    a relative gate 20 LU below the power mean of the absolutely gated windows, and LRA = P95 -
+    P10 of what remains. tests/test_master.py cross-checks it against pyloudnorm's."""
     with np.errstate(divide="ignore"):
         st = -0.691 + 10.0 * np.log10(np.maximum(mean_sq, 0.0))
     st = st[st >= -70.0]
