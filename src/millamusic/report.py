@@ -35,7 +35,7 @@ def short_term_loudness(samples: np.ndarray, rate: int, *, hop_seconds: float = 
     absolute gate, also well above cumsum rounding noise) read -inf.
 
     The K-weighted running sum is streamed (`master._k_csum_at`): the numbers of the cumsum of
-    `master._k_weighted_power`, without its (frames,) arrays.
+    the whole-signal meter in tests/meter_reference.py, without its (frames,) arrays.
     """
     win = int(round(SHORT_TERM_SECONDS * rate))
     hop = max(1, int(round(hop_seconds * rate)))
