@@ -728,3 +728,16 @@ def test_mp3_of_every_profile_decodes_under_its_lossy_ceiling(tmp_path, tags, na
                                    max_true_peak_dbtp=profile.lossy_true_peak_dbtp)
         assert result.loudness.true_peak_dbtp <= profile.lossy_true_peak_dbtp <= -0.5
         assert abs(result.loudness.integrated_lufs - profile.integrated_lufs) <= 0.5 - result.trim_db
+
+
+def test_24_bit_quantising_in_float32_gives_the_float64_integers():
+    """_quantize's float32 fast path (export._quantize_24) against the plain float64 rounding."""
+    from millamusic.export import _quantize
+
+    rng = np.random.default_rng(5)
+    x = (rng.standard_normal((2, 48000)) * 0.4).astype(np.float32)
+    x[0, :6] = [1.0, -1.0, 0.99999994, -1.2, 2.0, 0.5 / (1 << 23)]  # clipped, edge and half-LSB values
+    reference = np.clip(np.round(x.astype(np.float64).T * (1 << 23)), -(1 << 23), (1 << 23) - 1)
+    got = _quantize(Audio(x, 48000), 24)
+    assert got.dtype == np.int32 and got.flags["C_CONTIGUOUS"] and got.shape == (48000, 2)
+    assert np.array_equal(got, (reference.astype(np.int32) << 8))
