@@ -741,3 +741,13 @@ def test_24_bit_quantising_in_float32_gives_the_float64_integers():
     got = _quantize(Audio(x, 48000), 24)
     assert got.dtype == np.int32 and got.flags["C_CONTIGUOUS"] and got.shape == (48000, 2)
     assert np.array_equal(got, (reference.astype(np.int32) << 8))
+
+
+def test_pcm_given_to_the_writers_must_be_that_bit_depths_integers(tmp_path):
+    from millamusic.errors import ExportError
+    from millamusic.export import quantize, write_wav
+
+    audio = Audio(np.zeros((2, 4800), np.float32), 48000)
+    with pytest.raises(ExportError, match="not quantize"):
+        write_wav(audio, tmp_path / "a.wav", bit_depth=24, pcm=quantize(audio, 16))
+    assert write_wav(audio, tmp_path / "b.wav", bit_depth=16, pcm=quantize(audio, 16)).is_file()

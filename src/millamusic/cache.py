@@ -84,7 +84,7 @@ def _content_hash(files: dict[str, dict]) -> str:
 
 
 def _hash_files(paths: list[Path]) -> list[tuple[str, int]]:
-    """(sha256, size) of each file, biggest first over a few threads."""
+    """(sha256, size) of each file, in order, hashed on a few threads."""
     def one(path: Path) -> tuple[str, int]:
         return sha256_file(path), path.stat().st_size
 

@@ -354,13 +354,23 @@ def quantize(audio: Audio, bit_depth: int) -> np.ndarray:
     return _quantize(audio, bit_depth)
 
 
+def _pcm_for(audio: Audio, bit_depth: int, pcm: np.ndarray | None) -> np.ndarray:
+    """What write_wav/write_flac store: `pcm` when given (from `quantize`, checked to be that bit
+    depth's integers for this audio), else `audio` quantised now."""
+    if pcm is None:
+        return quantize(audio, bit_depth)
+    want = np.int16 if bit_depth == 16 else np.int32
+    if bit_depth not in (16, 24) or pcm.dtype != want or pcm.shape != (audio.frames, audio.channels):
+        raise ExportError(f"pcm= is {pcm.dtype} {pcm.shape}, not quantize(audio, {bit_depth}) of this audio "
+                          f"({np.dtype(want).name} ({audio.frames}, {audio.channels}))")
+    return pcm
+
+
 def write_wav(audio: Audio, path: str | os.PathLike, bit_depth: int = 24, *, pcm: np.ndarray | None = None) -> Path:
     """Delivery WAV: WAVE_FORMAT_PCM, 'fmt ' + 'data' only, no tags, nothing after the data."""
     import soundfile as sf
 
-    if bit_depth not in (16, 24):
-        raise ExportError(f"bit_depth {bit_depth} is not supported; use 24 (delivery) or 16 (CD)")
-    data = _quantize(audio, bit_depth) if pcm is None else pcm
+    data = _pcm_for(audio, bit_depth, pcm)
     path = Path(path)
     with atomic_path(path) as tmp:
         sf.write(str(tmp), data, audio.sample_rate, subtype=f"PCM_{bit_depth}", format="WAV")
@@ -480,9 +490,7 @@ def write_flac(audio: Audio, path: str | os.PathLike, tags: ReleaseTags, bit_dep
     import soundfile as sf
     from mutagen.flac import FLAC, Picture
 
-    if bit_depth not in (16, 24):
-        raise ExportError(f"bit_depth {bit_depth} is not supported; use 24 (delivery) or 16 (CD)")
-    data = _quantize(audio, bit_depth) if pcm is None else pcm
+    data = _pcm_for(audio, bit_depth, pcm)
     path = Path(path)
     with atomic_path(path) as tmp:
         sf.write(str(tmp), data, audio.sample_rate, subtype=f"PCM_{bit_depth}", format="FLAC")

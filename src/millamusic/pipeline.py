@@ -679,7 +679,8 @@ def _export(run: _Run, master_entry: Entry, tags, profile) -> Entry:
 
         mastered = load_npy(master_entry.verified("master.npy"))
         name = {role: folder / f"{slug}{suffix}" for role, (suffix, _) in DELIVERY_FILES.items()}
-        # The MP3s (encode, decode, measure; LAME and soxr release the GIL) run beside the PCM files.
+        # The MP3s run beside the PCM files: each thread waits on its LAME child process
+        # (export._encode_mp3), then decodes and measures its file.
         with ThreadPoolExecutor(max_workers=2, thread_name_prefix="millamusic-mp3") as pool:
             lossy = {role: pool.submit(write_mp3_under, mastered, name[role], tags, mode=mode,
                                        max_true_peak_dbtp=profile.lossy_true_peak_dbtp)
