@@ -139,7 +139,7 @@ def test_output_is_deterministic(voice, line):
 
 def test_singer_analysis_gives_every_word_a_vowel(line):
     n_frames = int(len(line.samples) / (line.sample_rate * singer.FRAME_S)) + 1
-    words = singer._phones_per_word(line, _spans(LINE), n_frames)
+    words = singer.phones_per_word(line, _spans(LINE), n_frames, singer.FRAME_S)
     assert len(words) == len(LINE.split(" "))
     for text, phones in zip(LINE.split(" "), words):
         assert any(ph.is_vowel for ph in phones), text

@@ -23,8 +23,6 @@ Frame arrays below are indexed by 5 ms WORLD frames; `sp` and `ap` are
 from __future__ import annotations
 
 import os
-import re
-import unicodedata
 from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -35,6 +33,10 @@ import numpy as np
 from millamusic import espeak
 from millamusic.audio import Audio, resample
 from millamusic.engines.base import EngineInfo, SungSyllable, VocalEngine, VocalRequest, VocalResult
+from millamusic.engines.syllables import Group as _Group
+from millamusic.engines.syllables import Phone as _Phone
+from millamusic.engines.syllables import clean_word as _clean_word
+from millamusic.engines.syllables import phones_per_word, spoken_words, syllable_groups, third_above
 from millamusic.errors import RenderError
 from millamusic.score import Note, Score
 from millamusic.theory import midi_to_hz
@@ -126,7 +128,6 @@ _OPTION_RANGES = {
 }
 _FLAG_OPTIONS = ("harmony",)
 
-_SONORANTS = set("mnŋlɹrɾwjɲɫ")
 
 
 def _espeak_model() -> str:
@@ -167,20 +168,6 @@ class _Source:
     tail: tuple[int, int]  # rest of the nucleus after the core (natural speed)
     coda: tuple[int, int]  # consonants after the vowel, sung at the end of the note
 
-
-@dataclass
-class _Phone:
-    ipa: str
-    start: int  # analysis frame
-    end: int  # exclusive
-
-    @property
-    def vowel_letters(self) -> int:
-        return sum(1 for ch in self.ipa if ch in espeak.IPA_VOWELS) + self.ipa.count(espeak.SYLLABIC_MARK)
-
-    @property
-    def is_vowel(self) -> bool:
-        return self.vowel_letters > 0
 
 
 @dataclass
@@ -229,13 +216,6 @@ def _note_end(score: Score, note: Note) -> float:
 
 
 # --- the speech side: espeak + WORLD -------------------------------------------------------
-def _clean_word(text: str) -> str:
-    """What espeak is asked to say for a lyric word: letters, digits and apostrophes."""
-    text = unicodedata.normalize("NFC", text).replace("’", "'")
-    text = re.sub(r"[^\w']+", " ", text).strip(" '_")
-    return text or "la"
-
-
 def _speak_words(words: list[str], speaker: _Speaker) -> tuple[espeak.Utterance, list[tuple[int, int]]]:
     """Speak `words` as one line: the utterance and each word's character span in the text.
 
@@ -269,7 +249,7 @@ def _analyse_line(utt: espeak.Utterance, spans: list[tuple[int, int]], f0_range:
     # threshold 0: no D4C voicing decision, DIO's f0 decides; vowels are fixed up below
     ap = pyworld.d4c(x, f0, t, fs, threshold=0.0, fft_size=fft_size)
     n_frames = len(f0)
-    words_phones = _phones_per_word(utt, spans, n_frames)
+    words_phones = phones_per_word(utt, spans, n_frames, FRAME_S)
     vowel = np.zeros(n_frames, dtype=bool)
     for phones in words_phones:
         for ph in phones:
@@ -301,98 +281,6 @@ def _bridge_f0(f0: np.ndarray) -> np.ndarray:
     if len(voiced) == 0:
         return np.full_like(f0, 200.0)
     return np.interp(np.arange(len(f0)), voiced, f0[voiced])
-
-
-def _phones_per_word(utt: espeak.Utterance, spans: list[tuple[int, int]], n_frames: int) -> list[list[_Phone]]:
-    """Phones of each word, assigned by event order: a phoneme belongs to the word whose
-    WORD event came last before it. A phoneme lasts until the next phoneme event."""
-    to_frame = 1.0 / (utt.sample_rate * FRAME_S)
-    marks = []  # (word index or -1 for a pause, ipa, start sample)
-    current = 0
-    for ev in utt.events:
-        if ev.kind == "word":
-            current = _span_index(spans, ev.text_position)
-        else:
-            marks.append((current if ev.text else -1, ev.text, ev.sample))
-    out: list[list[_Phone]] = [[] for _ in spans]
-    for k, (word, ipa, sample) in enumerate(marks):
-        end_sample = marks[k + 1][2] if k + 1 < len(marks) else len(utt.samples)
-        start, end = int(round(sample * to_frame)), int(round(end_sample * to_frame))
-        start, end = min(start, n_frames - 1), min(max(end, start + 1), n_frames)
-        if word >= 0 and end > start:
-            out[word].append(_Phone(ipa, start, end))
-    return out
-
-
-def _span_index(spans: list[tuple[int, int]], position: int) -> int:
-    """The word whose character span holds `position` (or the last one starting before it)."""
-    best = 0
-    for k, (start, _end) in enumerate(spans):
-        if start <= position:
-            best = k
-    return best
-
-
-# --- syllabification -----------------------------------------------------------------------
-@dataclass
-class _Group:
-    """Phone index ranges of one syllable inside a word: onset [o, n0), nucleus [n0, n1), coda [n1, c)."""
-
-    o: int
-    n0: int
-    n1: int
-    c: int
-    main: int  # the vowel phone whose core is stretched
-
-
-def _syllable_groups(phones: list[_Phone], count: int) -> tuple[list[_Group], int]:
-    """Split a word's phones into `count` syllable groups; also return espeak's vowel count.
-
-    Between two vowels a single consonant starts the next syllable (singers carry it
-    over); of a cluster the first consonant closes the syllable and the rest start the
-    next. If espeak's vowel count differs from `count`, neighbouring groups are merged
-    or the longest vowel is shared, so the count always matches.
-    """
-    vowels = [k for k, ph in enumerate(phones) if ph.is_vowel]
-    found = len(vowels)
-    if not vowels:  # e.g. "hmm": sing the longest sonorant (or longest phone)
-        sonorant = [k for k, ph in enumerate(phones) if any(ch in _SONORANTS for ch in ph.ipa)]
-        pool = sonorant or list(range(len(phones)))
-        vowels = [max(pool, key=lambda k: phones[k].end - phones[k].start)]
-    groups = []
-    for j, v in enumerate(vowels):
-        o = 0 if j == 0 else groups[-1].c
-        if j + 1 < len(vowels):
-            cluster = vowels[j + 1] - v - 1
-            c = v + 1 + (0 if cluster <= 1 else 1)
-        else:
-            c = len(phones)
-        groups.append(_Group(o, v, v + 1, c, v))
-    groups = _merge_groups(groups, phones, count) if len(groups) > count else groups
-    while len(groups) < count:
-        groups = _split_longest(groups, phones)
-    return groups, found
-
-
-def _merge_groups(groups: list[_Group], phones: list[_Phone], count: int) -> list[_Group]:
-    """Merge neighbouring groups into `count`; the stressed (else longest) vowel is held."""
-    merged = []
-    for chunk in np.array_split(np.arange(len(groups)), count):
-        parts = [groups[i] for i in chunk]
-        mains = [g.main for g in parts]
-        stressed = [m for m in mains if "ˈ" in phones[m].ipa]
-        main = stressed[0] if stressed else max(mains, key=lambda m: phones[m].end - phones[m].start)
-        merged.append(_Group(parts[0].o, parts[0].n0, parts[-1].n1, parts[-1].c, main))
-    return merged
-
-
-def _split_longest(groups: list[_Group], phones: list[_Phone]) -> list[_Group]:
-    """Sing the longest vowel twice: first with the onset, then again with the coda."""
-    k = max(range(len(groups)), key=lambda i: phones[groups[i].main].end - phones[groups[i].main].start)
-    g = groups[k]
-    first = _Group(g.o, g.n0, g.n1, g.n1, g.main)
-    second = _Group(g.n0, g.n0, g.n1, g.c, g.main)
-    return groups[:k] + [first, second] + groups[k + 1 :]
 
 
 def _source_of(group: _Group, phones: list[_Phone], analysis: _Analysis) -> _Source:
@@ -826,14 +714,6 @@ def _chorus_units(score: Score, units: list[_Unit]) -> list[_Unit]:
     return [u for u in units if u.line in chorus_lines]
 
 
-def third_above(pitch: int, scale: tuple[int, ...]) -> int:
-    """The note two scale steps above `pitch` in the key (a major or minor third).
-    A note outside the scale keeps its offset from the scale note under it."""
-    ladder = [octave * 12 + pc for octave in range(pitch // 12 - 1, pitch // 12 + 3) for pc in sorted(scale)]
-    index = max(i for i, note in enumerate(ladder) if note <= pitch)
-    return ladder[index + 2] + (pitch - ladder[index])
-
-
 def _finish(buffer: np.ndarray, fs: int, rate: int, frames: int) -> tuple[Audio, float]:
     """Mono buffer at `fs` -> stereo Audio at `rate`, exactly `frames` long, peak at PEAK_DBFS.
 
@@ -964,34 +844,18 @@ def _attach_sources(score: Score, units: list[_Unit], speaker: _Speaker, pool: E
         analysis = analyses[key]
         if isinstance(analysis, Future):
             analysis = analyses[key] = analysis.result()
-        for slots in _spoken_words(analysis):
+        for slots in spoken_words(analysis.words):
             word_units = [u for u in units if u.line == line and u.word in {word_ids[k] for k in slots}]
             phones = analysis.words[slots[0]]
             if not phones:
                 continue  # espeak said nothing for it: those notes stay silent
-            groups, found = _syllable_groups(phones, len(word_units))
+            groups, found = syllable_groups(phones, len(word_units))
             if found != len(word_units):
                 text = " ".join(texts[k] for k in slots)
                 mismatches.append({"word": text, "espeak_vowels": found, "sung_syllables": len(word_units)})
             for u, g in zip(word_units, groups):
                 u.source = _source_of(g, phones, analysis)
     return mismatches
-
-
-def _spoken_words(analysis: _Analysis) -> list[list[int]]:
-    """Word slots grouped as espeak spoke them.
-
-    espeak runs an unstressed word into the one before it ("for the" -> /fɚðə/) and
-    emits no word event for it, so its phones arrive with the previous word. Such a
-    word is sung from the phones of that group, split by syllable like one long word.
-    """
-    groups: list[list[int]] = []
-    for slot, phones in enumerate(analysis.words):
-        if phones or not groups:
-            groups.append([slot])
-        else:
-            groups[-1].append(slot)
-    return groups
 
 
 def _word_text(score: Score, units: list[_Unit], w: int) -> str:
