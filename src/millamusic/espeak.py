@@ -34,6 +34,7 @@ INIT_PHONEME_IPA = 0x0002
 INIT_DONT_EXIT = 0x8000
 
 CHARS_UTF8 = 1
+SYNTH_PHONEMES = 0x100  # espeakPHONEMES: [[...]] in the text are phoneme mnemonics
 POS_CHARACTER = 1
 
 EVENT_LIST_TERMINATED = 0
@@ -315,8 +316,12 @@ def language_fix(code: str) -> str | None:
     return f"use an espeak-ng language code such as {examples} ({len(known)} available)"
 
 
-def speak(text: str, voice: str, rate_wpm: int = 175, pitch: int = 50, pitch_range: int = 50) -> Utterance:
+def speak(text: str, voice: str, rate_wpm: int = 175, pitch: int = 50, pitch_range: int = 50,
+          phoneme_input: bool = False) -> Utterance:
     """Speak `text` with `voice` (e.g. 'en-us+f3'); return samples and events.
+
+    With `phoneme_input`, text inside [[ ]] is read as espeak phoneme mnemonics
+    ("[[m'Il@]]"): pronunciation overrides.
 
     `pitch` and `pitch_range` are espeak's 0-100 parameters; a small range gives a flat
     intonation, which WORLD analyses more reliably. The result repeats exactly only
@@ -335,7 +340,8 @@ def speak(text: str, voice: str, rate_wpm: int = 175, pitch: int = 50, pitch_ran
         state["sink"] = sink
         try:
             buf = ctypes.create_string_buffer(encoded)
-            status = lib.espeak_Synth(buf, len(encoded) + 1, 0, POS_CHARACTER, 0, CHARS_UTF8, None, None)
+            flags = CHARS_UTF8 | (SYNTH_PHONEMES if phoneme_input else 0)
+            status = lib.espeak_Synth(buf, len(encoded) + 1, 0, POS_CHARACTER, 0, flags, None, None)
             lib.espeak_Synchronize()
         finally:
             state["sink"] = None

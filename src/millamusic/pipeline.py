@@ -17,7 +17,7 @@ import shutil
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from collections.abc import Mapping
 from typing import Callable
@@ -212,7 +212,7 @@ def _render(song: Song, options: RenderOptions, progress: Progress | None, cache
 
     spec = song.spec
     backing_engine = load_engine("backing", options.backing or spec.engines.backing)
-    vocal_engine = load_engine("vocals", options.vocals or spec.engines.vocals)
+    vocal_engine = load_engine("vocals", options.vocals or song.vocal_engine)
     profiles = delivery_profiles(options.profiles or tuple(spec.master.profiles))
     done_before = {report.name for report in earlier}
     say = progress or (lambda *_: None)
@@ -386,8 +386,9 @@ def _backing(run: _Run, score: Score, engine, request, info) -> Entry:
     return entry
 
 
-def vocals_inputs(song: Song, score: Score, engine) -> tuple:
-    """(the VocalRequest, the vocals stage's cache inputs)."""
+def vocals_inputs(song: Song, score: Score, engine, phrase_cache: Path | None = None) -> tuple:
+    """(the VocalRequest, the vocals stage's cache inputs). `phrase_cache`: where an engine that
+    caches phrases (kokoro) keeps them, shared by every song rendered with this stage cache."""
     from millamusic.engines.base import VocalRequest
 
     request = VocalRequest(seed=song.spec.seed, language=song.language, voice=song.voice,
@@ -397,13 +398,16 @@ def vocals_inputs(song: Song, score: Score, engine) -> tuple:
             "lines": [asdict(line) for line in score.lines],
             "sections": [[s.name, s.kind] for s in score.sections], "key": score.key}
     keyed = asdict(request)  # the cache key holds the voice model's content, not where it lies
-    if "piper_model" in keyed["options"]:
-        keyed["options"]["piper_model"] = song.artist.sha256  # profile + model file, hashed when it loaded
-    return request, {"engine": asdict(engine.info), "score": sung, "request": keyed}
+    for option in ("piper_model", "kokoro_pack"):
+        if isinstance(keyed["options"].get(option), str) and song.artist is not None:
+            keyed["options"][option] = song.artist.sha256  # profile + model/pack file, hashed when it loaded
+    if phrase_cache is not None:  # where phrases are kept is not what they are: not in the key
+        request = replace(request, options={**request.options, "phrase_cache": str(phrase_cache)})
+    return request, {"engine": asdict(engine.describe(request)), "score": sung, "request": keyed}
 
 
 def _vocals(run: _Run, score: Score, engine) -> Entry:
-    request, inputs = vocals_inputs(run.song, score, engine)
+    request, inputs = vocals_inputs(run.song, score, engine, run.cache.root / "phrases")
 
     def produce(folder: Path) -> None:
         result = engine.render(score, request)
@@ -415,7 +419,10 @@ def _vocals(run: _Run, score: Score, engine) -> Entry:
                                                         "syllables": [asdict(s) for s in result.syllables],
                                                         "details": result.details}, indent=1, default=str))
 
-    return run.stage("vocals", inputs, produce)
+    entry = run.stage("vocals", inputs, produce)
+    for warning in json.loads((entry.path / "vocals.json").read_text())["details"].get("warnings", []):
+        run.progress("vocals", f"warning: {warning}")  # shown again on a cached run: it is still true
+    return entry
 
 
 def _check_stems(stems: dict[str, Audio], score: Score, who: str) -> None:

@@ -349,6 +349,13 @@ class Song:
         return self.artist.range_midi if self.artist else None
 
     @property
+    def vocal_engine(self) -> str:
+        """The song's own `engines.vocals`, else the artist profile's `voice.engine`, else the singer."""
+        if self.artist is None or "vocals" in self.spec.engines.model_fields_set:
+            return self.spec.engines.vocals
+        return self.artist.profile.voice.engine
+
+    @property
     def vocal_options(self) -> dict:
         """The vocal engine's options: the profile's voice and singing, then the song's own."""
         options: dict = {}
@@ -357,6 +364,10 @@ class Song:
             options["source"] = settings.source
             if self.artist.piper_model_path is not None:
                 options["piper_model"] = str(self.artist.piper_model_path)
+            if self.artist.kokoro_pack is not None:
+                options["kokoro_pack"] = self.artist.kokoro_pack
+            if settings.kokoro.clean_range is not None:
+                options["kokoro_ceiling"] = settings.kokoro.clean_range[1]
             options.update(self.artist.profile.singing)
         options.update(self.spec.engines.vocal_options)
         return options
@@ -459,7 +470,10 @@ def load_song(path: str | Path, catalogue: str | Path | None = None) -> Song:
         problems.extend(artist_problems)
         if artist is not None:
             hashes["artist_profile"] = artist.sha256
-    problems.extend(engine_option_problems(spec.engines.vocals, spec.engines.vocal_options, document, shown,
+    vocal_engine = spec.engines.vocals
+    if artist is not None and "vocals" not in spec.engines.model_fields_set:
+        vocal_engine = artist.profile.voice.engine
+    problems.extend(engine_option_problems(vocal_engine, spec.engines.vocal_options, document, shown,
                                            ("engines", "vocal_options")))
     problems.extend(engine_option_problems(spec.engines.backing, spec.engines.backing_options, document, shown,
                                            ("engines", "backing_options")))

@@ -133,7 +133,7 @@ class SongWalk:
         else:
             self.score, self.score_hash = _compose_in_memory(song)
         backing_engine = load_engine("backing", options.backing or song.spec.engines.backing)
-        vocal_engine = load_engine("vocals", options.vocals or song.spec.engines.vocals)
+        vocal_engine = load_engine("vocals", options.vocals or song.vocal_engine)
         request = backing_request_for(song, options)
         self.backing_info = backing_engine.describe(request)
         self.backing = self.check("backing", backing_inputs(song, options, self.score, request, self.backing_info))

