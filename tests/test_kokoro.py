@@ -206,3 +206,39 @@ def test_the_ceiling_is_measured_for_a_blend():
     ceiling = clean_ceiling(model, kokoro_model.voice_from({"jf_tebukuro": 2, "jm_kumo": -1}))
     assert 71 <= ceiling <= 76  # measured C#5; above the plain pack's A#4
     assert dataclasses.replace(kokoro_model.voice_from("jf_tebukuro")).ceiling < ceiling
+
+
+def test_a_song_renders_with_kokoro_through_the_cli_and_reuses_its_phrases(tmp_path, write_spec):
+    import json
+
+    from click.testing import CliRunner
+
+    from millamusic.cli import main
+
+    spec = write_spec()
+    out = tmp_path / "out"
+
+    def render(*extra: str) -> dict:
+        result = CliRunner().invoke(main, ["render", str(spec), "--out", str(out), "--json", "--vocals", "kokoro",
+                                           *extra])
+        assert result.exit_code == 0, result.output
+        return json.loads(result.stdout)
+
+    def vocal_details() -> dict:
+        records = sorted((out / ".millamusic" / "cache" / "vocals").glob("*/vocals.json"),
+                         key=lambda p: p.stat().st_mtime)
+        return json.loads(records[-1].read_text())["details"]
+
+    render()
+    release = json.loads((out / "masters" / "tiny-test-song" / "release.json").read_text())
+    vocals = release["engines"]["vocals"]
+    assert vocals["name"] == "kokoro" and vocals["generator"] == "trained" and "Apache-2.0" in vocals["licence"]
+    assert kokoro_model.model_sha256() in vocals["weights_hash"] and "voice sha256" in vocals["weights_hash"]
+    assert vocal_details()["phrases_from_cache"] == 0
+    render("--force")  # every stage again: the phrases come from the phrase cache beside the stage cache
+    details = vocal_details()
+    assert details["phrases_from_cache"] == details["phrases"]["lead"] >= 1
+    spec.write_text(spec.read_text().replace("Spin me round again", "Turn me round again"))
+    summary = render()
+    assert {s["name"]: s["cached"] for s in summary["stages"]}["backing"]
+    assert vocal_details()["phrases_from_cache"] < details["phrases"]["lead"]  # the edited phrase was sung

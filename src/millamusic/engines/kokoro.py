@@ -432,7 +432,8 @@ def _sing_plan(plan: _Plan, voice: _Voice) -> tuple[np.ndarray, bool]:
     the phrase cache."""
     path = None
     if voice.cache is not None:
-        path = voice.cache / plan.key(voice.voice.sha256, voice.method)[:2] / f"{plan.key(voice.voice.sha256, voice.method)}.npy"
+        key = plan.key(voice.voice.sha256, voice.method)
+        path = voice.cache / key[:2] / f"{key}.npy"
         if path.is_file():
             try:
                 return np.load(path, allow_pickle=False), True
@@ -639,8 +640,8 @@ class Kokoro(VocalEngine):
     def render(self, score: Score, request: VocalRequest) -> VocalResult:
         opts = _check(request)
         voice = _voice_of(opts)
-        threads = 1 if kokoro_model.cpu_count() > 1 else 1
-        model = kokoro_model.load_model(threads, opts["device"])
+        # one intra-op thread per session run: the phrases themselves run side by side, one per core
+        model = kokoro_model.load_model(1, opts["device"])
         cache = Path(opts["phrase_cache"]) if opts["phrase_cache"] else None
         voice = replace(voice, ceiling=_ceiling_of(model, voice, cache))
         singing = _Voice(model, voice, opts["ceiling"], cache)
@@ -668,8 +669,7 @@ class Kokoro(VocalEngine):
                 jobs.append((take, plan))
                 if take == "lead":
                     sung_at.extend(sung)
-        # phrases side by side: onnxruntime and WORLD release the GIL; one thread per core,
-        # each session run single-threaded (measured faster than two threads per run)
+        # phrases side by side: onnxruntime and WORLD release the GIL; one thread per core
         with ThreadPoolExecutor(max_workers=kokoro_model.cpu_count()) as pool:
             order = sorted(range(len(jobs)), key=lambda j: -sum(jobs[j][1].durations))
             futures = {j: pool.submit(_sing_plan, jobs[j][1], singing) for j in order}
