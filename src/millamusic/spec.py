@@ -37,7 +37,7 @@ from millamusic.lyrics import (
     parse_sheet,
 )
 from millamusic.soundfont import is_soundfont  # the renderer's own header check
-from millamusic.theory import Key, parse_chord, parse_key
+from millamusic.theory import Key, note_to_midi, parse_chord, parse_key
 
 if TYPE_CHECKING:
     from millamusic.artist import Artist  # artist.py builds on this module's YAML helpers
@@ -325,6 +325,7 @@ class Song:
     soundfont_path: Path | None = None
     artist: Artist | None = None  # the artist profile, when the spec names one
     album_path: Path | None = None  # the album spec, when the song is rendered as an album's track
+    vocals_override: str | None = None  # the vocal engine a command line names (--vocals), over the spec's
 
     @property
     def slug(self) -> str:
@@ -345,12 +346,28 @@ class Song:
 
     @property
     def voice_range(self) -> tuple[int, int] | None:
-        """(lowest, highest) MIDI note the composer may write, from the profile; None: the default."""
-        return self.artist.range_midi if self.artist else None
+        """(lowest, highest) MIDI note the composer may write, from the profile; None: the default.
+
+        Sung by `kokoro`, the profile's range is kept inside the voice's `clean_range` when the
+        profile gives one: above it the model's voice breaks (docs/singing.md, the pitch ceiling).
+        """
+        if self.artist is None:
+            return None
+        low, high = self.artist.range_midi
+        clean = self.artist.profile.voice.kokoro.clean_range
+        if self.vocal_engine == "kokoro" and clean is not None:
+            clean_low, clean_high = (note_to_midi(n) for n in clean)
+            if min(high, clean_high) - max(low, clean_low) >= 9:  # still a major sixth to write in
+                return max(low, clean_low), min(high, clean_high)
+            return clean_low, clean_high
+        return low, high
 
     @property
     def vocal_engine(self) -> str:
-        """The song's own `engines.vocals`, else the artist profile's `voice.engine`, else the singer."""
+        """--vocals, else the song's own `engines.vocals`, else the artist profile's `voice.engine`,
+        else the singer."""
+        if self.vocals_override:
+            return self.vocals_override
         if self.artist is None or "vocals" in self.spec.engines.model_fields_set:
             return self.spec.engines.vocals
         return self.artist.profile.voice.engine

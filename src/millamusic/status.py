@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from millamusic.cache import Entry, StageCache, changed_keys, hash_folder, sha256_file
@@ -127,13 +127,15 @@ class SongWalk:
         from millamusic.score import Score
 
         song, options = self.song, self.options
+        if options.vocals:  # as the render does: the engine decides the composer's range
+            song = self.song = replace(song, vocals_override=options.vocals)
         composed = self.check("compose", compose_inputs(song))
         if composed is not None:
             self.score, self.score_hash = Score.from_json((composed.path / "score.json").read_text()), composed.content_hash
         else:
             self.score, self.score_hash = _compose_in_memory(song)
         backing_engine = load_engine("backing", options.backing or song.spec.engines.backing)
-        vocal_engine = load_engine("vocals", options.vocals or song.vocal_engine)
+        vocal_engine = load_engine("vocals", song.vocal_engine)
         request = backing_request_for(song, options)
         self.backing_info = backing_engine.describe(request)
         self.backing = self.check("backing", backing_inputs(song, options, self.score, request, self.backing_info))

@@ -43,6 +43,7 @@ import numpy as np
 from millamusic import espeak, kokoro_model
 from millamusic.audio import Audio, resample
 from millamusic.engines.base import EngineInfo, SungSyllable, VocalEngine, VocalRequest, VocalResult
+from millamusic.engines.melody import chorus_lines, double_take, drift, note_groups, vibrato
 from millamusic.engines.syllables import Phone, clean_word, phones_per_word, spoken_words, syllable_groups, third_above
 from millamusic.errors import RenderError
 from millamusic.score import Score
@@ -137,27 +138,8 @@ class _Syllable:
 
 
 def _syllables(score: Score) -> list[_Syllable]:
-    order = sorted(range(len(score.notes)), key=lambda i: (score.notes[i].start_beat, i))
-    out: list[_Syllable] = []
-    for i in order:
-        note = score.notes[i]
-        if note.length_beats <= 0:
-            continue
-        if note.syllable == "" and out:
-            out[-1].notes.append(i)
-        else:
-            out.append(_Syllable([i], note.word_index, note.line_index, 0.0, 0.0, []))
-    for k, syl in enumerate(out):
-        notes = [score.notes[i] for i in syl.notes]
-        syl.start = score.beat_to_seconds(notes[0].start_beat)
-        limit = score.beat_to_seconds(score.notes[out[k + 1].notes[0]].start_beat) if k + 1 < len(out) else np.inf
-        ends = [score.beat_to_seconds(n.start_beat) for n in notes[1:]]
-        ends.append(score.beat_to_seconds(notes[-1].start_beat + notes[-1].length_beats))
-        ends = [min(e, limit) for e in ends]
-        starts = [syl.start] + ends[:-1]
-        syl.pitches = [(s, max(e, s + HALF_S), n.pitch) for s, e, n in zip(starts, ends, notes)]
-        syl.end = max(ends[-1], syl.start + FRAME_S)
-    return out
+    return [_Syllable(group, score.notes[group[0]].word_index, score.notes[group[0]].line_index, start, end, pitches)
+            for group, start, end, pitches in note_groups(score, HALF_S)]
 
 
 def _spoken_text(word: str, pronunciations: dict[str, str]) -> str:
@@ -373,7 +355,8 @@ def _curves(phrase: list[_Syllable], tokens: list[str], parts: list[dict[str, li
         kernel /= kernel.sum()
         semis = np.convolve(np.pad(semis, glide, mode="edge"), kernel, mode="same")[glide:-glide]
         over = np.convolve(np.pad(over, glide, mode="edge"), kernel, mode="same")[glide:-glide]
-    semis = semis + _vibrato(phrase, times, opts, rng) + _drift(times - origin, opts, rng) / 100.0
+    notes = [(start, end) for syl in phrase for start, end, _midi in syl.pitches]
+    semis = semis + vibrato(notes, times, opts, rng) + drift(times - origin, opts, rng) / 100.0
     half_rests = tuple((2 * a, 2 * b) for a, b in rests)
     holds = tuple((int(edge[m["vowel"][0] + 1]), int(edge[m["vowel"][0] + 2])) for m in parts)
     # the melody runs on through unvoiced consonants (measured: 13 points more notes voiced and
@@ -391,27 +374,6 @@ def _curves(phrase: list[_Syllable], tokens: list[str], parts: list[dict[str, li
     return plan, sung
 
 
-def _vibrato(phrase: list[_Syllable], times: np.ndarray, opts: dict, rng: np.random.Generator) -> np.ndarray:
-    """Vibrato in semitones: starts `vibrato_delay_s` into each note, fades in and out."""
-    out = np.zeros_like(times)
-    depth = opts["vibrato_depth_cents"] / 100.0
-    for syl in phrase:
-        for start, end, _midi in syl.pitches:
-            rate = opts["vibrato_rate_hz"] * (1.0 + 0.04 * rng.uniform(-1, 1))
-            if depth <= 0 or end - start < opts["vibrato_delay_s"] + 0.1:
-                continue
-            sel = (times >= start) & (times < end)
-            rel = times[sel] - start - opts["vibrato_delay_s"]
-            ramp = np.clip(rel / 0.3, 0, 1) * np.clip((end - times[sel]) / 0.1, 0, 1)
-            out[sel] += depth * ramp * np.sin(2 * np.pi * rate * np.maximum(rel, 0))
-    return out
-
-
-def _drift(times: np.ndarray, opts: dict, rng: np.random.Generator) -> np.ndarray:
-    """Slow random pitch wander in cents (three slow sines with seeded phases)."""
-    freqs = rng.uniform(0.08, 0.35, 3)
-    phases = rng.uniform(0, 2 * np.pi, 3)
-    return opts["drift_cents"] * sum(np.sin(2 * np.pi * f * times + p) for f, p in zip(freqs, phases)) / 3.0
 # --- singing a plan ----------------------------------------------------------------------------
 @dataclass(frozen=True)
 class _Voice:
@@ -604,24 +566,6 @@ def _phrase_seed(seed: int, take: str, phrase: list[_Syllable], tokens: list[str
     return np.random.default_rng([seed, int(hashlib.sha256(text.encode()).hexdigest()[:12], 16)])
 
 
-def _chorus(score: Score, syllables: list[_Syllable]) -> list[_Syllable]:
-    chorus_lines = {k for k, line in enumerate(score.lines) if score.sections[line.section_index].kind == "chorus"}
-    return [s for s in syllables if s.line in chorus_lines]
-
-
-def _double(syllables: list[_Syllable], seed: int) -> list[_Syllable]:
-    """The double take: each phrase up to 15 ms early or late, as a singer's second take lands."""
-    rng = np.random.default_rng([seed, 101])
-    out, offset, last_end = [], 0.0, -np.inf
-    for syl in syllables:
-        if syl.start - last_end > PHRASE_GAP_S:
-            offset = float(rng.uniform(-0.015, 0.015))
-        last_end = syl.end
-        out.append(replace(syl, start=syl.start + offset, end=syl.end + offset,
-                           pitches=[(a + offset, b + offset, m) for a, b, m in syl.pitches]))
-    return out
-
-
 class Kokoro(VocalEngine):
     """Kokoro-82M (int8 ONNX) driven note by note: durations, F0 and energy given to its decoder."""
 
@@ -650,12 +594,13 @@ class Kokoro(VocalEngine):
         syllables = [s for s in syllables if s.nucleus]
         takes = {"lead": syllables}
         if opts["double_track"]:
-            doubled = _chorus(score, syllables) if opts["double_track"] == "chorus" else syllables
-            takes["lead_double"] = _double(doubled, request.seed)
+            chorus = chorus_lines(score)
+            doubled = [s for s in syllables if s.line in chorus] if opts["double_track"] == "chorus" else syllables
+            takes["lead_double"] = double_take(doubled, request.seed, PHRASE_GAP_S)
         if opts["harmony"]:
             scale = score.key_value.scale_pcs
             takes["harmony"] = [replace(s, pitches=[(a, b, third_above(m, scale)) for a, b, m in s.pitches])
-                                for s in _chorus(score, syllables)]
+                                for s in syllables if s.line in chorus_lines(score)]
         frames = score.total_frames(request.sample_rate)
         jobs = []  # (take, plan)
         sung_at: list[tuple[float, float]] = []

@@ -33,12 +33,13 @@ import numpy as np
 from millamusic import espeak
 from millamusic.audio import Audio, resample
 from millamusic.engines.base import EngineInfo, SungSyllable, VocalEngine, VocalRequest, VocalResult
+from millamusic.engines.melody import chorus_lines, double_take, drift, note_groups, vibrato
 from millamusic.engines.syllables import Group as _Group
 from millamusic.engines.syllables import Phone as _Phone
 from millamusic.engines.syllables import clean_word as _clean_word
 from millamusic.engines.syllables import phones_per_word, spoken_words, syllable_groups, third_above
 from millamusic.errors import RenderError
-from millamusic.score import Note, Score
+from millamusic.score import Score
 from millamusic.theory import midi_to_hz
 
 FRAME_S = 0.005  # WORLD frame period
@@ -193,30 +194,8 @@ class _Analysis:
 
 def _units(score: Score) -> list[_Unit]:
     """Group the notes into sung syllables, in time order."""
-    order = sorted(range(len(score.notes)), key=lambda i: (score.notes[i].start_beat, i))
-    units: list[_Unit] = []
-    for i in order:
-        note = score.notes[i]
-        if note.length_beats <= 0:
-            continue
-        if note.syllable == "" and units:
-            units[-1].notes.append(i)
-        else:
-            units.append(_Unit([i], note.word_index, note.line_index, 0.0, 0.0, []))
-    for k, unit in enumerate(units):
-        notes = [score.notes[i] for i in unit.notes]
-        unit.start = score.beat_to_seconds(notes[0].start_beat)
-        limit = score.beat_to_seconds(score.notes[units[k + 1].notes[0]].start_beat) if k + 1 < len(units) else np.inf
-        bounds = [score.beat_to_seconds(n.start_beat) for n in notes[1:]] + [_note_end(score, notes[-1])]
-        bounds = [min(b, limit) for b in bounds]
-        starts = [unit.start] + bounds[:-1]
-        unit.pitches = [(s, max(e, s + FRAME_S), n.pitch) for s, e, n in zip(starts, bounds, notes)]
-        unit.end = max(bounds[-1], unit.start + 2 * FRAME_S)
-    return units
-
-
-def _note_end(score: Score, note: Note) -> float:
-    return score.beat_to_seconds(note.start_beat + note.length_beats)
+    return [_Unit(group, score.notes[group[0]].word_index, score.notes[group[0]].line_index, start, end, pitches)
+            for group, start, end, pitches in note_groups(score, FRAME_S)]
 
 
 # --- the speech side: espeak + WORLD -------------------------------------------------------
@@ -484,33 +463,9 @@ def _pitch_curve(phrase: list[_Unit], first: int, n: int, opts: dict, rng: np.ra
         kernel = np.hanning(glide + 2)[1:-1]
         padded = np.pad(semis, (glide, glide), mode="edge")
         semis = np.convolve(padded, kernel / kernel.sum(), mode="same")[glide:-glide]
-    semis = semis + _vibrato(phrase, times, opts, rng) + _drift(times, opts, rng) / 100.0
+    notes = [(start, min(end, u.vowel_end)) for u in phrase for start, end, _midi in u.pitches]
+    semis = semis + vibrato(notes, times, opts, rng) + drift(times, opts, rng) / 100.0
     return midi_to_hz(semis)  # plain arithmetic: works element-wise on arrays
-
-
-def _vibrato(phrase: list[_Unit], times: np.ndarray, opts: dict, rng: np.random.Generator) -> np.ndarray:
-    """Vibrato in semitones: starts `vibrato_delay_s` into each note, fades in and out."""
-    out = np.zeros_like(times)
-    depth = opts["vibrato_depth_cents"] / 100.0
-    for u in phrase:
-        for start, end, _midi in u.pitches:
-            rate = opts["vibrato_rate_hz"] * (1.0 + 0.04 * rng.uniform(-1, 1))
-            end = min(end, u.vowel_end)
-            if depth <= 0 or end - start < opts["vibrato_delay_s"] + 0.1:
-                continue
-            sel = (times >= start) & (times < end)
-            rel = times[sel] - start - opts["vibrato_delay_s"]
-            ramp = np.clip(rel / 0.3, 0, 1) * np.clip((end - times[sel]) / 0.1, 0, 1)
-            out[sel] += depth * ramp * np.sin(2 * np.pi * rate * np.maximum(rel, 0))
-    return out
-
-
-def _drift(times: np.ndarray, opts: dict, rng: np.random.Generator) -> np.ndarray:
-    """Slow random pitch wander in cents (three slow sines with seeded phases)."""
-    freqs = rng.uniform(0.08, 0.35, 3)
-    phases = rng.uniform(0, 2 * np.pi, 3)
-    wave = sum(np.sin(2 * np.pi * f * times + p) for f, p in zip(freqs, phases)) / 3.0
-    return opts["drift_cents"] * wave
 
 
 # --- audio ------------------------------------------------------------------------------------
@@ -603,11 +558,11 @@ class Singer(VocalEngine):
             # a second take: its own vibrato, drift and breath noise, a slightly different
             # vocal tract and timing a few ms apart, as a singer's double is
             double = {**opts, "formant_shift": opts["formant_shift"] * 1.015, "drift_cents": opts["drift_cents"] + 3.0}
-            doubled = _chorus_units(score, units) if opts["double_track"] == "chorus" else units
-            takes["lead_double"] = (_shifted_copy(doubled, request.seed), double, request.seed + 1)
+            doubled = [u for u in units if u.line in chorus_lines(score)] if opts["double_track"] == "chorus" else units
+            takes["lead_double"] = (double_take(doubled, request.seed, PHRASE_GAP_S), double, request.seed + 1)
         if opts["harmony"]:
             harmony = [replace(u, pitches=[(a, b, third_above(m, score.key_value.scale_pcs)) for a, b, m in u.pitches])
-                       for u in _chorus_units(score, units)]
+                       for u in [u for u in units if u.line in chorus_lines(score)]]
             takes["harmony"] = (harmony, opts, request.seed + 2)
         def sing_take(take: tuple) -> tuple[Audio, float, int]:
             take_units, take_opts, seed = take
@@ -694,29 +649,6 @@ def _sing(units: list[_Unit], buffer: np.ndarray, fs: int, opts: dict, streams: 
             if end > start:
                 buffer[start:end] += y[: end - start]
     return phrases
-
-
-def _shifted_copy(units: list[_Unit], seed: int) -> list[_Unit]:
-    """The lead's units for a double take: each phrase early or late by up to 15 ms.
-
-    A double sung by a person never lands exactly on the lead; a fixed offset would
-    comb-filter, a per-phrase one sounds like two takes.
-    """
-    rng = np.random.default_rng([seed, 101])
-    copies, offset, last_end = [], 0.0, -np.inf
-    for u in units:
-        if u.start - last_end > PHRASE_GAP_S:
-            offset = float(rng.uniform(-0.015, 0.015))
-        last_end = u.end
-        copies.append(replace(u, start=u.start + offset, end=u.end + offset,
-                              pitches=[(a + offset, b + offset, m) for a, b, m in u.pitches]))
-    return copies
-
-
-def _chorus_units(score: Score, units: list[_Unit]) -> list[_Unit]:
-    """The units sung in chorus sections."""
-    chorus_lines = {k for k, line in enumerate(score.lines) if score.sections[line.section_index].kind == "chorus"}
-    return [u for u in units if u.line in chorus_lines]
 
 
 def _finish(buffer: np.ndarray, fs: int, rate: int, frames: int) -> tuple[Audio, float]:
