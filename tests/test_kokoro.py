@@ -242,3 +242,16 @@ def test_a_song_renders_with_kokoro_through_the_cli_and_reuses_its_phrases(tmp_p
     summary = render()
     assert {s["name"]: s["cached"] for s in summary["stages"]}["backing"]
     assert vocal_details()["phrases_from_cache"] < details["phrases"]["lead"]  # the edited phrase was sung
+
+
+def test_the_composer_writes_inside_the_kokoro_voices_clean_range():
+    from millamusic.compose import compose
+    from millamusic.spec import load_song
+    from millamusic.theory import note_to_midi
+
+    song = load_song(Path(__file__).resolve().parents[1] / "songs" / "set-me-spinning.yaml")
+    assert song.vocal_engine == "singer" and song.voice_range == (note_to_midi("A3"), note_to_midi("E5"))
+    for_kokoro = dataclasses.replace(song, vocals_override="kokoro")
+    assert for_kokoro.voice_range == (note_to_midi("A3"), note_to_midi("A#4"))  # the profile's clean_range top
+    assert max(n.pitch for n in compose(for_kokoro).notes) <= note_to_midi("A#4")
+    assert for_kokoro.vocal_options["kokoro_ceiling"] == "A#4"
