@@ -55,7 +55,8 @@ def test_shipped_profile_loads_and_every_example_uses_it():
 def test_profile_drives_voice_options_range_and_disclosure(write_spec):
     song = load_song(_with_profile(write_spec))
     assert (song.language, song.voice, song.voice_range) == ("en-us", "female", (60, 72))
-    assert song.vocal_options == {"source": "espeak", "formant_shift": 1.05, "harmony": True}
+    assert song.vocal_options == {"source": "espeak", "formant_shift": 1.05, "harmony": True,
+                                  "kokoro_pack": {"jf_alpha": 0.5, "jf_tebukuro": 0.5}}  # the default Kokoro voice
     assert song.disclosure.startswith("Milla Virta is a virtual artist")
     assert "artist_profile" in song.input_hashes
     score = compose(song)

@@ -252,6 +252,6 @@ def test_the_composer_writes_inside_the_kokoro_voices_clean_range():
     song = load_song(Path(__file__).resolve().parents[1] / "songs" / "set-me-spinning.yaml")
     assert song.vocal_engine == "singer" and song.voice_range == (note_to_midi("A3"), note_to_midi("E5"))
     for_kokoro = dataclasses.replace(song, vocals_override="kokoro")
-    assert for_kokoro.voice_range == (note_to_midi("A3"), note_to_midi("A#4"))  # the profile's clean_range top
-    assert max(n.pitch for n in compose(for_kokoro).notes) <= note_to_midi("A#4")
-    assert for_kokoro.vocal_options["kokoro_ceiling"] == "A#4"
+    assert for_kokoro.voice_range == (note_to_midi("A3"), note_to_midi("G4"))  # the profile's clean_range top
+    assert max(n.pitch for n in compose(for_kokoro).notes) <= note_to_midi("G4")
+    assert for_kokoro.vocal_options["kokoro_ceiling"] == "G4"

@@ -117,8 +117,7 @@ def _compose_melody(song, key: Key, sections, bars, lines, line_syllables) -> li
         section = sections[section_index]
         section_bars = bars[section.start_bar: section.start_bar + section.bars]
         spans = _line_spans(section_bars, len(line_indices))
-        low, high = SECTION_REGISTER[section.kind]
-        low, high = max(lowest, centre + low), min(highest, centre + high)
+        low, high = _register(SECTION_REGISTER[section.kind], centre, lowest, highest)
         for position, (line_index, (span_start, span_beats)) in enumerate(zip(line_indices, spans)):
             refs = line_syllables[line_index]
             sheet_line = sheet_lines[section.name.lower()][position]
@@ -145,6 +144,17 @@ def _compose_melody(song, key: Key, sections, bars, lines, line_syllables) -> li
 def _stable_seed(seed: int, *parts: object) -> int:
     text = "|".join([str(seed), *map(str, parts)])
     return int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "little")
+
+
+def _register(offsets: tuple[int, int], centre: int, lowest: int, highest: int) -> tuple[int, int]:
+    """A section's notes: its offsets around the centre, inside the voice's range. A range whose
+    top sits low (a Kokoro voice's clean range) can leave the window under five semitones wide:
+    then the window moves an octave down, and failing that the whole range is used."""
+    for c in (centre, centre - 12):
+        low, high = max(lowest, c + offsets[0]), min(highest, c + offsets[1])
+        if high - low >= 5:
+            return low, high
+    return lowest, highest
 
 
 def _centre_pitch(key: Key, lowest: int) -> int:
