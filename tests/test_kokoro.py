@@ -103,6 +103,23 @@ def test_same_seed_same_samples_and_the_phrase_cache(tmp_path):
     assert after.details["phrases_from_cache"] == after.details["phrases"]["lead"] - 1
 
 
+def test_the_thread_count_does_not_change_the_samples():
+    from millamusic.engines import kokoro
+
+    score = build_score([phrase(LINE, 0.5)])
+    phrase_syllables = kokoro._syllables(score)
+    kokoro._attach_symbols(score, phrase_syllables, "en-us", {})
+    tokens, parts = kokoro._tokens(phrase_syllables)
+    one, two = kokoro_model.load_model(1), kokoro_model.load_model(2)
+    voice = kokoro_model.voice_from("jf_tebukuro")
+    natural = one.natural_durations(kokoro._Voice(one, voice, "world", None).ids(tokens), voice.style(len(tokens)))
+    opts = {**kokoro.DEFAULT_OPTIONS, "vibrato_depth_cents": 0.0, "drift_cents": 0.0}
+    plan, _ = kokoro._plan(phrase_syllables, tokens, parts, natural, opts, np.random.default_rng(1), 70)
+    a, _ = kokoro._sing_plan(plan, kokoro._Voice(one, voice, "world", None))
+    b, _ = kokoro._sing_plan(plan, kokoro._Voice(two, voice, "world", None))
+    np.testing.assert_array_equal(a, b)
+
+
 def test_symbols_from_espeak_ipa():
     assert kokoro_model.ipa_to_symbols("ˈaɪ") == (["ˈ", "I"], [])
     assert kokoro_model.ipa_to_symbols("ɚ") == (["ə", "ɹ"], [])

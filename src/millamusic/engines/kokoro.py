@@ -389,18 +389,27 @@ class _Voice:
         return np.array([[0] + [vocab[t] for t in tokens] + [0]], dtype=np.int64)
 
 
+def _cache_path(plan: _Plan, voice: _Voice) -> Path | None:
+    if voice.cache is None:
+        return None
+    key = plan.key(voice.voice.sha256, voice.method)
+    return voice.cache / key[:2] / f"{key}.npy"
+
+
+def _in_cache(plan: _Plan, voice: _Voice) -> bool:
+    path = _cache_path(plan, voice)
+    return path is not None and path.is_file()
+
+
 def _sing_plan(plan: _Plan, voice: _Voice) -> tuple[np.ndarray, bool]:
     """Mono 24 kHz samples of a plan (the lead trimmed, edges faded) and whether they came from
     the phrase cache."""
-    path = None
-    if voice.cache is not None:
-        key = plan.key(voice.voice.sha256, voice.method)
-        path = voice.cache / key[:2] / f"{key}.npy"
-        if path.is_file():
-            try:
-                return np.load(path, allow_pickle=False), True
-            except (ValueError, OSError):  # a damaged entry: sung again and replaced below
-                pass
+    path = _cache_path(plan, voice)
+    if path is not None and path.is_file():
+        try:
+            return np.load(path, allow_pickle=False), True
+        except (ValueError, OSError):  # a damaged entry: sung again and replaced below
+            pass
     ids = voice.ids(plan.symbols)
     style = voice.voice.style(len(plan.symbols))
     durations = np.asarray(plan.durations, dtype=np.float32)
@@ -615,7 +624,15 @@ class Kokoro(VocalEngine):
                 if take == "lead":
                     sung_at.extend(sung)
         # phrases side by side: onnxruntime and WORLD release the GIL; one thread per core
-        with ThreadPoolExecutor(max_workers=kokoro_model.cpu_count()) as pool:
+        # phrases to sing (not in the phrase cache) share the cores: one per core when there are
+        # many, all cores on one when a lyric edit leaves one (onnxruntime's threads give the same
+        # samples: tests/test_kokoro.py)
+        to_sing = sum(1 for _, plan in jobs if not _in_cache(plan, singing))
+        workers = max(1, min(kokoro_model.cpu_count(), to_sing))
+        threads = max(1, kokoro_model.cpu_count() // workers)
+        if threads > 1:
+            singing = replace(singing, model=kokoro_model.load_model(threads, opts["device"]))
+        with ThreadPoolExecutor(max_workers=workers) as pool:
             order = sorted(range(len(jobs)), key=lambda j: -sum(jobs[j][1].durations))
             futures = {j: pool.submit(_sing_plan, jobs[j][1], singing) for j in order}
             results = [futures[j].result() for j in range(len(jobs))]
