@@ -15,6 +15,7 @@ import pytest
 
 from millamusic import kokoro_model, listening
 from millamusic.engines.base import VocalRequest
+from millamusic.engines import kokoro
 from millamusic.engines.kokoro import Kokoro, option_problems
 from millamusic.errors import RenderError, SpecError
 from tests.test_singer_measured import build_score, phrase
@@ -27,10 +28,9 @@ HIGH = [("call", [(0.5, 74)]), ("me", [(0.25, 76)]), ("when", [(0.5, 77)]), ("it
         ("done", [(1.0, 74)])]  # fmt: skip
 
 
-def sing(score, cache: Path | None = None, **options):
-    if cache is not None:
-        options["phrase_cache"] = str(cache)
-    request = VocalRequest(seed=7, language="en-us", voice="female", sample_rate=RATE, options=options)
+def sing(score, cache: Path | None = None, language: str = "en-us", **options):
+    request = VocalRequest(seed=7, language=language, voice="female", sample_rate=RATE, options=options,
+                           reuse_dir=cache)
     return Kokoro().render(score, request)
 
 
@@ -105,7 +105,6 @@ def test_same_seed_same_samples_and_the_phrase_cache(tmp_path):
 
 
 def test_the_thread_count_does_not_change_the_samples():
-    from millamusic.engines import kokoro
 
     score = build_score([phrase(LINE, 0.5)])
     phrase_syllables = kokoro._syllables(score)
@@ -116,8 +115,8 @@ def test_the_thread_count_does_not_change_the_samples():
     natural = one.natural_durations(kokoro._Voice(one, voice, "world", None).ids(tokens), voice.style(len(tokens)))
     opts = {**kokoro.DEFAULT_OPTIONS, "vibrato_depth_cents": 0.0, "drift_cents": 0.0}
     plan, _ = kokoro._plan(phrase_syllables, tokens, parts, natural, opts, np.random.default_rng(1), 70)
-    a, _ = kokoro._sing_plan(plan, kokoro._Voice(one, voice, "world", None))
-    b, _ = kokoro._sing_plan(plan, kokoro._Voice(two, voice, "world", None))
+    a, _ = kokoro._sing_plan(plan, kokoro._Voice(one, voice, "world", None), None)
+    b, _ = kokoro._sing_plan(plan, kokoro._Voice(two, voice, "world", None), None)
     np.testing.assert_array_equal(a, b)
 
 
@@ -130,10 +129,11 @@ def test_symbols_from_espeak_ipa():
 
 
 def test_unknown_symbols_are_reported():
-    score = build_score([phrase([("hey", [(0.5, 62)])], 0.5)])
-    result = sing(score, pronunciations={"hey": "h'eI"})
-    assert result.details["unknown_ipa"] == {}
-    assert result.details["warnings"] == []
+    score = build_score([phrase([("hus", [(0.5, 62)])], 0.5)])
+    result = sing(score, language="sv")  # Swedish "hus": espeak says /hˈʉs/, and Kokoro has no ʉ
+    assert result.details["unknown_ipa"] == {"ʉ": 1}
+    assert any("'ʉ' x1" in warning for warning in result.details["warnings"])
+    assert sing(score).details["unknown_ipa"] == {}  # English "hus": every sound mapped
 
 
 def test_options_are_checked():
@@ -142,6 +142,12 @@ def test_options_are_checked():
     assert option_problems({"kokoro_pack": "x"})[0][0] == "kokoro_pack"
     assert option_problems({"vibrato_rate_hz": 99})[0][0] == "vibrato_rate_hz"
     assert option_problems({"formant_shift": 1.1, "ceiling": "rubberband"}) == []  # the draft voice's options pass
+    assert option_problems({"breathiness": 7})[0][0] == "breathiness"  # and are checked as the singer checks them
+    from millamusic.engines import singer
+
+    # one vocabulary: the singer accepts exactly kokoro's own options, and kokoro the singer's
+    assert set(kokoro.DEFAULT_OPTIONS) - set(singer.DEFAULT_OPTIONS) == set(singer.KOKORO_OPTIONS)
+    assert singer.option_problems({"pronunciations": {}, "device": "cpu"}) == []
     with pytest.raises(RenderError, match="ceiling"):
         sing(build_score([phrase(LINE, 0.5)]), ceiling="magic")
 
@@ -223,7 +229,7 @@ def test_the_ceiling_is_measured_for_a_blend():
     model = kokoro_model.load_model(1)
     ceiling = clean_ceiling(model, kokoro_model.voice_from({"jf_tebukuro": 2, "jm_kumo": -1}))
     assert 71 <= ceiling <= 76  # measured C#5; above the plain pack's A#4
-    assert dataclasses.replace(kokoro_model.voice_from("jf_tebukuro")).ceiling < ceiling
+    assert kokoro_model.voice_from("jf_tebukuro").ceiling < ceiling
 
 
 def test_a_song_renders_with_kokoro_through_the_cli_and_reuses_its_phrases(tmp_path, write_spec):

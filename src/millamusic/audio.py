@@ -86,3 +86,14 @@ def resample(audio: Audio, rate: int) -> Audio:
 
     out = soxr.resample(audio.samples.T, audio.sample_rate, rate, quality="HQ")
     return Audio(np.ascontiguousarray(out.T, dtype=np.float32), rate)
+
+
+def fade_edges(y: np.ndarray, rate: int, seconds: float = 0.005) -> np.ndarray:
+    """Fade a mono buffer in and out over `seconds` (in place; returns it): no click where a
+    synthesised phrase starts or stops."""
+    n = min(int(seconds * rate), len(y) // 2)
+    if n > 0:
+        ramp = np.linspace(0.0, 1.0, n)
+        y[:n] *= ramp
+        y[-n:] *= ramp[::-1]
+    return y

@@ -388,23 +388,22 @@ def _backing(run: _Run, score: Score, engine, request, info) -> Entry:
     return entry
 
 
-def vocals_inputs(song: Song, score: Score, engine, phrase_cache: Path | None = None) -> tuple:
-    """(the VocalRequest, the vocals stage's cache inputs). `phrase_cache`: where an engine that
-    caches phrases (kokoro) keeps them, shared by every song rendered with this stage cache."""
+def vocals_inputs(song: Song, score: Score, engine, reuse_dir: Path | None = None) -> tuple:
+    """(the VocalRequest, the vocals stage's cache inputs). `reuse_dir`: where an engine may keep
+    reusable work (kokoro: its phrases), shared by every song rendered with this stage cache."""
     from millamusic.engines.base import VocalRequest
 
     request = VocalRequest(seed=song.spec.seed, language=song.language, voice=song.voice,
-                           sample_rate=SAMPLE_RATE, options=song.vocal_options)
+                           sample_rate=SAMPLE_RATE, options=song.vocal_options, reuse_dir=reuse_dir)
     sung = {"tempo": score.tempo_bpm, "total_seconds": score.total_seconds,
             "notes": [asdict(n) for n in score.notes], "words": [asdict(w) for w in score.words],
             "lines": [asdict(line) for line in score.lines],
             "sections": [[s.name, s.kind] for s in score.sections], "key": score.key}
     keyed = asdict(request)  # the cache key holds the voice model's content, not where it lies
+    del keyed["reuse_dir"]  # where reusable work is kept is not what is sung
     for option in ("piper_model", "kokoro_pack"):
         if isinstance(keyed["options"].get(option), str) and song.artist is not None:
             keyed["options"][option] = song.artist.sha256  # profile + model/pack file, hashed when it loaded
-    if phrase_cache is not None:  # where phrases are kept is not what they are: not in the key
-        request = replace(request, options={**request.options, "phrase_cache": str(phrase_cache)})
     return request, {"engine": asdict(engine.describe(request)), "score": sung, "request": keyed}
 
 

@@ -129,5 +129,13 @@ def note_to_midi(name: str) -> int:
     return 12 * (int(octave) + 1) + _LETTER_PC[pitch_class[0]] + {"#": 1, "b": -1}.get(pitch_class[1:], 0)
 
 
+def midi_to_name(pitch: int | None) -> str | None:
+    """57 -> 'A3', 70 -> 'A#4' (sharps; None stays None): note_to_midi's inverse."""
+    if pitch is None:
+        return None
+    names = ("C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B")
+    return f"{names[pitch % 12]}{pitch // 12 - 1}"
+
+
 def midi_to_hz(pitch: float) -> float:
     return 440.0 * 2.0 ** ((pitch - 69.0) / 12.0)

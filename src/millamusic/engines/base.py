@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import ClassVar
 
 from millamusic.audio import Audio
@@ -46,6 +47,9 @@ class VocalRequest:
     voice: str  # engine-specific voice name, e.g. "female"
     sample_rate: int
     options: dict = field(default_factory=dict)
+    # where an engine may keep work it can reuse across renders (kokoro: its sung phrases); set by
+    # the pipeline beside the stage cache, never part of a cache key
+    reuse_dir: Path | None = None
 
 
 @dataclass(frozen=True)

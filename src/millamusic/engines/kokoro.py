@@ -25,8 +25,8 @@ How a song is sung:
    and 9.6 kHz) are notched, phrase edges fade, and the phrases are added into the song.
 
 A phrase's audio depends only on its plan (model, voice, symbols, durations, curves,
-shift), so it is kept in a phrase cache (`VocalRequest.options["phrase_cache"]`, set by
-the pipeline): editing one lyric line re-sings that line's phrases and reuses the rest.
+shift), so it is kept in a phrase cache (under `VocalRequest.reuse_dir`, set by the
+pipeline): editing one lyric line re-sings that line's phrases and reuses the rest.
 """
 
 from __future__ import annotations
@@ -43,13 +43,14 @@ from typing import ClassVar
 import numpy as np
 
 from millamusic import espeak, kokoro_model
-from millamusic.audio import Audio, resample
+from millamusic.audio import Audio, fade_edges, resample
 from millamusic.engines.base import EngineInfo, SungSyllable, VocalEngine, VocalRequest, VocalResult
-from millamusic.engines.melody import chorus_lines, double_take, drift, note_groups, vibrato
+from millamusic.engines import singer
+from millamusic.engines.melody import chorus_lines, double_take, drift, note_groups, vibrato, word_text
 from millamusic.engines.syllables import Phone, clean_word, phones_per_word, spoken_words, syllable_groups, third_above
 from millamusic.errors import RenderError
 from millamusic.score import Score
-from millamusic.theory import midi_to_hz, note_to_midi
+from millamusic.theory import midi_to_hz, midi_to_name, note_to_midi
 
 VERSION = "0.1.0"
 SR = kokoro_model.SAMPLE_RATE
@@ -67,47 +68,29 @@ DEFAULT_PACK = {"jf_alpha": 0.5, "jf_tebukuro": 0.5}
 NOTCH_HZ = (4800.0, 9600.0)  # the decoder's iSTFT hop-rate tones on sustained vowels
 _STRESS = {"ˈ", "ˌ"}
 
+# One option vocabulary with the singer (an artist profile serves both engines; the singer is the
+# draft voice): these of its options are used here, with its defaults and its checks; the rest
+# are accepted and named under `options_not_used` in the render's details.
+_SHARED = ("vibrato_rate_hz", "vibrato_depth_cents", "vibrato_delay_s", "portamento_s", "drift_cents",
+           "double_track", "harmony")
 DEFAULT_OPTIONS = {
-    "vibrato_rate_hz": 5.5,
-    "vibrato_depth_cents": 30.0,
-    "vibrato_delay_s": 0.25,
-    "portamento_s": 0.05,
-    "drift_cents": 5.0,
-    "breath_db": -28.0,  # accepted for the profile's sake; Kokoro breathes by itself (not used)
-    "double_track": False,
-    "harmony": False,
+    **{key: singer.DEFAULT_OPTIONS[key] for key in _SHARED},
     "ceiling": "rubberband",  # notes above the clean ceiling: rubberband | world | none (docs/singing.md: measured)
     "pronunciations": {},  # lyric word -> espeak phoneme mnemonics, e.g. {Milla: "m'Il@"}
     "device": "cpu",  # cpu | cuda | auto: onnxruntime's CUDA provider when onnxruntime-gpu has it
 }
 # Set by the pipeline from the artist profile (voice.kokoro), never by hand.
-PROFILE_OPTIONS = {"kokoro_pack": None, "kokoro_ceiling": None, "phrase_cache": None}
-# The singer's options: an artist profile serves both engines (the singer is the draft voice),
-# so they are accepted here, and named as not used in the render's details.
-_SINGER_ONLY = ("speech_rate_wpm", "formant_shift", "breathiness", "source", "piper_model")
-_RANGES = {"vibrato_rate_hz": (0.0, 12.0), "vibrato_depth_cents": (0.0, 200.0), "vibrato_delay_s": (0.0, 5.0),
-           "portamento_s": (0.0, 0.5), "drift_cents": (0.0, 100.0), "breath_db": (-80.0, 0.0)}
+PROFILE_OPTIONS = {key: None for key in singer.KOKORO_PROFILE_OPTIONS}
 CEILING_METHODS = ("world", "rubberband", "none")
 
 
 def option_problems(options: dict) -> list[tuple[str, str, str]]:
-    """(option, problem, fix) for every bad option a person wrote; [] when all are fine."""
-    from millamusic.engines.singer import option_problems as singer_problems
-
-    problems = []
+    """(option, problem, fix) for every bad option a person wrote; [] when all are fine: the
+    singer's checks of the shared vocabulary (ranges, flags, unknown names), then kokoro's own."""
+    problems = singer.option_problems({k: v for k, v in options.items() if k not in PROFILE_OPTIONS})
     for key in sorted(set(options) & set(PROFILE_OPTIONS)):
         problems.append((key, "the voice pack is part of the artist's voice",
                          "set voice.kokoro in the artist profile (docs/singing.md)"))
-    own = set(DEFAULT_OPTIONS) - {"ceiling", "pronunciations", "device"}
-    singer_keys = {k: v for k, v in options.items() if k in _SINGER_ONLY or (k in own and k in _RANGES)}
-    problems.extend(p for p in singer_problems(singer_keys) if p[0] not in ("source", "piper_model"))
-    for key in sorted(set(options) - set(DEFAULT_OPTIONS) - set(_SINGER_ONLY) - set(PROFILE_OPTIONS)):
-        problems.append((key, "unknown singing option", f"use one of: {', '.join(DEFAULT_OPTIONS)}"))
-    for key in ("harmony",):
-        if key in options and not isinstance(options[key], bool):
-            problems.append((key, "must be true or false", "write true or false"))
-    if options.get("double_track", False) not in (True, False, "chorus"):
-        problems.append(("double_track", "must be true, false or chorus", "write true, false or chorus"))
     if options.get("ceiling", "rubberband") not in CEILING_METHODS:
         problems.append(("ceiling", "unknown ceiling method", f"use one of: {', '.join(CEILING_METHODS)}"))
     if options.get("device", "cpu") not in ("cpu", "cuda", "auto"):
@@ -163,9 +146,9 @@ def _attach_symbols(score: Score, syllables: list[_Syllable], language: str, pro
             words.append(syl.word)
     unknown: dict[str, int] = {}
     mismatches, silent = [], []
-    spoken: dict[str, tuple] = {}  # a repeated chorus line is phonemised once
+    spoken: dict[str, list[list[Phone]]] = {}  # a repeated chorus line is phonemised once
     for line, word_ids in by_line.items():
-        texts = [_spoken_text(_word_text(score, syllables, w), pronunciations) for w in word_ids]
+        texts = [_spoken_text(word_text(score, syllables, w), pronunciations) for w in word_ids]
         key = " ".join(texts)
         if key not in spoken:
             spans, pos = [], 0
@@ -177,8 +160,8 @@ def _attach_symbols(score: Score, syllables: list[_Syllable], language: str, pro
             except espeak.EspeakError as exc:
                 raise RenderError(f"kokoro: espeak-ng failed on lyric line {line + 1} ({key!r}): {exc}") from exc
             frames = max(int(len(utt.samples) / (utt.sample_rate * 0.005)) + 1, 2)
-            spoken[key] = (phones_per_word(utt, spans, frames, 0.005), spans)
-        words, _spans = spoken[key]
+            spoken[key] = phones_per_word(utt, spans, frames, 0.005)
+        words = spoken[key]
         for slots in spoken_words(words):
             word_syllables = [s for s in syllables if s.line == line and s.word in {word_ids[k] for k in slots}]
             phones = words[slots[0]]
@@ -208,12 +191,6 @@ def _symbols(phones: list[Phone], unknown: dict[str, int]) -> list[str]:
         for ch in missing:
             unknown[ch] = unknown.get(ch, 0) + 1
     return out
-
-
-def _word_text(score: Score, syllables: list[_Syllable], w: int) -> str:
-    if 0 <= w < len(score.words):
-        return score.words[w].text
-    return "".join(score.notes[s.notes[0]].syllable for s in syllables if s.word == w)
 
 
 # --- phrases and their plans ---------------------------------------------------------------------
@@ -398,15 +375,9 @@ def _cache_path(plan: _Plan, voice: _Voice) -> Path | None:
     return voice.cache / key[:2] / f"{key}.npy"
 
 
-def _in_cache(plan: _Plan, voice: _Voice) -> bool:
-    path = _cache_path(plan, voice)
-    return path is not None and path.is_file()
-
-
-def _sing_plan(plan: _Plan, voice: _Voice) -> tuple[np.ndarray, bool]:
+def _sing_plan(plan: _Plan, voice: _Voice, path: Path | None) -> tuple[np.ndarray, bool]:
     """Mono 24 kHz samples of a plan (the lead trimmed, edges faded) and whether they came from
-    the phrase cache."""
-    path = _cache_path(plan, voice)
+    the phrase cache entry `path` (None: no phrase cache)."""
     if path is not None and path.is_file():
         try:
             return np.load(path, allow_pickle=False), True
@@ -423,7 +394,7 @@ def _sing_plan(plan: _Plan, voice: _Voice) -> tuple[np.ndarray, bool]:
     if voice.method != "none" and shift.any():
         audio = _shift_up(audio, f0, shift, voice.method)
     audio = _notch(audio)[plan.durations[0] * kokoro_model.FRAME_SAMPLES :]
-    audio = _fade_edges(audio).astype(np.float32)
+    audio = fade_edges(audio, SR).astype(np.float32)
     if path is not None:
         _store(path, audio)
     return audio, False
@@ -489,15 +460,6 @@ def _notch(audio: np.ndarray) -> np.ndarray:
         if hz < SR / 2:
             audio = sosfiltfilt(tf2sos(*iirnotch(hz, 30.0, SR)), audio)
     return audio
-
-
-def _fade_edges(y: np.ndarray) -> np.ndarray:
-    n = min(int(0.005 * SR), len(y) // 2)
-    if n > 0:
-        ramp = np.linspace(0.0, 1.0, n)
-        y[:n] *= ramp
-        y[-n:] *= ramp[::-1]
-    return y
 
 
 def _store(path: Path, audio: np.ndarray) -> None:
@@ -597,7 +559,7 @@ class Kokoro(VocalEngine):
         voice = _voice_of(opts)
         # one intra-op thread per session run: the phrases themselves run side by side, one per core
         model = kokoro_model.load_model(1, opts["device"])
-        cache = Path(opts["phrase_cache"]) if opts["phrase_cache"] else None
+        cache = request.reuse_dir
         voice = replace(voice, ceiling=_ceiling_of(model, voice, cache))
         singing = _Voice(model, voice, opts["ceiling"], cache)
         syllables = _syllables(score)
@@ -629,14 +591,15 @@ class Kokoro(VocalEngine):
         # phrases to sing (not in the phrase cache) share the cores: one per core when there are
         # many, all cores on one when a lyric edit leaves one (onnxruntime's threads give the same
         # samples: tests/test_kokoro.py)
-        to_sing = sum(1 for _, plan in jobs if not _in_cache(plan, singing))
+        paths = [_cache_path(plan, singing) for _, plan in jobs]
+        to_sing = sum(1 for path in paths if path is None or not path.is_file())
         workers = max(1, min(kokoro_model.cpu_count(), to_sing))
         threads = max(1, kokoro_model.cpu_count() // workers)
         if threads > 1:
             singing = replace(singing, model=kokoro_model.load_model(threads, opts["device"]))
         with ThreadPoolExecutor(max_workers=workers) as pool:
             order = sorted(range(len(jobs)), key=lambda j: -sum(jobs[j][1].durations))
-            futures = {j: pool.submit(_sing_plan, jobs[j][1], singing) for j in order}
+            futures = {j: pool.submit(_sing_plan, jobs[j][1], singing, paths[j]) for j in order}
             results = [futures[j].result() for j in range(len(jobs))]
         buffers = {take: np.zeros(int(np.ceil(score.total_seconds * SR)) + SR) for take in takes}
         for (take, plan), (audio, _) in zip(jobs, results):
@@ -653,13 +616,13 @@ class Kokoro(VocalEngine):
         over = [plan for _, plan in jobs if any(plan.shift)]
         details = {
             "voice": voice.name, "voice_sha256": voice.sha256, "model_sha256": kokoro_model.model_sha256(),
-            "ceiling": note_name(voice.ceiling), "ceiling_method": opts["ceiling"],
+            "ceiling": midi_to_name(voice.ceiling), "ceiling_method": opts["ceiling"],
             "phrases": {take: sum(1 for t, _ in jobs if t == take) for take in takes},
             "phrases_from_cache": cached, "phrases_shifted": len(over),
             "providers": list(model.providers), "sung_syllables": len(syllable_times), "notes": len(score.notes),
-            "options_not_used": sorted(k for k in request.options if k in _SINGER_ONLY or k == "breath_db"),
+            "options_not_used": sorted(set(request.options) - set(DEFAULT_OPTIONS) - set(PROFILE_OPTIONS)),
             **problems,
-            "options": {k: v for k, v in opts.items() if k != "phrase_cache"},
+            "options": {k: v for k, v in opts.items() if k in DEFAULT_OPTIONS},
         }
         warnings = []
         if problems["unknown_ipa"]:
@@ -669,7 +632,7 @@ class Kokoro(VocalEngine):
         if high:
             how = {"world": "sung lower and moved back up with WORLD", "rubberband": "sung lower and moved back up "
                    "with Rubber Band", "none": "sung as they are (ceiling: none): expect growl and wrong octaves"}
-            warnings.append(f"kokoro: {high} notes above the voice's clean ceiling {note_name(voice.ceiling)} were "
+            warnings.append(f"kokoro: {high} notes above the voice's clean ceiling {midi_to_name(voice.ceiling)} were "
                             f"{how[opts['ceiling']]}; a melody inside the voice's range sings clearer "
                             "(voice.range in the artist profile)")
         if problems["silent_words"]:
@@ -679,23 +642,18 @@ class Kokoro(VocalEngine):
                            engine_info=self.describe(request))
 
 
-def note_name(midi: int | None) -> str | None:
-    if midi is None:
-        return None
-    names = ["C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B"]
-    return f"{names[midi % 12]}{midi // 12 - 1}"
-
-
 def _check(request: VocalRequest) -> dict:
     language = (request.language or "").strip().lower()
     fix = espeak.language_fix(language)
     if fix is not None:
         raise RenderError(f"kokoro: unknown language {request.language!r}; {fix}")
-    own = {k: v for k, v in request.options.items() if k not in PROFILE_OPTIONS}
-    problems = option_problems(own)
+    # the pipeline's own keys (the voice pack, the singer's speech source) are not a person's options
+    written = {k: v for k, v in request.options.items() if k not in PROFILE_OPTIONS and k not in singer.SOURCE_OPTIONS}
+    problems = option_problems(written)
     if problems:
         raise RenderError("kokoro: " + "; ".join(f"option {key}: {message} ({fix})" for key, message, fix in problems))
-    return {**DEFAULT_OPTIONS, **PROFILE_OPTIONS, **request.options}
+    return {**DEFAULT_OPTIONS, **PROFILE_OPTIONS, **{k: v for k, v in request.options.items()
+                                                     if k in DEFAULT_OPTIONS or k in PROFILE_OPTIONS}}
 
 
 def _voice_of(opts: dict) -> kokoro_model.Voice:

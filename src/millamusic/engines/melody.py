@@ -87,3 +87,11 @@ def double_take(syllables: list[T], seed: int, phrase_gap_s: float) -> list[T]:
 def chorus_lines(score: Score) -> set[int]:
     """Indices of the lyric lines sung in chorus sections."""
     return {k for k, line in enumerate(score.lines) if score.sections[line.section_index].kind == "chorus"}
+
+
+def word_text(score: Score, syllables: list, w: int) -> str:
+    """The lyric word `w` as written, or (a word the score does not list) its sung syllables
+    joined. `syllables` are the engine's sung syllables: objects with `notes` and `word`."""
+    if 0 <= w < len(score.words):
+        return score.words[w].text
+    return "".join(score.notes[s.notes[0]].syllable for s in syllables if s.word == w)

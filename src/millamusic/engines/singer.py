@@ -31,9 +31,9 @@ from typing import Callable, ClassVar
 import numpy as np
 
 from millamusic import espeak
-from millamusic.audio import Audio, resample
+from millamusic.audio import Audio, fade_edges, resample
 from millamusic.engines.base import EngineInfo, SungSyllable, VocalEngine, VocalRequest, VocalResult
-from millamusic.engines.melody import chorus_lines, double_take, drift, note_groups, vibrato
+from millamusic.engines.melody import chorus_lines, double_take, drift, note_groups, vibrato, word_text
 from millamusic.engines.syllables import Group as _Group
 from millamusic.engines.syllables import Phone as _Phone
 from millamusic.engines.syllables import clean_word as _clean_word
@@ -118,7 +118,7 @@ DEFAULT_OPTIONS = {
 SOURCE_OPTIONS = {"source": "espeak", "piper_model": None}
 # The kokoro engine's: one artist profile serves both vocal engines (the singer is the fast draft
 # voice), so these pass here and are named as not used in the render's details.
-KOKORO_PROFILE_OPTIONS = ("kokoro_pack", "kokoro_ceiling", "phrase_cache")
+KOKORO_PROFILE_OPTIONS = ("kokoro_pack", "kokoro_ceiling")
 KOKORO_OPTIONS = ("ceiling", "pronunciations", "device")
 _OPTION_RANGES = {
     "vibrato_rate_hz": (0.0, 12.0),
@@ -499,15 +499,6 @@ def _level_syllables(y: np.ndarray, frames: _Frames, fs: int) -> np.ndarray:
     return y * gains
 
 
-def _fade_edges(y: np.ndarray, fs: int) -> np.ndarray:
-    n = min(int(0.005 * fs), len(y) // 2)
-    if n > 0:
-        ramp = np.linspace(0.0, 1.0, n)
-        y[:n] *= ramp
-        y[-n:] *= ramp[::-1]
-    return y
-
-
 def _breath(fs: int, seconds: float, rng: np.random.Generator) -> np.ndarray:
     """A soft intake of breath: band-limited noise under a smooth swell. Shape (samples,)."""
     from scipy.signal import butter, sosfilt
@@ -764,7 +755,7 @@ def _attach_sources(score: Score, units: list[_Unit], speaker: _Speaker, pool: E
             words.append(u.word)
     lines = []  # (line, word ids, cleaned texts, key)
     for line, word_ids in by_line.items():
-        texts = [_clean_word(_word_text(score, units, w)) for w in word_ids]
+        texts = [_clean_word(word_text(score, units, w)) for w in word_ids]
         lines.append((line, word_ids, texts, " ".join(texts)))
     analyses: dict[str, Future | _Analysis] = {}  # a repeated chorus line is spoken and analysed once
     for line, _word_ids, texts, key in lines:
@@ -797,13 +788,6 @@ def _attach_sources(score: Score, units: list[_Unit], speaker: _Speaker, pool: E
     return mismatches
 
 
-def _word_text(score: Score, units: list[_Unit], w: int) -> str:
-    if 0 <= w < len(score.words):
-        return score.words[w].text
-    syllables = [score.notes[u.notes[0]].syllable for u in units if u.word == w]
-    return "".join(syllables)
-
-
 def _sing_phrase(phrase: list[_Unit], fs: int, opts: dict, rng: np.random.Generator) -> tuple[int, np.ndarray]:
     """Synthesise one phrase with WORLD: (start sample, mono samples), at the analysis rate."""
     import pyworld
@@ -816,7 +800,7 @@ def _sing_phrase(phrase: list[_Unit], fs: int, opts: dict, rng: np.random.Genera
     sp = _tune_first_formant(sp, f0, fs)
     ap = _add_breathiness(_shift_formants(frames.ap, opts["formant_shift"]), opts["breathiness"], fs)
     y = pyworld.synthesize(np.ascontiguousarray(f0), np.ascontiguousarray(sp), np.ascontiguousarray(ap), fs, FRAME_MS)
-    y = _fade_edges(_level_syllables(y, frames, fs), fs)
+    y = fade_edges(_level_syllables(y, frames, fs), fs)
     return int(round(frames.first * FRAME_S * fs)), y
 
 
