@@ -72,10 +72,10 @@ from pathlib import Path
 from ruamel.yaml import YAML
 
 import millamusic
-from millamusic.album import load_album
+from millamusic.spec.album import load_album
 from millamusic.compose import compose
-from millamusic.lyrics import parse_sheet
-from millamusic.spec import load_song
+from millamusic.music.lyrics import parse_sheet
+from millamusic.spec.song import load_song
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE_ALBUM = ROOT / "songs" / "northern-signals.yaml"

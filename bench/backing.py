@@ -17,10 +17,11 @@ import time
 
 import numpy as np
 
-from millamusic.engines.arranger import Arranger, sum_stems
-from millamusic.engines.arranger_presets import PRESETS
+from millamusic.engines.arranger import Arranger
+from millamusic.instruments.rendering import sum_stems
+from millamusic.instruments.presets import PRESETS
 from millamusic.engines.base import BackingRequest
-from millamusic.score import Bar, Score, Section
+from millamusic.music.score import Bar, Score, Section
 
 TEMPO = {"synth-pop": 118.0, "piano-ballad": 72.0, "driving-rock": 150.0, "power-ballad": 72.0}
 FORM = ("intro", "verse", "prechorus", "chorus", "verse", "prechorus", "chorus", "bridge", "chorus", "outro")

@@ -23,7 +23,7 @@ says how far they are equivalent; ratio = millamusic / ffmpeg, over 1 means mill
 A short warm-up of both (imports, font cache, page cache) runs first and is not counted. ffmpeg's
 times include starting its process, as a script calling it would pay.
 
-Then every output of both tools (the last repeat's) is decoded with `millamusic.export.decode`
+Then every output of both tools (the last repeat's) is decoded with `millamusic.release.pcm.decode`
 and measured with `millamusic.master.measure`: integrated loudness, how far it is from the
 profile's target, true peak (4x oversampled) against the ceiling that applies (the profile's for
 WAV/FLAC, `profile.lossy_true_peak_dbtp` for MP3s, the project's rule for lossy files) and the
@@ -56,13 +56,15 @@ from pathlib import Path
 
 import numpy as np
 
-from millamusic.audio import Audio
-from millamusic.export import (
-    IPTC_DIGITAL_SOURCE_PREFIX, ReleaseTags, check_wav_delivery, decode, write_flac, write_mp3_under, write_wav,
-)
-from millamusic.master import integrated_loudness, master, measure
-from millamusic.profiles import PROFILES, DeliveryProfile
-from millamusic.report import write_master_report
+from millamusic.core.audio import Audio
+from millamusic.release.tags import IPTC_DIGITAL_SOURCE_PREFIX, ReleaseTags
+from millamusic.release.pcm import check_wav_delivery, decode, write_wav
+from millamusic.release.flac import write_flac
+from millamusic.release.mp3 import write_mp3_under
+from millamusic.dsp.loudness import integrated_loudness, measure
+from millamusic.mastering.chain import master
+from millamusic.spec.profiles import PROFILES, DeliveryProfile
+from millamusic.release.report import write_master_report
 
 RATE = 44100
 MIX_LUFS = -20.0
@@ -264,7 +266,7 @@ def run_millamusic(mix_wav: Path, folder: Path, profile: DeliveryProfile, tags: 
         lossy = step(role, lambda: write_mp3_under(mastered, names[role], tags, mode=mode,
                                                    max_true_peak_dbtp=profile.lossy_true_peak_dbtp))
         trims[role] = lossy.trim_db
-    step("report", lambda: write_master_report(pcm, folder / "millamusic.report.png", title=tags.title,
+    step("report", lambda: write_master_report(pcm, folder / "millamusic.release.report.png", title=tags.title,
                                                profile=profile.name, target_lufs=profile.integrated_lufs,
                                                ceiling_dbtp=profile.true_peak_dbtp, measured=pcm_loudness))
     details = {"master_report": report.to_dict(), "mp3_trim_db": trims}
@@ -548,7 +550,7 @@ def main() -> None:
         p2 = ff_details["pass2"]
         print(f"  loudnorm pass 2 reports its own output (at 192 kHz, before -ar {profile.sample_rate}): "
               f"{p2['output_i']} LUFS, {p2['output_tp']} dBTP, LRA {p2['output_lra']} LU")
-        print("  ffmpeg's WAV as a delivery WAV (millamusic.export.check_wav_delivery): "
+        print("  ffmpeg's WAV as a delivery WAV (millamusic.release.pcm.check_wav_delivery): "
               + ("passes" if not wav_problems else f"{len(wav_problems)} problem(s): {'; '.join(wav_problems)}"))
         if profile.bit_depth == 16:
             print("  16-bit: millamusic dithers (TPDF); the ffmpeg side as run here converts to 16-bit without dither")

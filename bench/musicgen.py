@@ -72,12 +72,12 @@ try:
 except ImportError:  # pragma: no cover - the message is the point
     sys.exit("bench/musicgen.py needs torch and transformers: pip install 'millamusic[musicgen]'")
 
-import millamusic.chroma as chroma_module
+from millamusic.analysis import chroma as chroma_module
 import millamusic.engines.musicgen as mg
-import millamusic.grid_fit as grid_fit_module
+from millamusic.analysis import grid_fit as grid_fit_module
 from millamusic.engines.base import BackingRequest
-from millamusic.errors import EngineUnavailable
-from millamusic.score import Bar, Score, Section
+from millamusic.core.errors import EngineUnavailable
+from millamusic.music.score import Bar, Score, Section
 
 GENRE, STYLE = "pop", ("synth-pop", "bright")
 SEED = 1
@@ -193,7 +193,7 @@ def clip_score(music_seconds: float, tempo: float = 120.0) -> Score:
 def song_score(path: Path) -> Score:
     """A real song spec, composed as the pipeline does."""
     from millamusic.compose import compose
-    from millamusic.spec import load_song
+    from millamusic.spec.song import load_song
 
     return compose(load_song(path))
 

@@ -50,8 +50,8 @@ MUST_RUN = {
 def copy_catalogue(spec: Path, into: Path) -> Path:
     """The song's own files (spec, lyrics, artwork, artist profile ...) copied under `into` at the
     same places relative to their catalogue (the spec folder's parent); returns the copied spec."""
-    from millamusic.spec import load_song
-    from millamusic.status import song_sources
+    from millamusic.spec.song import load_song
+    from millamusic.pipeline.stages import song_sources
 
     catalogue = spec.resolve().parent.parent
     for _, (path, _) in song_sources(load_song(spec)).items():
@@ -72,7 +72,7 @@ def edit_master_target(spec: Path) -> None:
 def edit_one_lyric_line(spec: Path) -> str:
     """Change the words of the first sung line of the second verse block, keeping its syllable
     count (the melody stays; only the words and what is sung from them change)."""
-    from millamusic.spec import load_song
+    from millamusic.spec.song import load_song
 
     lyrics = Path(load_song(spec).lyrics_file)
     lines = lyrics.read_text(encoding="utf-8").splitlines()
@@ -246,7 +246,7 @@ def main() -> None:
 
     from millamusic import SAMPLE_RATE
     from millamusic.compose import compose
-    from millamusic.spec import load_song
+    from millamusic.spec.song import load_song
 
     audio_seconds = compose(load_song(args.spec)).total_frames(SAMPLE_RATE) / SAMPLE_RATE
     runs = []

@@ -14,8 +14,10 @@ import statistics
 import tempfile
 from pathlib import Path
 
-from millamusic.pipeline import STAGES, RenderOptions, render
-from millamusic.spec import is_album_spec, load_song
+from millamusic.pipeline.stages import STAGES
+from millamusic.pipeline.render import render
+from millamusic.pipeline.stages import RenderOptions
+from millamusic.spec.song import is_album_spec, load_song
 
 ROOT = Path(__file__).resolve().parents[1]
 

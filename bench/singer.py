@@ -31,8 +31,8 @@ from pathlib import Path
 from millamusic.compose import compose
 from millamusic.engines.base import VocalRequest, VocalResult
 from millamusic.engines.singer import Singer
-from millamusic.score import Score
-from millamusic.spec import Song, load_song
+from millamusic.music.score import Score
+from millamusic.spec.song import Song, load_song
 
 ROOT = Path(__file__).resolve().parents[1]
 SONGS = [ROOT / "songs/set-me-spinning.yaml", ROOT / "songs/northern-static.yaml"]
@@ -72,7 +72,7 @@ def instrument() -> None:
     import pyworld
     import soxr
 
-    from millamusic import espeak
+    from millamusic.music import espeak
 
     espeak.speak = _timed("espeak", espeak.speak)
     for name in ("dio", "harvest", "stonemask", "cheaptrick", "d4c"):

@@ -36,11 +36,11 @@ from pathlib import Path
 
 import numpy as np
 
-from millamusic import listening
+from millamusic.analysis import listening
 from millamusic.compose import compose
 from millamusic.engines import load_engine, missing_modules
 from millamusic.engines.base import VocalRequest
-from millamusic.spec import load_song
+from millamusic.spec.song import load_song
 
 ROOT = Path(__file__).resolve().parents[1]
 SONGS = ["set-me-spinning", "northern-static", "lanterns-on-the-ice", "paper-satellites"]

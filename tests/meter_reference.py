@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from millamusic.master import (_CHANNEL_WEIGHTS, _block_bounds, _block_ms_from, _gated_loudness, _k_sos,
-                               _lra_from_mean_sq, _lra_windows, _per_channel)
+from millamusic.dsp.loudness import _CHANNEL_WEIGHTS, _block_bounds, _block_ms_from, gated_loudness as _gated_loudness, k_weighting_sos, lra_from_mean_sq as _lra_from_mean_sq, lra_windows
+from millamusic.dsp.blocks import per_channel as _per_channel
 
 
 def _k_weighted_power(samples: np.ndarray, rate: int) -> np.ndarray:
@@ -19,7 +19,7 @@ def _k_weighted_power(samples: np.ndarray, rate: int) -> np.ndarray:
     """
     import scipy.signal
 
-    sos = _k_sos(rate)
+    sos = k_weighting_sos(rate)
     weights = [_CHANNEL_WEIGHTS[i] if i < len(_CHANNEL_WEIGHTS) else 1.0 for i in range(samples.shape[0])]
 
     def one(i: int) -> np.ndarray:
@@ -73,7 +73,7 @@ def _lra_from_power(power: np.ndarray, rate: int) -> float:
     absolutely gated windows, and LRA = P95 - P10 of what remains. tests/test_master.py
     cross-checks it against pyloudnorm's.
     """
-    windows = _lra_windows(power.shape[0], rate)
+    windows = lra_windows(power.shape[0], rate)
     if windows is None:
         return 0.0
     starts, win = windows

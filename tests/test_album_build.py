@@ -12,6 +12,8 @@ from click.testing import CliRunner
 from millamusic.cli import main
 from tests.conftest import SHORT_SONG
 
+pytestmark = pytest.mark.slow  # album builds: 10-32 s each
+
 ROOT = Path(__file__).resolve().parents[1]
 
 ALBUM = """\

@@ -18,18 +18,24 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from millamusic import export as E
-from millamusic.album_report import preview_window, write_album_report
-from millamusic.audio import Audio
-from millamusic.errors import ExportError
-from millamusic.master import measure
-from millamusic.profiles import PROFILES
-from millamusic.report import write_master_report
+from millamusic.qa.album_report import preview_window, write_album_report
+from millamusic.core.audio import Audio
+from millamusic.core.errors import ExportError
+from millamusic.dsp.loudness import measure
+from millamusic.spec.profiles import PROFILES
+from millamusic.release.report import write_master_report
+from millamusic.release.flac import write_flac
+from millamusic.release.mp3 import write_mp3
+from millamusic.release.pcm import write_wav
+from millamusic.release.tags import IPTC_DIGITAL_SOURCE_PREFIX, ReleaseTags
+from tests.signals import two_tone_mix
+
+pytestmark = pytest.mark.slow  # writes and encodes a small album (setup 14 s, tests 2-3 s)
 
 RATE = 44100
 SECONDS = 6.0
 PROFILE_NAMES = ["spotify", "apple"]
-IPTC = E.IPTC_DIGITAL_SOURCE_PREFIX
+IPTC = IPTC_DIGITAL_SOURCE_PREFIX
 TITLES = ["Neon Rain", "Glass <Harbour> & \"Ünïcödé\"", "Last Light"]
 DISCLOSURE = "Milla is a virtual artist. Music, vocals and lyrics of this album were made with AI tools."
 BROWSERS = ("chromium", "chromium-browser", "google-chrome")
@@ -47,13 +53,8 @@ def _png(w: int, h: int) -> bytes:
 
 
 def _signal(number: int) -> Audio:
-    t = np.arange(int(SECONDS * RATE)) / RATE
-    rng = np.random.default_rng(number)
     f = 220.0 * (1 + number / 4)
-    env = 0.6 + 0.4 * np.sin(2 * np.pi * 0.5 * t) ** 2
-    left = env * (0.3 * np.sin(2 * np.pi * f * t) + 0.04 * rng.standard_normal(t.size))
-    right = env * (0.3 * np.sin(2 * np.pi * f * 1.5 * t) + 0.04 * rng.standard_normal(t.size))
-    return Audio(np.stack([left, right]).astype(np.float32), RATE)
+    return two_tone_mix(SECONDS, rate=RATE, freqs=(f, f * 1.5), level=0.3, noise=0.04, seed=number, swell_hz=0.5)
 
 
 def _at(audio: Audio, lufs: float) -> Audio:
@@ -77,7 +78,7 @@ def _build_album(root: Path, *, mode: str) -> dict:
             {"stage": "vocals", "engine": "piper", "model": "en_US-joe", "version": "1.0", "licence": "MIT",
              "generator": "trained", "seed": 40 + number, "prompt": None, "by": None},
         ]
-        tags = E.ReleaseTags(title=title, artist="Milla", album="First Light", track_number=number, track_total=3,
+        tags = ReleaseTags(title=title, artist="Milla", album="First Light", track_number=number, track_total=3,
                              year=2026, isrc=f"QZABC26{number:05d}", disclosure=DISCLOSURE, contains_ai="Partly",
                              digital_source_type=IPTC + "compositeWithTrainedAlgorithmicMedia",
                              ai_credits_json=json.dumps(credits))
@@ -92,10 +93,10 @@ def _build_album(root: Path, *, mode: str) -> dict:
             files = {"wav": folder / f"{slug}.wav", "flac": folder / f"{slug}.flac",
                      "mp3_320": folder / f"{slug}.mp3", "mp3_v0": folder / f"{slug}.v0.mp3",
                      "report": folder / f"{slug}.report.png"}
-            E.write_wav(audio, files["wav"])
-            E.write_flac(audio, files["flac"], tags)
-            E.write_mp3(audio, files["mp3_320"], tags, mode="cbr320")
-            E.write_mp3(audio, files["mp3_v0"], tags, mode="v0")
+            write_wav(audio, files["wav"])
+            write_flac(audio, files["flac"], tags)
+            write_mp3(audio, files["mp3_320"], tags, mode="cbr320")
+            write_mp3(audio, files["mp3_v0"], tags, mode="v0")
             m = measure(audio).to_dict()
             write_master_report(audio, files["report"], title=title, profile=profile, target_lufs=p.integrated_lufs,
                                 ceiling_dbtp=p.true_peak_dbtp, measured=m)

@@ -21,10 +21,11 @@ from pathlib import Path
 
 import pytest
 
-from millamusic.cache import ENTRY_FILE, hash_folder
+from millamusic.core.cache import ENTRY_FILE, hash_folder
 from tests.test_album_build import make_album
 
-pytestmark = pytest.mark.skipif(not hasattr(os, "killpg"), reason="needs POSIX process groups")
+pytestmark = [pytest.mark.skipif(not hasattr(os, "killpg"), reason="needs POSIX process groups"),
+              pytest.mark.slow]  # album builds killed and resumed: 25-30 s each
 
 PUBLISHED = ("masters", "stems", "lyrics")  # what publish() copies out of the cache, file by file
 AUDIO = (".wav", ".flac", ".mp3")
@@ -162,8 +163,8 @@ def _is_temp(path: Path) -> bool:
 def _assert_sound_after_kill(out: Path, cache: Path, reference: dict[str, bytes], context: str) -> None:
     """What a killed build leaves: only finished files under their final names (each the same
     bytes a full build writes), temp names starting with '.', and only complete cache entries."""
-    from millamusic.export import decode
-    from millamusic.pipeline import STAGES
+    from millamusic.release.pcm import decode
+    from millamusic.pipeline.stages import STAGES
 
     for hidden in map(Path, _hidden(out, cache)):
         assert _is_temp(hidden) or any(_is_temp(parent) for parent in hidden.parents), \

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from millamusic.album import load_album
-from millamusic.errors import SpecError
-from millamusic.spec import load_song
+from millamusic.spec.album import load_album
+from millamusic.core.errors import SpecError
+from millamusic.spec.song import load_song
 from tests.conftest import SHORT_SONG
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -8,42 +8,15 @@ import sys
 import numpy as np
 import pytest
 
-from millamusic.analysis import (
-    ChordSlot,
-    chord_match_rate,
-    chords_per_bar,
-    estimate_key,
-    estimate_tempo,
-)
-from millamusic.score import Bar, Score, Section
-from millamusic.theory import midi_to_hz, parse_chord, parse_key
+from millamusic.analysis.features import ChordSlot, chord_match_rate, chords_per_bar, estimate_key, estimate_tempo
+from millamusic.music.score import Bar, Score, Section
+from millamusic.music.theory import parse_chord, parse_key
+from tests.signals import chord_sound, kick, noise_burst, place, white_noise
 
 RATE = 44100
 
 
 # --------------------------------------------------------------------------- signal builders
-
-
-def _place(out: np.ndarray, start: int, sound: np.ndarray) -> None:
-    end = min(len(out), start + len(sound))
-    if 0 <= start < end:
-        out[start:end] += sound[: end - start]
-
-
-def kick(rate: int = RATE, gain: float = 1.0) -> np.ndarray:
-    """A low sine thump sweeping 110 -> 50 Hz, ~0.25 s."""
-    t = np.arange(int(0.25 * rate)) / rate
-    freq = 50 + 60 * np.exp(-t / 0.03)
-    return gain * np.sin(2 * np.pi * np.cumsum(freq) / rate) * np.exp(-t / 0.08)
-
-
-def noise_burst(rng: np.random.Generator, seconds: float, decay: float, gain: float, rate: int = RATE,
-                bright: bool = True) -> np.ndarray:
-    """Exponentially decaying white noise; bright = first difference (a crude high-pass, for hats)."""
-    n = int(seconds * rate)
-    noise = rng.standard_normal(n + 1)
-    noise = np.diff(noise) / 2 if bright else noise[1:]
-    return gain * noise * np.exp(-np.arange(n) / rate / decay)
 
 
 def drum_track(bpm: float, seconds: float, *, seed: int = 0, jitter_ms: float = 3.0, rate: int = RATE,
@@ -55,35 +28,18 @@ def drum_track(bpm: float, seconds: float, *, seed: int = 0, jitter_ms: float = 
     for beat in range(int(seconds / spb)):
         at = round((beat * spb + rng.normal(0, jitter_ms / 1000)) * rate)
         downbeat = beat % beats_per_bar == 0
-        _place(out, at, kick(rate, 1.0 if downbeat else 0.6))
-        _place(out, at, noise_burst(rng, 0.05, 0.012, 0.25, rate))
+        place(out, at, kick(rate=rate, gain=1.0 if downbeat else 0.6))
+        place(out, at, noise_burst(rng, 0.05, decay=0.012, gain=0.25, rate=rate))
         if beat % 2 == 1:
-            _place(out, at, noise_burst(rng, 0.2, 0.05, 0.35, rate, bright=False))
+            place(out, at, noise_burst(rng, 0.2, decay=0.05, gain=0.35, rate=rate, bright=False, extra_draw=True))
     return out
-
-
-def tone(pitch: int, seconds: float, rate: int = RATE, harmonics: int = 6) -> np.ndarray:
-    """Additive-synth note: harmonics at 1/k, soft attack, slow decay."""
-    t = np.arange(int(seconds * rate)) / rate
-    f0 = midi_to_hz(pitch)
-    wave = sum(np.sin(2 * np.pi * k * f0 * t) / k for k in range(1, harmonics + 1) if k * f0 < rate / 2)
-    envelope = np.minimum(1.0, t / 0.01) * np.exp(-t / (2.0 * seconds))
-    return wave * envelope
-
-
-def chord_sound(symbol: str, seconds: float, rate: int = RATE) -> np.ndarray:
-    """Bass note (octave 2) plus a close triad voicing around middle C."""
-    chord = parse_chord(symbol)
-    notes = [36 + chord.bass_pc] + [60 + (chord.root_pc + i) % 12 - (12 if chord.root_pc > 7 else 0)
-                                    for i in chord.intervals]
-    return sum(tone(p, seconds, rate) * (0.8 if i == 0 else 0.5) for i, p in enumerate(notes))
 
 
 def progression(slots: list[tuple[float, float, str]], seconds: float, rate: int = RATE) -> np.ndarray:
     """[(start s, length s, symbol)] -> (n,) float64."""
     out = np.zeros(int(seconds * rate))
     for start, length, symbol in slots:
-        _place(out, round(start * rate), chord_sound(symbol, length, rate))
+        place(out, round(start * rate), chord_sound(symbol, length, rate=rate))
     return out
 
 
@@ -121,7 +77,7 @@ def render_score(score: Score, *, drums: bool = True, seed: int = 0) -> np.ndarr
 
 
 def test_import_does_not_import_librosa():
-    code = "import millamusic.analysis, sys; assert 'librosa' not in sys.modules"
+    code = "import millamusic.analysis.features, sys; assert 'librosa' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
@@ -138,13 +94,13 @@ def test_tempo_within_one_percent(bpm):
 
 
 @pytest.mark.parametrize("make", [
-    lambda rng: np.zeros(5 * RATE, dtype=np.float32),  # silence: no onsets at all
-    lambda rng: (0.1 * rng.standard_normal(RATE // 2)).astype(np.float32),  # 0.5 s of noise: too few beats
-    lambda rng: (0.1 * rng.standard_normal(500)).astype(np.float32),  # shorter than one analysis frame
+    lambda: np.zeros(5 * RATE, dtype=np.float32),  # silence: no onsets at all
+    lambda: white_noise(RATE // 2, seed=5, level=0.1),  # 0.5 s of noise: too few beats
+    lambda: white_noise(500, seed=5, level=0.1),  # shorter than one analysis frame
 ], ids=["silence", "short-noise", "tiny"])
 def test_tempo_without_beats_raises(make):
     with pytest.raises(ValueError, match="beat"):
-        estimate_tempo(make(np.random.default_rng(5)), RATE)
+        estimate_tempo(make(), RATE)
 
 
 # --------------------------------------------------------------------------- key

@@ -9,13 +9,14 @@ import numpy as np
 import pytest
 from scipy import signal
 
-from millamusic import synth
-from millamusic.engines.arranger import Arranger, arrange, voice_chord
-from millamusic.engines.arranger_presets import GENRE_DEFAULT, PRESETS
+from millamusic.instruments import synth
+from millamusic.engines.arranger import Arranger, arrange
+from millamusic.instruments.parts import voice_chord
+from millamusic.instruments.presets import GENRE_DEFAULT, PRESETS
 from millamusic.engines.base import BackingRequest, BackingResult
-from millamusic.errors import RenderError
-from millamusic.score import Bar, Score, Section
-from millamusic.theory import midi_to_hz, parse_chord
+from millamusic.core.errors import RenderError
+from millamusic.music.score import Bar, Score, Section
+from millamusic.music.theory import midi_to_hz, parse_chord
 
 RATE = 44100
 PROGRESSION = ("Am", "F", "C", "G")

@@ -6,11 +6,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from millamusic import synth
+from millamusic.instruments import synth
 from millamusic.engines.arranger import arrange
-from millamusic.engines.arranger_presets import GM_DRUMS, PRESETS
+from millamusic.instruments.presets import GM_DRUMS, PRESETS
 from millamusic.engines.base import BackingRequest
-from millamusic.theory import midi_to_hz, parse_chord
+from millamusic.music.theory import midi_to_hz, parse_chord
 from tests.test_arranger import make_score
 
 RATE = 44100

@@ -8,18 +8,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from millamusic.analysis import (
-    chord_match_rate,
-    chords_per_bar,
-    estimate_key,
-    estimate_tempo,
-)
+from millamusic.analysis.features import chord_match_rate, chords_per_bar, estimate_key, estimate_tempo
 from millamusic.compose import compose
-from millamusic.engines.arranger import Arranger, sum_stems
-from millamusic.engines.arranger_presets import PRESETS
+from millamusic.engines.arranger import Arranger
+from millamusic.instruments.rendering import sum_stems
+from millamusic.instruments.presets import PRESETS
 from millamusic.engines.base import BackingRequest
-from millamusic.spec import load_song
+from millamusic.spec.song import load_song
 from tests.test_arranger import make_score
+
+pytestmark = pytest.mark.slow  # renders and measures whole arrangements: 2-9 s each
 
 RATE = 44100
 SONGS = Path(__file__).resolve().parents[1] / "songs"

@@ -6,11 +6,11 @@ from pathlib import Path
 
 import pytest
 
-from millamusic.artist import load_artist
-from millamusic.theory import note_to_midi
+from millamusic.spec.artist import load_artist
+from millamusic.music.theory import note_to_midi
 from millamusic.compose import compose
-from millamusic.errors import SpecError
-from millamusic.spec import is_album_spec, load_song
+from millamusic.core.errors import SpecError
+from millamusic.spec.song import is_album_spec, load_song
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -129,6 +129,7 @@ def test_missing_profile_and_song_language(write_spec):
     assert fields["voice.language"].message == "espeak-ng has no such language"
 
 
+@pytest.mark.slow  # renders with Piper: 4 s
 def test_a_piper_profile_sings_through_the_cli(write_spec, tmp_path):
     """The packaged Piper voice, named in a profile, sings a song end to end; the credits say so."""
     import json

@@ -8,7 +8,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from tests.conftest import SHORT_SONG
+
+pytestmark = pytest.mark.slow  # runs bench/perf.py: 10 s
 
 ROOT = Path(__file__).resolve().parents[1]
 

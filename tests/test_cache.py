@@ -2,7 +2,7 @@ import os
 
 import pytest
 
-from millamusic.cache import StageCache
+from millamusic.core.cache import StageCache
 
 
 def test_miss_then_hit_and_why(tmp_path):
@@ -46,9 +46,9 @@ def test_sweep_removes_only_dead_writers_temps(tmp_path):
     import subprocess
     import sys
 
-    from millamusic.cache import owner_tag, sweep_stale_temps
+    from millamusic.core.cache import owner_tag, sweep_stale_temps
 
-    dead = subprocess.run([sys.executable, "-c", "from millamusic.cache import owner_tag; print(owner_tag())"],
+    dead = subprocess.run([sys.executable, "-c", "from millamusic.core.cache import owner_tag; print(owner_tag())"],
                           capture_output=True, text=True, check=True).stdout.strip()
     (tmp_path / "stage").mkdir()
     (tmp_path / "stage" / f".tmp-0123456789abcdef-{dead}-aaaa0000").mkdir()
@@ -69,7 +69,7 @@ def test_a_zombie_writer_counts_as_dead(tmp_path):
     import subprocess
     import time
 
-    from millamusic.cache import owner_alive, owner_tag
+    from millamusic.core.cache import owner_alive, owner_tag
 
     child = subprocess.Popen(["true"])  # exits at once; not reaped until wait()
     try:

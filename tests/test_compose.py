@@ -2,10 +2,10 @@ import mido
 import pytest
 
 from millamusic.compose import DEFAULT_RANGE, compose
-from millamusic.errors import SpecError
-from millamusic.score import Score
-from millamusic.spec import load_song
-from millamusic.theory import parse_chord, parse_key
+from millamusic.core.errors import SpecError
+from millamusic.music.score import Score
+from millamusic.spec.song import load_song
+from millamusic.music.theory import parse_chord, parse_key
 from tests.conftest import CROWDED_SONG
 
 

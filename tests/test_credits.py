@@ -1,4 +1,4 @@
-from millamusic.credits import IPTC, contains_ai, digital_source_type, disclosure, song_credits
+from millamusic.release.credits import IPTC, contains_ai, digital_source_type, disclosure, song_credits
 from millamusic.engines.base import EngineInfo
 
 ALGO = EngineInfo("arranger", "backing", "1", "embedded", "MIT", "algorithmic")
@@ -32,7 +32,7 @@ def test_disclosure_names_engines_and_cannot_be_empty():
 
 
 def test_commercial_use_is_refused_for_nc_and_unknown_licences():
-    from millamusic.credits import licence_allows_commercial
+    from millamusic.release.credits import licence_allows_commercial
 
     for refused in ("cc-by-nc-4.0", "CC BY-NC-SA 4.0", "CC-BY-NC-ND-4.0", "non-commercial", "research only",
                     "unknown", ""):

@@ -13,15 +13,23 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from millamusic import delivery as D
-from millamusic import export as E
-from millamusic.audio import Audio, resample
-from millamusic.profiles import PROFILES
+from millamusic.core.audio import Audio, resample
+from millamusic.spec.profiles import PROFILES
+from millamusic.qa.check import check_file, check_paths, failed, results_table, summary
+from millamusic.qa.lyric_rules import parse_lrc
+from millamusic.qa.probe import CheckResult, CheckUsageError, RULES
+from millamusic.release.flac import write_flac
+from millamusic.release.lyric_files import TimedLine, TimedWord, lrc_text, sylt_words, write_lrc
+from millamusic.release.ttml import write_ttml
+from millamusic.release.mp3 import write_mp3, write_mp3_under
+from millamusic.release.pcm import write_wav
+from millamusic.release.tags import IPTC_DIGITAL_SOURCE_PREFIX, ReleaseTags
+from tests.signals import two_tone_mix
 
 RATE = 44100
 SLUG = "neon-rain"
 PROFILE = PROFILES["spotify"]
-IPTC = E.IPTC_DIGITAL_SOURCE_PREFIX
+IPTC = IPTC_DIGITAL_SOURCE_PREFIX
 CREDITS = [
     {"stage": "lyrics", "engine": "human", "model": "-", "version": "-", "licence": "-", "generator": "human",
      "seed": None, "prompt": None, "by": "Milla Virta"},
@@ -34,8 +42,8 @@ CREDITS = [
 ]
 DISCLOSURE = "Milla Virta is a virtual artist. This recording was made with AI and algorithmic tools."
 LINES = [
-    E.TimedLine("First line", 1.5, 3.0, (E.TimedWord("First", 1.5, 2.0), E.TimedWord("line", 2.0, 3.0)), "Verse 1"),
-    E.TimedLine("Second line", 4.25, 5.5, (E.TimedWord("Second", 4.25, 4.9), E.TimedWord("line", 4.9, 5.5)),
+    TimedLine("First line", 1.5, 3.0, (TimedWord("First", 1.5, 2.0), TimedWord("line", 2.0, 3.0)), "Verse 1"),
+    TimedLine("Second line", 4.25, 5.5, (TimedWord("Second", 4.25, 4.9), TimedWord("line", 4.9, 5.5)),
                 "Chorus"),
 ]
 
@@ -89,37 +97,33 @@ class Release:
 class Made:
     release: Release
     master: Audio
-    tags: E.ReleaseTags
+    tags: ReleaseTags
 
 
 @pytest.fixture(scope="module")
 def made(tmp_path_factory) -> Made:
-    from millamusic.master import master
+    from millamusic.mastering.chain import master
 
-    t = np.arange(int(6.0 * RATE)) / RATE
-    rng = np.random.default_rng(3)
-    left = 0.4 * np.sin(2 * np.pi * 440 * t) + 0.05 * rng.standard_normal(t.size)
-    right = 0.4 * np.sin(2 * np.pi * 660 * t) + 0.05 * rng.standard_normal(t.size)
-    mastered, _ = master(Audio(np.stack([left, right]).astype(np.float32), RATE), PROFILE)
-    tags = E.ReleaseTags(
+    mastered, _ = master(two_tone_mix(6.0, rate=RATE), PROFILE)
+    tags = ReleaseTags(
         title="Neon Rain", artist="Milla Virta", album="First Light", album_artist="Milla Virta",
         track_number=3, track_total=11, disc_number=1, year=2026, genre="Pop Rock", isrc="FI-MLA-26-00042",
         upc="012345678905", composer="Test Composer", lyricist="Milla Virta", copyright="(P) 2026 millamusic",
         label="millamusic", producer="millamusic pipeline", cover_image=image_bytes(1400, 1400),
-        cover_mime="image/png", lyrics_text="First line\nSecond line\n", synced_words=E.sylt_words(LINES),
-        synced_lrc=E.lrc_text(LINES, title="Neon Rain", artist="Milla Virta", length_seconds=6.0),
+        cover_mime="image/png", lyrics_text="First line\nSecond line\n", synced_words=sylt_words(LINES),
+        synced_lrc=lrc_text(LINES, title="Neon Rain", artist="Milla Virta", length_seconds=6.0),
         disclosure=DISCLOSURE, contains_ai="Partly", digital_source_type=IPTC + "compositeSynthetic",
         ai_credits_json=json.dumps(CREDITS),
     )
     release = Release(tmp_path_factory.mktemp("release"))
-    E.write_wav(mastered, release.wav, bit_depth=PROFILE.bit_depth)
-    E.write_flac(mastered, release.flac, tags)
+    write_wav(mastered, release.wav, bit_depth=PROFILE.bit_depth)
+    write_flac(mastered, release.flac, tags)
     for path, mode in ((release.mp3, "cbr320"), (release.v0, "v0")):
-        E.write_mp3_under(mastered, path, tags, mode=mode, max_true_peak_dbtp=PROFILE.lossy_true_peak_dbtp)
+        write_mp3_under(mastered, path, tags, mode=mode, max_true_peak_dbtp=PROFILE.lossy_true_peak_dbtp)
     (release.folder / f"{SLUG}.report.png").write_bytes(image_bytes(8, 8))
     lyrics = release.root / "lyrics"
-    E.write_lrc(LINES, lyrics / f"{SLUG}.lrc", title="Neon Rain", artist="Milla Virta", length_seconds=6.0)
-    E.write_ttml(LINES, lyrics / f"{SLUG}.ttml", title="Neon Rain", artist="Milla Virta", language="en",
+    write_lrc(LINES, lyrics / f"{SLUG}.lrc", title="Neon Rain", artist="Milla Virta", length_seconds=6.0)
+    write_ttml(LINES, lyrics / f"{SLUG}.ttml", title="Neon Rain", artist="Milla Virta", language="en",
                  length_seconds=6.0)
     release.release_json.write_text(json.dumps({
         "title": "Neon Rain", "slug": SLUG,
@@ -139,27 +143,27 @@ def copy(made: Made, tmp_path: Path) -> Release:
     return Release(tmp_path / "out")
 
 
-def by_rule(results: list[D.CheckResult]) -> dict[str, D.CheckResult]:
-    assert [r.rule for r in results] == list(D.RULES)
+def by_rule(results: list[CheckResult]) -> dict[str, CheckResult]:
+    assert [r.rule for r in results] == list(RULES)
     return {r.rule: r for r in results}
 
 
-def failing(results: list[D.CheckResult]) -> set[str]:
+def failing(results: list[CheckResult]) -> set[str]:
     return {r.rule for r in results if r.status == "fail"}
 
 
-def check(path: Path) -> dict[str, D.CheckResult]:
-    return by_rule(D.check_file(path, PROFILE))
+def check(path: Path) -> dict[str, CheckResult]:
+    return by_rule(check_file(path, PROFILE))
 
 
 # ------------------------------------------------------------------ the valid release
 
 
 def test_valid_release_passes(made: Made) -> None:
-    results = D.check_paths([made.release.root], None)
+    results = check_paths([made.release.root], None)
     assert {r.file.name for r in results} == {f"{SLUG}.wav", f"{SLUG}.flac", f"{SLUG}.320.mp3", f"{SLUG}.v0.mp3"}
-    assert len(results) == 4 * len(D.RULES)
-    assert not D.failed(results), [r for r in results if r.status == "fail"]
+    assert len(results) == 4 * len(RULES)
+    assert not failed(results), [r for r in results if r.status == "fail"]
     assert not [r for r in results if r.status == "warn"]
     for result in results:
         expected_na = result.file.suffix == ".wav" and result.rule in ("tags", "cover")
@@ -169,20 +173,20 @@ def test_valid_release_passes(made: Made) -> None:
     assert "release.json contains_ai Partly" in wav["ai"].detail and "from release.json" in wav["identifiers"].detail
     assert f"{SLUG}.lrc" in wav["lyrics"].detail and f"{SLUG}.ttml" in wav["lyrics"].detail
     assert wav["tags"].detail == "delivery WAV carries no tags; see release.json"
-    assert "0 failed, 0 warnings" in D.summary(results)
+    assert "0 failed, 0 warnings" in summary(results)
     # the same with the release record handed in (found for its location) as a CLI might
-    given = D.check_file(made.release.wav, PROFILE, release=json.loads(made.release.release_json.read_text()))
+    given = check_file(made.release.wav, PROFILE, release=json.loads(made.release.release_json.read_text()))
     assert [(r.rule, r.status) for r in given] == [(r.rule, r.status) for r in results if r.file.suffix == ".wav"]
 
 
 def test_table_and_failed(made: Made) -> None:
     from rich.console import Console
 
-    results = D.check_file(made.release.flac, PROFILE)
-    broken = [*results, D.CheckResult(made.release.flac, "record", "fail", "changed since release.json was written")]
-    assert not D.failed(results) and D.failed(broken)
+    results = check_file(made.release.flac, PROFILE)
+    broken = [*results, CheckResult(made.release.flac, "record", "fail", "changed since release.json was written")]
+    assert not failed(results) and failed(broken)
     console = Console(record=True, width=200, color_system=None)
-    console.print(D.results_table(broken, base=made.release.root))
+    console.print(results_table(broken, base=made.release.root))
     text = console.export_text()
     assert f"masters/{SLUG}/spotify/{SLUG}.flac" in text
     for word in ("true_peak", "identifiers", "OK", "FAIL", "changed since release.json"):
@@ -193,7 +197,7 @@ def test_table_and_failed(made: Made) -> None:
 
 
 def test_48k_wav(made: Made, copy: Release) -> None:
-    E.write_wav(resample(made.master, 48000), copy.wav)
+    write_wav(resample(made.master, 48000), copy.wav)
     copy.record(copy.wav)
     results = check(copy.wav)
     assert failing(results.values()) == {"format", "header"}
@@ -201,7 +205,7 @@ def test_48k_wav(made: Made, copy: Release) -> None:
 
 
 def test_16bit_wav_under_spotify(made: Made, copy: Release) -> None:
-    E.write_wav(made.master, copy.wav, bit_depth=16)
+    write_wav(made.master, copy.wav, bit_depth=16)
     copy.record(copy.wav)
     results = check(copy.wav)
     assert failing(results.values()) == {"format", "header"}
@@ -251,7 +255,7 @@ def test_mp3_with_id3v1(copy: Release) -> None:
 
 
 def test_loudness_off_by_2_lu(made: Made, copy: Release) -> None:
-    E.write_wav(Audio(made.master.samples * np.float32(10 ** (-2 / 20)), RATE), copy.wav)
+    write_wav(Audio(made.master.samples * np.float32(10 ** (-2 / 20)), RATE), copy.wav)
     copy.record(copy.wav)
     results = check(copy.wav)
     assert failing(results.values()) == {"loudness"}
@@ -260,8 +264,8 @@ def test_loudness_off_by_2_lu(made: Made, copy: Release) -> None:
 
 def test_mp3_loudness_window_is_lopsided(made: Made, copy: Release) -> None:
     # an MP3 trimmed for its true peak may sit up to 1 LU under the target, never 0.3 LU over it
-    E.write_mp3(Audio(made.master.samples * np.float32(10 ** (-0.7 / 20)), RATE), copy.mp3, made.tags, mode="cbr320")
-    E.write_mp3(Audio(made.master.samples * np.float32(10 ** (0.6 / 20)), RATE), copy.v0, made.tags, mode="v0")
+    write_mp3(Audio(made.master.samples * np.float32(10 ** (-0.7 / 20)), RATE), copy.mp3, made.tags, mode="cbr320")
+    write_mp3(Audio(made.master.samples * np.float32(10 ** (0.6 / 20)), RATE), copy.v0, made.tags, mode="v0")
     copy.record(copy.mp3, copy.v0)
     assert not failing(check(copy.mp3).values())
     assert failing(check(copy.v0).values()) == {"loudness"}
@@ -271,7 +275,7 @@ def test_true_peak_over(made: Made, copy: Release) -> None:
     # a short full-scale click: the true peak goes over -1 dBTP, the loudness stays on target
     samples = made.master.samples.copy()
     samples[:, 3 * RATE: 3 * RATE + 4] = 0.98
-    E.write_flac(Audio(samples, RATE), copy.flac, made.tags)
+    write_flac(Audio(samples, RATE), copy.flac, made.tags)
     copy.record(copy.flac)
     results = check(copy.flac)
     assert failing(results.values()) == {"true_peak"}
@@ -432,9 +436,9 @@ def test_wav_lyrics_file_beyond_duration(copy: Release) -> None:
 
 def test_parse_lrc() -> None:
     text = "\ufeff[ti:X]\n[length:00:06]\n\n[00:01.50]<00:01.50>Hello, <00:02.10>world<00:02.90>\n[01:02.345]Bye\n"
-    assert D.parse_lrc(text) == [(1.5, "Hello, world", (1.5, 2.1, 2.9)), (62.345, "Bye", ())]
+    assert parse_lrc(text) == [(1.5, "Hello, world", (1.5, 2.1, 2.9)), (62.345, "Bye", ())]
     with pytest.raises(ValueError, match="line 2"):
-        D.parse_lrc("[00:01.00]ok\njust text\n")
+        parse_lrc("[00:01.00]ok\njust text\n")
 
 
 # ------------------------------------------------------------------ ai
@@ -484,7 +488,7 @@ def test_wav_without_release_json(copy: Release, tmp_path: Path) -> None:
     lone = tmp_path / "lone" / "spotify" / f"{SLUG}.wav"
     lone.parent.mkdir(parents=True)
     shutil.copyfile(copy.wav, lone)
-    results = by_rule(D.check_paths([lone.parent.parent], None))
+    results = by_rule(check_paths([lone.parent.parent], None))
     assert failing(results.values()) == {"ai"}
     assert "no release.json beside this WAV" in results["ai"].detail
     assert results["record"].status == "warn"
@@ -505,7 +509,7 @@ def test_wav_edited_after_release_json(copy: Release) -> None:
 
 def test_broken_release_json(copy: Release) -> None:
     copy.release_json.write_text("{ not json")
-    results = D.check_paths([copy.folder], "spotify")
+    results = check_paths([copy.folder], "spotify")
     assert {(r.file.suffix, r.rule) for r in results if r.status == "fail"} == {
         (".wav", "ai"), (".wav", "record"), (".flac", "record"), (".mp3", "record")}
     assert all("not valid JSON" in r.detail for r in results if r.status == "fail")
@@ -526,8 +530,8 @@ def test_garbage_files_fail_cleanly(tmp_path: Path) -> None:
     for name in ("x.wav", "x.flac", "x.320.mp3"):
         (folder / name).write_bytes(b"\x00garbage" * 100)
     (folder / "empty.flac").write_bytes(b"")
-    results = D.check_paths([folder], None)
-    assert len(results) == 4 * len(D.RULES)
+    results = check_paths([folder], None)
+    assert len(results) == 4 * len(RULES)
     for result in results:
         assert result.status in ("fail", "warn", "n/a"), result
     assert all(r.status == "fail" for r in results if r.rule in ("format", "header", "loudness"))
@@ -538,24 +542,24 @@ def test_garbage_files_fail_cleanly(tmp_path: Path) -> None:
 
 def test_profile_given_skips_other_profiles_folders(copy: Release) -> None:
     shutil.copytree(copy.folder, copy.folder.parent / "apple")
-    results = D.check_paths([copy.root], "spotify")
+    results = check_paths([copy.root], "spotify")
     assert {r.file.parent.name for r in results} == {"spotify"}
-    with pytest.raises(D.CheckUsageError, match="other profiles' folders"):
-        D.check_paths([copy.folder.parent / "apple"], "spotify")
+    with pytest.raises(CheckUsageError, match="other profiles' folders"):
+        check_paths([copy.folder.parent / "apple"], "spotify")
 
 
 def test_usage_errors(copy: Release, tmp_path: Path) -> None:
-    with pytest.raises(D.CheckUsageError, match="does not exist"):
-        D.check_paths([tmp_path / "nowhere"], "spotify")
-    with pytest.raises(D.CheckUsageError, match="unknown delivery profile 'tidal'.*spotify, apple"):
-        D.check_paths([copy.folder], "tidal")
-    with pytest.raises(D.CheckUsageError, match="no .wav, .flac or .mp3 files"):
-        D.check_paths([copy.root / "lyrics"], "spotify")
+    with pytest.raises(CheckUsageError, match="does not exist"):
+        check_paths([tmp_path / "nowhere"], "spotify")
+    with pytest.raises(CheckUsageError, match="unknown delivery profile 'tidal'.*spotify, apple"):
+        check_paths([copy.folder], "tidal")
+    with pytest.raises(CheckUsageError, match="no .wav, .flac or .mp3 files"):
+        check_paths([copy.root / "lyrics"], "spotify")
     loose = tmp_path / "loose"
     loose.mkdir()
     shutil.copyfile(copy.wav, loose / "song.wav")
-    with pytest.raises(D.CheckUsageError, match="cannot tell the delivery profile.*'loose'.*--profile"):
-        D.check_paths([loose], None)
-    with pytest.raises(D.CheckUsageError, match="not a .wav, .flac or .mp3"):
-        D.check_paths([copy.release_json], "spotify")
-    assert issubclass(D.CheckUsageError, ValueError)
+    with pytest.raises(CheckUsageError, match="cannot tell the delivery profile.*'loose'.*--profile"):
+        check_paths([loose], None)
+    with pytest.raises(CheckUsageError, match="not a .wav, .flac or .mp3"):
+        check_paths([copy.release_json], "spotify")
+    assert issubclass(CheckUsageError, ValueError)

@@ -12,9 +12,19 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from millamusic.audio import Audio
-from millamusic.errors import ExportError
-from millamusic import export as E
+import millamusic.release.mp3 as mp3_module
+from millamusic.core.audio import Audio
+from millamusic.core.errors import ExportError
+from millamusic.core.files import atomic_path, atomic_write_bytes
+from millamusic.dsp.loudness import measure
+from millamusic.release.flac import write_flac
+from millamusic.release.lyric_files import TimedLine, TimedWord, lrc_text, seconds_to_ms as _ms, sylt_words, timed_lines_problems, write_lrc
+from millamusic.release.ttml import parse_ttml, read_ttml, song_part, ttml_text, write_ttml
+from millamusic.release.mp3 import write_mp3, write_mp3_under
+from millamusic.release.pcm import check_wav_delivery, decode, write_wav
+from millamusic.release.tags import ReleaseTags
+from millamusic.spec.artwork import validate_cover
+from tests.signals import pop_mix, two_tone_mix, white_noise
 
 RATE = 44100
 
@@ -30,11 +40,7 @@ def png_bytes(w: int, h: int, fmt: str = "PNG") -> bytes:
 
 @pytest.fixture(scope="module")
 def audio() -> Audio:
-    t = np.arange(int(6.0 * RATE)) / RATE
-    rng = np.random.default_rng(3)
-    left = 0.4 * np.sin(2 * np.pi * 440 * t) + 0.05 * rng.standard_normal(t.size)
-    right = 0.4 * np.sin(2 * np.pi * 660 * t) + 0.05 * rng.standard_normal(t.size)
-    return Audio(np.stack([left, right]).astype(np.float32), RATE)
+    return two_tone_mix(6.0, rate=RATE)
 
 
 @pytest.fixture(scope="module")
@@ -43,12 +49,12 @@ def cover() -> bytes:
 
 
 @pytest.fixture(scope="module")
-def tags(cover) -> E.ReleaseTags:
+def tags(cover) -> ReleaseTags:
     credits = [
         {"stage": "lyrics", "tool": "template-grammar", "ai": True},
         {"stage": "vocals", "tool": "espeak-ng + WORLD", "ai": True},
     ]
-    return E.ReleaseTags(
+    return ReleaseTags(
         title="Neon Rain — Ünïcödé",
         artist="Milla",
         album="First Light",
@@ -91,13 +97,13 @@ def chunk_ids(path) -> list[bytes]:
 
 
 def test_wav_24bit_delivery(tmp_path, audio):
-    path = E.write_wav(audio, tmp_path / "song.wav")
+    path = write_wav(audio, tmp_path / "song.wav")
     info = sf.info(str(path))
     assert (info.samplerate, info.channels, info.subtype, info.format) == (RATE, 2, "PCM_24", "WAV")
     raw = path.read_bytes()
     assert struct.unpack("<H", raw[20:22])[0] == 1  # WAVE_FORMAT_PCM, not extensible
     assert chunk_ids(path) == [b"fmt ", b"data"]
-    assert E.check_wav_delivery(path, sample_rate=RATE, channels=2, bit_depth=24) == []
+    assert check_wav_delivery(path, sample_rate=RATE, channels=2, bit_depth=24) == []
     back, rate = sf.read(str(path), dtype="float32", always_2d=True)
     assert rate == RATE and back.shape == (audio.frames, 2)
     assert np.max(np.abs(back.T - audio.samples)) <= 1.0 / (1 << 23) + 1e-9
@@ -108,7 +114,7 @@ def test_wav_24bit_delivery(tmp_path, audio):
 def test_wav_header_is_the_canonical_44_bytes(tmp_path, audio, bits):
     # Byte for byte: RIFF <size> WAVE, 'fmt ' 16 (PCM=1, 2 ch, rate, byte rate, align, bits), 'data' <size>,
     # then exactly frames x channels x bytes of samples and nothing after them.
-    path = E.write_wav(audio, tmp_path / "song.wav", bit_depth=bits)
+    path = write_wav(audio, tmp_path / "song.wav", bit_depth=bits)
     raw = path.read_bytes()
     width = bits // 8
     data_size = audio.frames * 2 * width
@@ -125,19 +131,19 @@ def test_wav_header_is_the_canonical_44_bytes(tmp_path, audio, bits):
 
 
 def test_wav_16bit_is_dithered_and_plain(tmp_path, audio):
-    path = E.write_wav(audio, tmp_path / "cd.wav", bit_depth=16)
+    path = write_wav(audio, tmp_path / "cd.wav", bit_depth=16)
     assert sf.info(str(path)).subtype == "PCM_16"
-    assert E.check_wav_delivery(path, bit_depth=16) == []
+    assert check_wav_delivery(path, bit_depth=16) == []
     back, _ = sf.read(str(path), dtype="float32", always_2d=True)
     err = back.T - audio.samples
     assert 0.3 / 32768 < np.std(err) < 1.0 / 32768  # TPDF: ~0.5 LSB rms error, not 0.29 LSB of rounding
-    again = E.write_wav(audio, tmp_path / "cd2.wav", bit_depth=16)
+    again = write_wav(audio, tmp_path / "cd2.wav", bit_depth=16)
     assert again.read_bytes() == path.read_bytes()  # deterministic
 
 
 def test_wav_clips_instead_of_wrapping(tmp_path):
     x = np.array([[0.5, 1.5, -2.0, 1.0]] * 2, dtype=np.float32)
-    path = E.write_wav(Audio(x, RATE), tmp_path / "hot.wav")
+    path = write_wav(Audio(x, RATE), tmp_path / "hot.wav")
     back, _ = sf.read(str(path), dtype="int32", always_2d=True)
     assert list(back[:, 0] >> 8) == [1 << 22, (1 << 23) - 1, -(1 << 23), (1 << 23) - 1]
 
@@ -150,10 +156,10 @@ def append_chunk(path, cid: bytes, body: bytes) -> None:
 
 
 def test_check_wav_reports_trailing_chunks(tmp_path, audio):
-    path = E.write_wav(audio, tmp_path / "tagged.wav")
+    path = write_wav(audio, tmp_path / "tagged.wav")
     append_chunk(path, b"LIST", b"INFOINAM\x06\x00\x00\x00Title\x00")
     append_chunk(path, b"id3 ", b"ID3\x04\x00\x00\x00\x00\x00\x00")
-    problems = E.check_wav_delivery(path)
+    problems = check_wav_delivery(path)
     text = "\n".join(problems)
     assert "b'LIST'" in text and "b'id3 '" in text and "after the data chunk" in text
 
@@ -162,25 +168,25 @@ def test_check_wav_reports_format_and_structure_problems(tmp_path, audio):
     # float WAV: format tag 3
     path = tmp_path / "float.wav"
     sf.write(str(path), audio.samples.T, RATE, subtype="FLOAT", format="WAV")
-    assert any("format tag is 0x0003" in p for p in E.check_wav_delivery(path))
+    assert any("format tag is 0x0003" in p for p in check_wav_delivery(path))
     # WAVE_FORMAT_EXTENSIBLE
     path = tmp_path / "ext.wav"
     sf.write(str(path), audio.samples.T, RATE, subtype="PCM_24", format="WAVEX")
-    assert any("0xFFFE" in p for p in E.check_wav_delivery(path))
+    assert any("0xFFFE" in p for p in check_wav_delivery(path))
     # odd-sized trailing chunk without its pad byte, and a truncated file
-    good = E.write_wav(audio, tmp_path / "good.wav")
+    good = write_wav(audio, tmp_path / "good.wav")
     raw = good.read_bytes()
     odd = tmp_path / "odd.wav"
     odd.write_bytes(raw + struct.pack("<4sI", b"junk", 3) + b"abc")
-    problems = E.check_wav_delivery(odd)
+    problems = check_wav_delivery(odd)
     assert any("odd size 3" in p for p in problems) and any("RIFF size" in p for p in problems)
     cut = tmp_path / "cut.wav"
     cut.write_bytes(raw[:-1000])
-    assert any("truncated" in p for p in E.check_wav_delivery(cut))
+    assert any("truncated" in p for p in check_wav_delivery(cut))
     notwav = tmp_path / "not.wav"
     notwav.write_bytes(b"ID3\x04" + b"\0" * 100)
-    assert any("not a RIFF" in p for p in E.check_wav_delivery(notwav))
-    assert E.check_wav_delivery(good, sample_rate=48000) == ["sample rate is 44100 Hz, expected 48000"]
+    assert any("not a RIFF" in p for p in check_wav_delivery(notwav))
+    assert check_wav_delivery(good, sample_rate=48000) == ["sample rate is 44100 Hz, expected 48000"]
 
 
 # ------------------------------------------------------------------ FLAC
@@ -189,7 +195,7 @@ def test_check_wav_reports_format_and_structure_problems(tmp_path, audio):
 def test_flac_tags_round_trip(tmp_path, audio, tags, cover):
     from mutagen.flac import FLAC
 
-    path = E.write_flac(audio, tmp_path / "song.flac", tags)
+    path = write_flac(audio, tmp_path / "song.flac", tags)
     info = sf.info(str(path))
     assert (info.samplerate, info.channels, info.subtype) == (RATE, 2, "PCM_24")
     back, _ = sf.read(str(path), dtype="float32", always_2d=True)
@@ -222,7 +228,7 @@ def test_mp3_tags_round_trip(tmp_path, audio, tags, cover, mode):
     from mutagen.mp3 import MP3, BitrateMode
     from pedalboard.io import AudioFile
 
-    path = E.write_mp3(audio, tmp_path / "song.mp3", tags, mode=mode)
+    path = write_mp3(audio, tmp_path / "song.mp3", tags, mode=mode)
     mp3 = MP3(path)
     if mode == "cbr320":
         assert abs(mp3.info.bitrate - 320000) < 1000 and mp3.info.bitrate_mode == BitrateMode.CBR
@@ -267,9 +273,9 @@ def test_mp3_tags_round_trip(tmp_path, audio, tags, cover, mode):
 
 def test_mp3_bad_mode(tmp_path, audio, tags):
     with pytest.raises(ExportError, match="mode"):
-        E.write_mp3(audio, tmp_path / "x.mp3", tags, mode="v9")
+        write_mp3(audio, tmp_path / "x.mp3", tags, mode="v9")
     with pytest.raises(ExportError, match="LAME CBR"):
-        E.write_mp3(audio, tmp_path / "x.mp3", tags, bitrate="333")
+        write_mp3(audio, tmp_path / "x.mp3", tags, bitrate="333")
     assert list(tmp_path.iterdir()) == []
 
 
@@ -301,30 +307,30 @@ def test_release_tags_validation(tags):
 def test_validate_cover(tmp_path):
     ok = tmp_path / "ok.png"
     ok.write_bytes(png_bytes(1400, 1400))
-    data, mime = E.validate_cover(ok)
+    data, mime = validate_cover(ok)
     assert mime == "image/png" and data == ok.read_bytes()
     jpg = tmp_path / "ok.jpg"
     jpg.write_bytes(png_bytes(1500, 1500, "JPEG"))
-    assert E.validate_cover(jpg)[1] == "image/jpeg"
+    assert validate_cover(jpg)[1] == "image/jpeg"
 
     wide = tmp_path / "wide.png"
     wide.write_bytes(png_bytes(1600, 1400))
     with pytest.raises(ExportError, match=r"wide\.png is 1600x1400 px.*not square.*Fix"):
-        E.validate_cover(wide)
+        validate_cover(wide)
     small = tmp_path / "small.png"
     small.write_bytes(png_bytes(1000, 1000))
     with pytest.raises(ExportError, match=r"small\.png is 1000x1000 px.*under the 1400x1400.*Fix"):
-        E.validate_cover(small)
+        validate_cover(small)
     gif = tmp_path / "c.gif"
     gif.write_bytes(png_bytes(1400, 1400, "GIF"))
     with pytest.raises(ExportError, match="GIF.*JPEG or PNG"):
-        E.validate_cover(gif)
+        validate_cover(gif)
     junk = tmp_path / "junk.png"
     junk.write_bytes(b"not an image")
     with pytest.raises(ExportError, match="not a readable image"):
-        E.validate_cover(junk)
+        validate_cover(junk)
     with pytest.raises(ExportError, match="cannot be read"):
-        E.validate_cover(tmp_path / "missing.png")
+        validate_cover(tmp_path / "missing.png")
 
 
 # ------------------------------------------------------------------ LRC
@@ -334,7 +340,7 @@ LRC_LINE = re.compile(r"^\[(\d{2,}):(\d{2})\.(\d{2})\](.*)$")
 
 def test_lrc_round_trip(tmp_path):
     lines = [(0.0, "Intro"), (1.234, "Neon rain"), (61.5, "Über alles"), (3599.99, "last")]
-    path = E.write_lrc(lines, tmp_path / "song.lrc", title="Neon Rain", artist="Milla", album="First Light",
+    path = write_lrc(lines, tmp_path / "song.lrc", title="Neon Rain", artist="Milla", album="First Light",
                        length_seconds=205.4)
     text = path.read_text(encoding="utf-8")
     head = text.splitlines()[:4]
@@ -361,7 +367,7 @@ def test_lrc_round_trip(tmp_path):
 )
 def test_lrc_rejects_non_increasing(tmp_path, lines):
     with pytest.raises(ExportError):
-        E.write_lrc(lines, tmp_path / "bad.lrc", title="t", artist="a")
+        write_lrc(lines, tmp_path / "bad.lrc", title="t", artist="a")
     assert list(tmp_path.iterdir()) == []
 
 
@@ -371,7 +377,7 @@ def test_lrc_rejects_non_increasing(tmp_path, lines):
 def test_atomic_path_failure_leaves_nothing(tmp_path):
     target = tmp_path / "out.bin"
     with pytest.raises(RuntimeError):
-        with E.atomic_path(target) as tmp:
+        with atomic_path(target) as tmp:
             tmp.write_bytes(b"half")
             assert tmp.parent == tmp_path and tmp.name.endswith(".bin")
             raise RuntimeError("boom")
@@ -380,34 +386,34 @@ def test_atomic_path_failure_leaves_nothing(tmp_path):
 
 def test_atomic_failure_keeps_old_file(tmp_path, audio, tags, monkeypatch):
     target = tmp_path / "song.mp3"
-    E.atomic_write_bytes(target, b"old release")
+    atomic_write_bytes(target, b"old release")
 
     def broken(_tags):
         raise RuntimeError("tagging crashed")
 
-    monkeypatch.setattr(E, "_id3", broken)  # fails after the encoder wrote the temp file
+    monkeypatch.setattr(mp3_module, "id3_tags", broken)  # fails after the encoder wrote the temp file
     with pytest.raises(RuntimeError, match="tagging crashed"):
-        E.write_mp3(audio, target, tags)
+        write_mp3(audio, target, tags)
     assert target.read_bytes() == b"old release"
     assert list(tmp_path.iterdir()) == [target]
 
 
 def test_atomic_write_bytes(tmp_path):
     target = tmp_path / "sub" / "x.txt"
-    E.atomic_write_bytes(target, b"hello")
-    E.atomic_write_bytes(target, b"world")
+    atomic_write_bytes(target, b"hello")
+    atomic_write_bytes(target, b"world")
     assert target.read_bytes() == b"world"
     assert list(target.parent.iterdir()) == [target]
 
 
 # ------------------------------------------------------------------ word-synced lyrics (LRC, TTML, SYLT)
 
-W = E.TimedWord
+W = TimedWord
 
 SONG = [
-    E.TimedLine("Hämärä yö saapuu", 1.0, 3.2, (W("Hämärä", 1.0, 1.8), W("yö", 1.9, 2.4), W("saapuu", 2.5, 3.2)),
+    TimedLine("Hämärä yö saapuu", 1.0, 3.2, (W("Hämärä", 1.0, 1.8), W("yö", 1.9, 2.4), W("saapuu", 2.5, 3.2)),
                 "Verse 1"),
-    E.TimedLine("Stjärnorna lyser, ljust", 4.0, 6.05,
+    TimedLine("Stjärnorna lyser, ljust", 4.0, 6.05,
                 (W("Stjärnorna", 4.0, 5.0), W("lyser", 5.1, 5.5), W("ljust", 5.6, 6.05)), "Chorus"),
 ]
 
@@ -417,7 +423,7 @@ def no_temp_files(folder, *expected) -> bool:
 
 
 def test_enhanced_lrc_exact_text(tmp_path):
-    path = E.write_lrc(SONG, tmp_path / "song.lrc", title="Yö", artist="Milla", length_seconds=7.0)
+    path = write_lrc(SONG, tmp_path / "song.lrc", title="Yö", artist="Milla", length_seconds=7.0)
     assert path.read_bytes().decode("utf-8") == (
         "[ti:Yö]\n"
         "[ar:Milla]\n"
@@ -425,7 +431,7 @@ def test_enhanced_lrc_exact_text(tmp_path):
         "[00:01.00]<00:01.00>Hämärä <00:01.90>yö <00:02.50>saapuu<00:03.20>\n"
         "[00:04.00]<00:04.00>Stjärnorna <00:05.10>lyser, <00:05.60>ljust<00:06.05>\n"
     )
-    plain = E.write_lrc(SONG, tmp_path / "plain.lrc", title="Yö", artist="Milla", words=False)
+    plain = write_lrc(SONG, tmp_path / "plain.lrc", title="Yö", artist="Milla", words=False)
     assert plain.read_text(encoding="utf-8").splitlines()[2:] == [
         "[00:01.00]Hämärä yö saapuu", "[00:04.00]Stjärnorna lyser, ljust"]
     assert no_temp_files(tmp_path, path, plain)
@@ -433,55 +439,55 @@ def test_enhanced_lrc_exact_text(tmp_path):
 
 def test_enhanced_lrc_syllables_punctuation_and_untimed_lines():
     lines = [
-        E.TimedLine("(Oh) tonight, “we run”", 0.5, 2.0,
+        TimedLine("(Oh) tonight, “we run”", 0.5, 2.0,
                     (W("Oh", 0.5, 0.7), W("to", 0.8, 1.0), W("night", 1.0, 1.3), W("we", 1.4, 1.6), W("run", 1.6, 2.0))),
-        E.TimedLine("no word timing here", 2.5, 4.0),
+        TimedLine("no word timing here", 2.5, 4.0),
     ]
-    text = E.lrc_text(lines, title="t", artist="a")
+    text = lrc_text(lines, title="t", artist="a")
     assert text.splitlines()[2:] == [
         "[00:00.50]<00:00.50>(Oh) <00:00.80>to<00:01.00>night, <00:01.40>“we <00:01.60>run”<00:02.00>",
         "[00:02.50]no word timing here",
     ]
     with pytest.raises(ExportError, match="TimedLine"):
-        E.lrc_text([(1.0, "a")], title="t", artist="a", words=True)
+        lrc_text([(1.0, "a")], title="t", artist="a", words=True)
     with pytest.raises(ExportError, match="mix"):
-        E.lrc_text([(0.5, "a"), SONG[0]], title="t", artist="a")
+        lrc_text([(0.5, "a"), SONG[0]], title="t", artist="a")
 
 
 def test_ttml_round_trip_times_and_words(tmp_path):
     lines = [
-        E.TimedLine("Hämärä yö saapuu", 1.234, 3.21, (W("Hämärä", 1.234, 1.801), W("yö", 1.9, 2.4), W("saapuu", 2.5, 3.21)),
+        TimedLine("Hämärä yö saapuu", 1.234, 3.21, (W("Hämärä", 1.234, 1.801), W("yö", 1.9, 2.4), W("saapuu", 2.5, 3.21)),
                     "Verse 1"),
-        E.TimedLine("yö laskeutuu", 3.5, 4.75, (W("yö", 3.5, 3.9), W("laskeutuu", 3.9, 4.75)), "Verse 1"),
-        E.TimedLine("Stjärnorna lyser, ljust", 61.0005, 3725.5,
+        TimedLine("yö laskeutuu", 3.5, 4.75, (W("yö", 3.5, 3.9), W("laskeutuu", 3.9, 4.75)), "Verse 1"),
+        TimedLine("Stjärnorna lyser, ljust", 61.0005, 3725.5,
                     (W("Stjärnorna", 61.001, 62.0), W("lyser", 62.1, 62.5), W("ljust", 62.6, 3725.5)), "Pre-Chorus"),
     ]
-    path = E.write_ttml(lines, tmp_path / "song.ttml", title="Yö", artist="Milla", language="fi")
-    back = E.read_ttml(path)
+    path = write_ttml(lines, tmp_path / "song.ttml", title="Yö", artist="Milla", language="fi")
+    back = read_ttml(path)
     assert [line.text for line in back] == [line.text for line in lines]
     assert [line.section for line in back] == ["Verse", "Verse", "PreChorus"]
     for got, sent in zip(back, lines):
-        assert (E._ms(got.start), E._ms(got.end)) == (E._ms(sent.start), E._ms(sent.end))
-        assert [(E._ms(w.start), E._ms(w.end)) for w in got.words] == \
-               [(E._ms(w.start), E._ms(w.end)) for w in sent.words]
+        assert (_ms(got.start), _ms(got.end)) == (_ms(sent.start), _ms(sent.end))
+        assert [(_ms(w.start), _ms(w.end)) for w in got.words] == \
+               [(_ms(w.start), _ms(w.end)) for w in sent.words]
     # word texts come back as printed: the line's text cut at the word starts, punctuation kept
     assert [[w.text for w in line.words] for line in back] == [
         ["Hämärä", "yö", "saapuu"], ["yö", "laskeutuu"], ["Stjärnorna", "lyser,", "ljust"]]
     assert back[0].words[0].start == 1.234 and back[2].end == 3725.5
     assert path.read_text(encoding="utf-8").count("<div ") == 2  # consecutive lines of one section share a div
-    assert E.timed_lines_problems(back) == []
+    assert timed_lines_problems(back) == []
     assert 'begin="01:02:05.500"' not in path.read_text(encoding="utf-8")  # 3725.5 s is 1 h 2 min 5.5 s
     assert 'end="01:02:05.500"' in path.read_text(encoding="utf-8")
     # reading back and writing again gives the same document
-    again = E.write_ttml(back, tmp_path / "again.ttml", title="Yö", artist="Milla", language="fi")
-    assert E.read_ttml(again) == back
+    again = write_ttml(back, tmp_path / "again.ttml", title="Yö", artist="Milla", language="fi")
+    assert read_ttml(again) == back
     assert no_temp_files(tmp_path, path, again)
 
 
 def test_ttml_document_shape(tmp_path):
     import xml.etree.ElementTree as ET
 
-    path = E.write_ttml(SONG, tmp_path / "song.ttml", title="Yö", artist="Milla", language="fi",
+    path = write_ttml(SONG, tmp_path / "song.ttml", title="Yö", artist="Milla", language="fi",
                         length_seconds=205.4)
     raw = path.read_bytes()
     assert raw.startswith(b'<?xml version="1.0" encoding="UTF-8"?>\n<tt ')  # no BOM
@@ -513,20 +519,20 @@ def test_ttml_document_shape(tmp_path):
     ]
     assert divs[1].find(tt + "p").get(it + "key") == "L2"
     assert '<span begin="00:00:01.900" end="00:00:02.400">yö</span> <span' in text  # space between spans
-    line = E.ttml_text(SONG, title="Yö", artist="Milla", language="sv-FI", timing="Line")
+    line = ttml_text(SONG, title="Yö", artist="Milla", language="sv-FI", timing="Line")
     assert 'itunes:timing="Line"' in line and 'xml:lang="sv-FI"' in line and "<span" not in line
-    assert [l.text for l in E.parse_ttml(line)] == [l.text for l in SONG]
+    assert [l.text for l in parse_ttml(line)] == [l.text for l in SONG]
 
 
 def test_ttml_escapes_xml_special_characters(tmp_path):
-    lines = [E.TimedLine('Rock & "roll" <now> it\'s', 0.0, 2.0,
+    lines = [TimedLine('Rock & "roll" <now> it\'s', 0.0, 2.0,
                          (W("Rock", 0.0, 0.4), W("roll", 0.5, 1.0), W("now", 1.0, 1.5), W("it's", 1.5, 2.0)))]
     title = 'Tom & "Jerry" <live>'
-    path = E.write_ttml(lines, tmp_path / "x.ttml", title=title, artist="A&B <c>", language="en-US")
+    path = write_ttml(lines, tmp_path / "x.ttml", title=title, artist="A&B <c>", language="en-US")
     text = path.read_text(encoding="utf-8")
     assert "<now>" not in text and "<live>" not in text
     assert "&amp;" in text and "&lt;now&gt;" in text and "A&amp;B &lt;c&gt;" in text
-    (back,) = E.read_ttml(path)
+    (back,) = read_ttml(path)
     assert back.text == lines[0].text
     assert [w.text for w in back.words] == ["Rock &", '"roll"', "<now>", "it's"]
     import xml.etree.ElementTree as ET
@@ -534,25 +540,25 @@ def test_ttml_escapes_xml_special_characters(tmp_path):
     root = ET.parse(path).getroot()
     assert root.find(".//{http://www.w3.org/ns/ttml#metadata}title").text == title
     # no attribute carries user text (times, the BCP-47 tag, a songPart made of letters), so quotes need no escape
-    lrc = E.write_lrc(lines, tmp_path / "x.lrc", title=title, artist="a").read_text(encoding="utf-8")
+    lrc = write_lrc(lines, tmp_path / "x.lrc", title=title, artist="a").read_text(encoding="utf-8")
     assert "[00:00.00]<00:00.00>Rock & <00:00.50>\"roll\" <00:01.00><now> <00:01.50>it's<00:02.00>" in lrc
 
 
 def test_non_ascii_round_trips(tmp_path):
-    lines = [E.TimedLine("Hämärä yö", 0.25, 1.5, (W("Hämärä", 0.25, 0.9), W("yö", 1.0, 1.5)), "Säkeistö 1"),
-             E.TimedLine("Stjärnorna", 2.0, 3.0, (W("Stjär", 2.0, 2.4), W("nor", 2.4, 2.7), W("na", 2.7, 3.0)), "Refräng")]
-    path = E.write_ttml(lines, tmp_path / "fi.ttml", title="Hämärä yö", artist="Milla", language="fi")
+    lines = [TimedLine("Hämärä yö", 0.25, 1.5, (W("Hämärä", 0.25, 0.9), W("yö", 1.0, 1.5)), "Säkeistö 1"),
+             TimedLine("Stjärnorna", 2.0, 3.0, (W("Stjär", 2.0, 2.4), W("nor", 2.4, 2.7), W("na", 2.7, 3.0)), "Refräng")]
+    path = write_ttml(lines, tmp_path / "fi.ttml", title="Hämärä yö", artist="Milla", language="fi")
     assert "Hämärä".encode() in path.read_bytes()  # raw UTF-8, not character references
-    back = E.read_ttml(path)
+    back = read_ttml(path)
     assert [l.text for l in back] == ["Hämärä yö", "Stjärnorna"]
     assert [w.text for w in back[1].words] == ["Stjär", "nor", "na"]
     assert [l.section for l in back] == ["Säkeistö", "Refräng"]
-    lrc = E.write_lrc(lines, tmp_path / "fi.lrc", title="Hämärä yö", artist="Milla")
+    lrc = write_lrc(lines, tmp_path / "fi.lrc", title="Hämärä yö", artist="Milla")
     assert "[00:02.00]<00:02.00>Stjär<00:02.40>nor<00:02.70>na<00:03.00>" in lrc.read_text(encoding="utf-8")
 
 
 def test_song_part_names():
-    assert [E.song_part(s) for s in ("Verse 1", "Pre-Chorus", "Final Chorus", "Post-chorus 2", "Intro", "Solo",
+    assert [song_part(s) for s in ("Verse 1", "Pre-Chorus", "Final Chorus", "Post-chorus 2", "Intro", "Solo",
                                      "bridge", "", "Middle eight")] == [
         "Verse", "PreChorus", "Chorus", "PostChorus", "Intro", "Instrumental", "Bridge", "", "MiddleEight"]
 
@@ -569,17 +575,17 @@ def test_read_apple_music_shaped_ttml():
         '<span ttm:role="x-translation" xml:lang="fi">Olen yrittänyt</span></p>'
         '<p begin="1:00.000" end="62.5s">Line only</p></div></body></tt>'
     )
-    first, second = E.parse_ttml(doc)
+    first, second = parse_ttml(doc)
     assert first.text == "I been tryna" and first.section == "Verse"
     assert [(w.text, w.start, w.end) for w in first.words] == [
         ("I", 27.395, 27.549), ("been", 27.549, 27.74), ("try", 27.74, 28.077), ("na", 28.077, 28.96)]
     assert (second.text, second.start, second.end, second.words) == ("Line only", 60.0, 62.5, ())
     with pytest.raises(ExportError, match=r"<ttml>:1:\d+: not well-formed"):
-        E.parse_ttml("<tt><p></tt>")
+        parse_ttml("<tt><p></tt>")
     with pytest.raises(ExportError, match="not <tt>"):
-        E.parse_ttml("<html/>")
+        parse_ttml("<html/>")
     with pytest.raises(ExportError, match=r"line 1 \('x'\): begin"):
-        E.parse_ttml('<tt xmlns="http://www.w3.org/ns/ttml"><body><div><p begin="1:75.0" end="2">x</p></div></body></tt>')
+        parse_ttml('<tt xmlns="http://www.w3.org/ns/ttml"><body><div><p begin="1:75.0" end="2">x</p></div></body></tt>')
 
 
 def bad(index: int, **change):
@@ -590,7 +596,7 @@ def bad(index: int, **change):
     return lines
 
 
-def moved_word(line: E.TimedLine, index: int, **change) -> tuple:
+def moved_word(line: TimedLine, index: int, **change) -> tuple:
     import dataclasses
 
     words = list(line.words)
@@ -614,38 +620,38 @@ def moved_word(line: E.TimedLine, index: int, **change) -> tuple:
 )
 def test_timed_lyrics_validation(tmp_path, lines, message):
     with pytest.raises(ExportError, match=message):
-        E.write_lrc(lines, tmp_path / "bad.lrc", title="t", artist="a")
+        write_lrc(lines, tmp_path / "bad.lrc", title="t", artist="a")
     with pytest.raises(ExportError, match=message):
-        E.write_ttml(lines, tmp_path / "bad.ttml", title="t", artist="a", language="fi")
+        write_ttml(lines, tmp_path / "bad.ttml", title="t", artist="a", language="fi")
     with pytest.raises(ExportError, match=message):
-        E.sylt_words(lines)
+        sylt_words(lines)
     assert list(tmp_path.iterdir()) == []
 
 
 def test_validation_reports_every_problem_and_bad_options(tmp_path):
-    lines = [E.TimedLine("one two", 2.0, 1.0, (W("one", 2.0, 2.5), W("two", 2.5, 2.4))),
-             E.TimedLine("three", 1.5, 2.5, (W("three", 1.5, 2.5),))]
-    problems = E.timed_lines_problems(lines)
+    lines = [TimedLine("one two", 2.0, 1.0, (W("one", 2.0, 2.5), W("two", 2.5, 2.4))),
+             TimedLine("three", 1.5, 2.5, (W("three", 1.5, 2.5),))]
+    problems = timed_lines_problems(lines)
     assert len(problems) >= 3 and all("Fix" in p for p in problems)
     assert any(p.startswith("line 1 ") for p in problems) and any(p.startswith("line 2 ") for p in problems)
     with pytest.raises(ExportError, match="language 'finnish' is not a BCP-47 tag"):
-        E.write_ttml(SONG, tmp_path / "x.ttml", title="t", artist="a", language="finnish")
+        write_ttml(SONG, tmp_path / "x.ttml", title="t", artist="a", language="finnish")
     with pytest.raises(ExportError, match="timing 'Syllable' is unknown; use one of Word, Line"):
-        E.write_ttml(SONG, tmp_path / "x.ttml", title="t", artist="a", language="fi", timing="Syllable")
+        write_ttml(SONG, tmp_path / "x.ttml", title="t", artist="a", language="fi", timing="Syllable")
     with pytest.raises(ExportError, match="no line has word timing"):
-        E.write_ttml([E.TimedLine("a", 1.0, 2.0)], tmp_path / "x.ttml", title="t", artist="a", language="fi")
+        write_ttml([TimedLine("a", 1.0, 2.0)], tmp_path / "x.ttml", title="t", artist="a", language="fi")
     with pytest.raises(ExportError, match="shorter than the last line"):
-        E.write_ttml(SONG, tmp_path / "x.ttml", title="t", artist="a", language="fi", length_seconds=5.0)
+        write_ttml(SONG, tmp_path / "x.ttml", title="t", artist="a", language="fi", length_seconds=5.0)
     with pytest.raises(ExportError, match="control character U\\+0007"):
-        E.write_ttml(SONG, tmp_path / "x.ttml", title="t\a", artist="a", language="fi")
+        write_ttml(SONG, tmp_path / "x.ttml", title="t\a", artist="a", language="fi")
     assert list(tmp_path.iterdir()) == []
 
 
 def test_failed_ttml_write_keeps_old_file(tmp_path):
-    good = E.write_ttml(SONG, tmp_path / "song.ttml", title="Yö", artist="Milla", language="fi")
+    good = write_ttml(SONG, tmp_path / "song.ttml", title="Yö", artist="Milla", language="fi")
     before = good.read_bytes()
     with pytest.raises(ExportError):
-        E.write_ttml(bad(1, start=float("nan")), good, title="Yö", artist="Milla", language="fi")
+        write_ttml(bad(1, start=float("nan")), good, title="Yö", artist="Milla", language="fi")
     assert good.read_bytes() == before
     assert list(tmp_path.iterdir()) == [good]
 
@@ -655,14 +661,14 @@ def test_sylt_word_entries(tmp_path, tags):
 
     from mutagen.id3 import ID3
 
-    entries = E.sylt_words(SONG)
+    entries = sylt_words(SONG)
     # ID3v2.4 SYLT: whitespace and line feeds go in front of the word they separate
     assert entries == ((1.0, "Hämärä"), (1.9, " yö"), (2.5, " saapuu"),
                        (4.0, "\nStjärnorna"), (5.1, " lyser,"), (5.6, " ljust"))
     assert "".join(text for _, text in entries) == "Hämärä yö saapuu\nStjärnorna lyser, ljust"
     short = Audio(np.zeros((2, RATE // 2), dtype=np.float32), RATE)
     word_tags = dataclasses.replace(tags, synced_words=entries, cover_image=None, cover_mime=None)
-    path = E.write_mp3(short, tmp_path / "words.mp3", word_tags)
+    path = write_mp3(short, tmp_path / "words.mp3", word_tags)
     (sylt,) = ID3(path).getall("SYLT")
     assert (sylt.lang, sylt.format, sylt.type) == ("eng", 2, 1)
     assert list(sylt.text) == [("Hämärä", 1000), (" yö", 1900), (" saapuu", 2500),
@@ -678,23 +684,23 @@ def test_sylt_word_entries(tmp_path, tags):
 
 
 def test_flac_16bit_is_dithered_pcm_16(tmp_path, audio, tags):
-    path = E.write_flac(audio, tmp_path / "cd.flac", tags, bit_depth=16)
+    path = write_flac(audio, tmp_path / "cd.flac", tags, bit_depth=16)
     assert sf.info(str(path)).subtype == "PCM_16"
-    wav = E.write_wav(audio, tmp_path / "cd.wav", bit_depth=16)
-    assert np.array_equal(E.decode(path).samples, E.decode(wav).samples)  # same dither, same samples
+    wav = write_wav(audio, tmp_path / "cd.wav", bit_depth=16)
+    assert np.array_equal(decode(path).samples, decode(wav).samples)  # same dither, same samples
     with pytest.raises(ExportError, match="bit_depth 8"):
-        E.write_flac(audio, tmp_path / "x.flac", tags, bit_depth=8)
+        write_flac(audio, tmp_path / "x.flac", tags, bit_depth=8)
 
 
 @pytest.mark.parametrize("mode", ["cbr320", "v0"])
 def test_mp3_under_trims_until_the_decoded_peak_is_under(tmp_path, audio, tags, mode):
-    from millamusic.master import measure
+    from millamusic.dsp.loudness import measure
 
-    plain = E.write_mp3_under(audio, tmp_path / "plain.mp3", tags, mode=mode, max_true_peak_dbtp=0.0)
+    plain = write_mp3_under(audio, tmp_path / "plain.mp3", tags, mode=mode, max_true_peak_dbtp=0.0)
     assert plain.trim_db == 0.0
     limit = plain.loudness.true_peak_dbtp - 1.0
-    trimmed = E.write_mp3_under(audio, tmp_path / "trimmed.mp3", tags, mode=mode, max_true_peak_dbtp=limit)
-    again = measure(E.decode(tmp_path / "trimmed.mp3"))
+    trimmed = write_mp3_under(audio, tmp_path / "trimmed.mp3", tags, mode=mode, max_true_peak_dbtp=limit)
+    again = measure(decode(tmp_path / "trimmed.mp3"))
     assert again.true_peak_dbtp <= limit and trimmed.loudness.true_peak_dbtp == again.true_peak_dbtp
     assert trimmed.trim_db <= -1.0
     assert again.integrated_lufs == pytest.approx(plain.loudness.integrated_lufs + trimmed.trim_db, abs=0.1)
@@ -704,12 +710,11 @@ def test_mp3_under_trims_until_the_decoded_peak_is_under(tmp_path, audio, tags, 
 
 
 def test_mp3_under_gives_up_and_leaves_nothing(tmp_path, audio, tags, monkeypatch):
-    import millamusic.master as M
 
-    real = M.measure
-    monkeypatch.setattr(M, "measure", lambda a: dataclasses.replace(real(a), true_peak_dbtp=3.0))
+    real = measure
+    monkeypatch.setattr(mp3_module, "measure", lambda a: dataclasses.replace(real(a), true_peak_dbtp=3.0))
     with pytest.raises(ExportError, match=r"still decodes to 3.00 dBTP .* over the -1.0 dBTP"):
-        E.write_mp3_under(audio, tmp_path / "x.mp3", tags, mode="cbr320", max_true_peak_dbtp=-1.0)
+        write_mp3_under(audio, tmp_path / "x.mp3", tags, mode="cbr320", max_true_peak_dbtp=-1.0)
     assert list(tmp_path.iterdir()) == []
 
 
@@ -717,14 +722,13 @@ def test_mp3_under_gives_up_and_leaves_nothing(tmp_path, audio, tags, monkeypatc
 def test_mp3_of_every_profile_decodes_under_its_lossy_ceiling(tmp_path, tags, name):
     # A mastered drum-and-chords mix, both MP3 flavours decoded back: <= -0.5 dBTP always
     # (amazon: -1.5), reached without trimming when the limiter's margin is enough.
-    from millamusic.master import master
-    from millamusic.profiles import PROFILES
-    from tests.test_master import make_mix
+    from millamusic.mastering.chain import master
+    from millamusic.spec.profiles import PROFILES
 
     profile = PROFILES[name]
-    mastered, _ = master(Audio(make_mix(8.0).astype(np.float32), RATE), profile)
+    mastered, _ = master(Audio(pop_mix(8.0, rate=RATE).astype(np.float32), RATE), profile)
     for mode in ("cbr320", "v0"):
-        result = E.write_mp3_under(mastered, tmp_path / f"{mode}.mp3", tags, mode=mode,
+        result = write_mp3_under(mastered, tmp_path / f"{mode}.mp3", tags, mode=mode,
                                    max_true_peak_dbtp=profile.lossy_true_peak_dbtp)
         assert result.loudness.true_peak_dbtp <= profile.lossy_true_peak_dbtp <= -0.5
         assert abs(result.loudness.integrated_lufs - profile.integrated_lufs) <= 0.5 - result.trim_db
@@ -732,10 +736,9 @@ def test_mp3_of_every_profile_decodes_under_its_lossy_ceiling(tmp_path, tags, na
 
 def test_24_bit_quantising_in_float32_gives_the_float64_integers():
     """_quantize's float32 fast path (export._quantize_24) against the plain float64 rounding."""
-    from millamusic.export import _quantize
+    from millamusic.release.pcm import _quantize
 
-    rng = np.random.default_rng(5)
-    x = (rng.standard_normal((2, 48000)) * 0.4).astype(np.float32)
+    x = white_noise((2, 48000), seed=5, level=0.4)
     x[0, :6] = [1.0, -1.0, 0.99999994, -1.2, 2.0, 0.5 / (1 << 23)]  # clipped, edge and half-LSB values
     reference = np.clip(np.round(x.astype(np.float64).T * (1 << 23)), -(1 << 23), (1 << 23) - 1)
     got = _quantize(Audio(x, 48000), 24)
@@ -744,8 +747,8 @@ def test_24_bit_quantising_in_float32_gives_the_float64_integers():
 
 
 def test_pcm_given_to_the_writers_must_be_that_bit_depths_integers(tmp_path):
-    from millamusic.errors import ExportError
-    from millamusic.export import quantize, write_wav
+    from millamusic.core.errors import ExportError
+    from millamusic.release.pcm import quantize, write_wav
 
     audio = Audio(np.zeros((2, 4800), np.float32), 48000)
     with pytest.raises(ExportError, match="not quantize"):

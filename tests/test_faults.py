@@ -16,14 +16,21 @@ import re
 import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
 
-from millamusic.cache import ENTRY_FILE, StageCache, _legacy_content_hash, read_entry
+import millamusic.pipeline.render as render_module
+import millamusic.core.files as files_module
+import millamusic.pipeline.publish as publish_module
+from millamusic.core.cache import ENTRY_FILE, StageCache, _legacy_content_hash, read_entry
 from millamusic.cli import main
 from tests.conftest import SHORT_SONG
+from millamusic.core.audio import save_npy
+
+pytestmark = pytest.mark.slow  # whole renders under injected faults: 1-3 s each
 
 SLUG = "tiny-test-song"
 PUBLISHED = ("masters", "stems", "lyrics")
@@ -245,7 +252,7 @@ def test_corrupt_entries_in_a_real_render_are_recomputed_to_the_same_release(pro
 
 def test_large_files_are_checked_when_read_not_on_every_hit(tmp_path, monkeypatch):
     """Audio files (over EAGER_VERIFY_BYTES) are hashed when a stage reads them, not on every hit."""
-    from millamusic import cache as cache_module
+    from millamusic.core import cache as cache_module
 
     monkeypatch.setattr(cache_module, "EAGER_VERIFY_BYTES", 1000)  # mix.npy (16 KiB) counts as large
     _, calls, run = _entry_with_file(tmp_path)
@@ -265,7 +272,7 @@ def test_a_corrupt_file_found_when_read_is_recomputed_and_the_render_goes_on(pro
     """With every file treated as large: a flipped byte in the mix is harmless while nothing reads it
     (an unchanged re-render), and found, moved aside and recomputed when a master reads it; a
     flipped byte in an export is found when publish copies it."""
-    from millamusic import cache as cache_module
+    from millamusic.core import cache as cache_module
 
     monkeypatch.setattr(cache_module, "EAGER_VERIFY_BYTES", 0)
     project.rendered()  # the copy's release.json names the copy's spec
@@ -347,12 +354,11 @@ def test_a_lyric_edit_links_the_backing_stems_instead_of_writing_them(project):
 
 
 def test_disk_full_while_a_stage_writes_keeps_no_half_entry_and_the_old_masters(project, monkeypatch):
-    from millamusic import pipeline
 
     before = project.published()
     for entry in project.entries("mix"):
         shutil.rmtree(entry)  # the mix runs again
-    real_save = pipeline.save_npy
+    real_save = save_npy
 
     def save_until_full(audio, path):
         if path.name != "mix.npy":
@@ -360,7 +366,7 @@ def test_disk_full_while_a_stage_writes_keeps_no_half_entry_and_the_old_masters(
         path.write_bytes(b"\x93NUMPY" + bytes(4096))  # part of the file made it to disk
         raise _disk_full(path)
 
-    monkeypatch.setattr(pipeline, "save_npy", save_until_full)
+    monkeypatch.setattr(render_module, "save_npy", save_until_full)
     said = _failed(project.render(), 4)
     assert "stage 'mix' failed" in said and str(project.spec) in said
     assert "the disk is full (No space left on device)" in said
@@ -377,7 +383,7 @@ def test_disk_full_while_a_stage_writes_keeps_no_half_entry_and_the_old_masters(
 def _copyfile_fails_at(monkeypatch, out: Path, nth: int) -> list[Path]:
     """Publishing's nth file put into `out` (a hard link or a copy of a cache file) fails with
     ENOSPC, after writing half the file."""
-    from millamusic.pipeline import _Publication
+    from millamusic.pipeline.publish import _Publication
 
     real = _Publication.copy
     copies: list[Path] = []
@@ -442,18 +448,17 @@ def test_disk_full_while_publishing_leaves_the_previous_release_intact(project, 
 def test_a_failure_while_swapping_in_keeps_the_masters_folder_whole(project, monkeypatch):
     """The masters folder goes in last: if putting the release in place fails before it (after the
     stems and lyrics went in), masters/<slug>/ is still the whole previous release."""
-    from millamusic import export
 
     before = project.published()
     project.set_lyric("Spin me round and round")
-    real_replace = export.replace_folder
+    real_replace = files_module.replace_folder
 
     def replace_folder(new, final):
         if Path(final).parent.name == "masters":
             raise _disk_full(final)
         return real_replace(new, final)
 
-    monkeypatch.setattr(export, "replace_folder", replace_folder)
+    monkeypatch.setattr(publish_module, "replace_folder", replace_folder)
     said = _failed(project.render(), 5)
     assert "Publishing stopped part way" in said and f"masters/{SLUG}/ still the previous release" in said, said
     after = project.published()
@@ -498,9 +503,13 @@ def test_a_real_write_failure_in_a_stage_is_reported_without_a_traceback(tmp_pat
 # --- an engine that fails mid-song ----------------------------------------------------------------
 
 
-def test_an_engine_failing_mid_song_exits_4_publishes_nothing_and_resumes(tmp_path, monkeypatch):
+def test_an_engine_failing_mid_song_is_a_bug_that_keeps_its_traceback_publishes_nothing_and_resumes(
+        tmp_path, monkeypatch):
+    """An exception that is not a MillaError is a bug: exit 70, one line naming the stage and the
+    song, and the full traceback in a file (docs/errors.md); nothing half-done is kept."""
     from millamusic.engines import singer
 
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # where the traceback file goes
     project = Project(tmp_path)
     project.spec.parent.mkdir()
     project.spec.write_text(SHORT_SONG.format(genre="pop", tempo=120, key="A minor", seed=3, extra=""))
@@ -511,9 +520,14 @@ def test_an_engine_failing_mid_song_exits_4_publishes_nothing_and_resumes(tmp_pa
         raise RuntimeError("WORLD synthesis crashed")
 
     monkeypatch.setattr(singer, "_sing", sing_then_crash)
-    said = _failed(project.render(), 4)
-    assert f"stage 'vocals' failed for {project.spec}" in said, said
-    assert "RuntimeError: WORLD synthesis crashed" in said, said
+    said = _failed(project.render(), 70)
+    assert "internal error (a bug in millamusic, not in your input): RuntimeError: WORLD synthesis crashed" in said, said
+    assert f"in stage 'vocals' of {project.spec}" in said, said
+    [trace] = tmp_path.glob("millamusic-bug-*.txt")
+    assert str(trace) in said.replace(" ", "") or trace.name in said, said
+    text = trace.read_text()
+    assert "Traceback (most recent call last)" in text and "in sing_then_crash" in text, text
+    assert "RuntimeError: WORLD synthesis crashed" in text and "in stage 'vocals'" in text, text
     assert not any((project.out / folder).exists() for folder in PUBLISHED), "something was published"
     assert project.entries("vocals") == [] and not project.hidden(), project.hidden()
     assert len(project.entries("compose")) == len(project.entries("backing")) == 1

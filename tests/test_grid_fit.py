@@ -5,11 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from millamusic import grid_fit
-from millamusic.analysis import KeyEstimate, estimate_key, estimate_tempo
-from millamusic.audio import Audio
-from millamusic.grid_fit import TRACKER_LAG_SECONDS, fit_to_grid
-from millamusic.theory import midi_to_hz, parse_chord, parse_key
+from millamusic.analysis import grid_fit
+from millamusic.analysis.features import KeyEstimate, estimate_key, estimate_tempo
+from millamusic.core.audio import Audio
+from millamusic.analysis.grid_fit import TRACKER_LAG_SECONDS, fit_to_grid
+from millamusic.music.theory import parse_chord, parse_key
+from tests.signals import chord_sound, kick, noise_burst, place, white_noise
 
 RATE = 44100
 A_MINOR = parse_key("A minor")
@@ -31,43 +32,22 @@ def beat_times(start_bpm: float, end_bpm: float, seconds: float, first: float = 
     return np.array(times)
 
 
-def _place(out: np.ndarray, start: int, sound: np.ndarray) -> None:
-    end = min(len(out), start + len(sound))
-    if 0 <= start < end:
-        out[start:end] += sound[: end - start]
-
-
-def _tone(pitch: int, seconds: float) -> np.ndarray:
-    t = np.arange(int(seconds * RATE)) / RATE
-    f0 = midi_to_hz(pitch)
-    wave = sum(np.sin(2 * np.pi * k * f0 * t) / k for k in range(1, 6))
-    return wave * np.minimum(1.0, t / 0.01) * np.exp(-t / (2.0 * seconds))
-
-
-def _chord(symbol: str, seconds: float) -> np.ndarray:
-    chord = parse_chord(symbol)
-    notes = [36 + chord.root_pc] + [60 + (chord.root_pc + i) % 12 - (12 if chord.root_pc > 7 else 0)
-                                    for i in chord.intervals]
-    return sum(_tone(p, seconds) * (0.8 if i == 0 else 0.5) for i, p in enumerate(notes))
-
-
 def backing(beats: np.ndarray, seconds: float, *, transpose: int = 0, seed: int = 0) -> Audio:
     """Kick + hat on every beat, snare on 2 and 4, one chord of MINOR_LOOP per 4-beat bar; mono Audio."""
     rng = np.random.default_rng(seed)
     n = int(seconds * RATE)
     drums, harmony = np.zeros(n), np.zeros(n)
-    t = np.arange(int(0.25 * RATE)) / RATE
-    kick = np.sin(2 * np.pi * np.cumsum(50 + 60 * np.exp(-t / 0.03)) / RATE) * np.exp(-t / 0.08)
+    thump = kick(rate=RATE)
     for i, at in enumerate(np.rint(beats * RATE).astype(int)):
-        _place(drums, at, kick * (1.0 if i % 4 == 0 else 0.6))
-        _place(drums, at, 0.25 * np.diff(rng.standard_normal(2206)) / 2 * np.exp(-np.arange(2205) / RATE / 0.012))
+        place(drums, at, thump * (1.0 if i % 4 == 0 else 0.6))
+        place(drums, at, noise_burst(rng, 0.05, decay=0.012, gain=0.25, rate=RATE))
         if i % 2 == 1:
-            _place(drums, at, 0.35 * rng.standard_normal(8820) * np.exp(-np.arange(8820) / RATE / 0.05))
+            place(drums, at, noise_burst(rng, 0.2, decay=0.05, gain=0.35, rate=RATE, bright=False))
     for bar, start in enumerate(beats[::4]):
         end = beats[4 * bar + 4] if 4 * bar + 4 < len(beats) else seconds
         root = parse_chord(MINOR_LOOP[bar % len(MINOR_LOOP)])
         name = NAMES[(root.root_pc + transpose) % 12] + ("m" if root.is_minor else "")
-        _place(harmony, round(start * RATE), _chord(name, end - start))
+        place(harmony, round(start * RATE), chord_sound(name, end - start, rate=RATE, harmonics=5))
     mix = harmony + drums * np.sqrt(np.mean(harmony**2) / np.mean(drums**2))
     return Audio((0.8 * mix / np.max(np.abs(mix)))[None, :], RATE)
 
@@ -147,7 +127,7 @@ def test_half_and_double_time_are_the_same_grid(on_tempo_late, spec_bpm):
 @pytest.mark.filterwarnings("ignore:Trying to estimate tuning", "ignore:n_fft=")
 @pytest.mark.parametrize("samples", [
     np.zeros((2, 5 * RATE), dtype=np.float32),
-    (0.1 * np.random.default_rng(4).standard_normal((2, RATE // 2))).astype(np.float32),
+    white_noise((2, RATE // 2), seed=4, level=0.1),
 ], ids=["silence", "short-noise"])
 def test_no_beats_warns_and_keeps_the_audio(samples):
     fit = fit_to_grid(Audio(samples, RATE), tempo_bpm=120, key=A_MINOR, frames=3 * RATE)
@@ -228,10 +208,10 @@ def test_other_mode_is_shifted_onto_the_same_notes(monkeypatch):
 
 def test_a_stretch_that_does_not_help_is_undone(monkeypatch):
     """When the tempo measured after stretching is further off than before, the take stays unstretched."""
-    from millamusic.analysis import TempoEstimate
+    from millamusic.analysis.features import TempoEstimate
 
     rate = 22050
-    samples = np.random.default_rng(7).standard_normal((1, rate * 20)).astype(np.float32) * 0.1
+    samples = white_noise((1, rate * 20), seed=7, level=0.1)
     readings = iter([126.0, 135.0])  # before the stretch, then after it: worse
 
     def fake_tempo(_samples, _rate, **_kwargs):

@@ -13,12 +13,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from millamusic import kokoro_model, listening
+from millamusic.voice import kokoro_model, kokoro_plan, kokoro_singing, kokoro_symbols
+from millamusic.analysis import listening
 from millamusic.engines.base import VocalRequest
 from millamusic.engines import kokoro
 from millamusic.engines.kokoro import Kokoro, option_problems
-from millamusic.errors import RenderError, SpecError
+from millamusic.core.errors import RenderError, SpecError
 from tests.test_singer_measured import build_score, phrase
+
+pytestmark = pytest.mark.slow  # the real Kokoro model sings: 2-30 s per test
 
 RATE = 44_100
 # One clear line well inside the default voice's clean range, then a line above its ceiling.
@@ -107,16 +110,17 @@ def test_same_seed_same_samples_and_the_phrase_cache(tmp_path):
 def test_the_thread_count_does_not_change_the_samples():
 
     score = build_score([phrase(LINE, 0.5)])
-    phrase_syllables = kokoro._syllables(score)
-    kokoro._attach_symbols(score, phrase_syllables, "en-us", {})
-    tokens, parts = kokoro._tokens(phrase_syllables)
+    phrase_syllables = kokoro_symbols.sung_syllables(score)
+    kokoro_symbols.attach_symbols(score, phrase_syllables, "en-us", {})
+    tokens, parts = kokoro_plan.phrase_tokens(phrase_syllables)
     one, two = kokoro_model.load_model(1), kokoro_model.load_model(2)
     voice = kokoro_model.voice_from("jf_tebukuro")
-    natural = one.natural_durations(kokoro._Voice(one, voice, "world", None).ids(tokens), voice.style(len(tokens)))
+    ids = kokoro_singing.PhraseVoice(one, voice, "world", None).ids(tokens)
+    natural = one.natural_durations(ids, voice.style(len(tokens)))
     opts = {**kokoro.DEFAULT_OPTIONS, "vibrato_depth_cents": 0.0, "drift_cents": 0.0}
-    plan, _ = kokoro._plan(phrase_syllables, tokens, parts, natural, opts, np.random.default_rng(1), 70)
-    a, _ = kokoro._sing_plan(plan, kokoro._Voice(one, voice, "world", None), None)
-    b, _ = kokoro._sing_plan(plan, kokoro._Voice(two, voice, "world", None), None)
+    plan, _ = kokoro_plan.plan_phrase(phrase_syllables, tokens, parts, natural, opts, np.random.default_rng(1), 70)
+    a, _ = kokoro_singing.sing_plan(plan, kokoro_singing.PhraseVoice(one, voice, "world", None), None)
+    b, _ = kokoro_singing.sing_plan(plan, kokoro_singing.PhraseVoice(two, voice, "world", None), None)
     np.testing.assert_array_equal(a, b)
 
 
@@ -187,7 +191,7 @@ singing:
     (lambda p: np.save(p, np.full((510, 1, 256), np.nan, np.float32)), "NaN"),
 ])  # fmt: skip
 def test_a_bad_voice_pack_file_is_a_spec_error(tmp_path, make, message):
-    from millamusic.artist import load_artist
+    from millamusic.spec.artist import load_artist
 
     pack = tmp_path / "voices" / "af_mine.npy"
     pack.parent.mkdir()
@@ -202,7 +206,7 @@ def test_a_bad_voice_pack_file_is_a_spec_error(tmp_path, make, message):
 
 
 def test_a_producers_pack_file_sings(tmp_path):
-    from millamusic.artist import load_artist
+    from millamusic.spec.artist import load_artist
 
     pack = tmp_path / "af_mine.npy"
     np.save(pack, kokoro_model.shipped_packs()["jf_tebukuro"])
@@ -215,7 +219,7 @@ def test_a_producers_pack_file_sings(tmp_path):
 
 
 def test_an_unknown_shipped_pack_is_a_spec_error(tmp_path):
-    from millamusic.artist import load_artist
+    from millamusic.spec.artist import load_artist
 
     profile = tmp_path / "artist.yaml"
     profile.write_text(textwrap.dedent(PROFILE.format(pack="af_nobody")))
@@ -224,7 +228,7 @@ def test_an_unknown_shipped_pack_is_a_spec_error(tmp_path):
 
 
 def test_the_ceiling_is_measured_for_a_blend():
-    from millamusic.engines.kokoro import clean_ceiling
+    from millamusic.voice.kokoro_ceiling import clean_ceiling
 
     model = kokoro_model.load_model(1)
     ceiling = clean_ceiling(model, kokoro_model.voice_from({"jf_tebukuro": 2, "jm_kumo": -1}))
@@ -270,8 +274,8 @@ def test_a_song_renders_with_kokoro_through_the_cli_and_reuses_its_phrases(tmp_p
 
 def test_the_composer_writes_inside_the_kokoro_voices_clean_range():
     from millamusic.compose import compose
-    from millamusic.spec import load_song
-    from millamusic.theory import note_to_midi
+    from millamusic.spec.song import load_song
+    from millamusic.music.theory import note_to_midi
 
     song = load_song(Path(__file__).resolve().parents[1] / "songs" / "set-me-spinning.yaml")
     assert song.vocal_engine == "singer" and song.voice_range == (note_to_midi("A3"), note_to_midi("E5"))

@@ -1,6 +1,6 @@
 import pytest
 
-from millamusic.lyrics import parse_sheet, syllables, words_of
+from millamusic.music.lyrics import parse_sheet, syllables, words_of
 
 
 @pytest.mark.parametrize("word, expected", [
@@ -43,7 +43,7 @@ def test_syllables_per_language(language, word, expected):
 def test_syllable_counts_agree_with_espeak_for_every_example_word():
     from pathlib import Path
 
-    from millamusic.lyrics import spoken_syllable_count
+    from millamusic.music.lyrics import spoken_syllable_count
 
     root = Path(__file__).resolve().parents[1] / "lyrics"
     words = {w.lower() for path in root.glob("*.txt") for line in path.read_text().splitlines()
@@ -55,7 +55,7 @@ def test_syllable_counts_agree_with_espeak_for_every_example_word():
 
 
 def test_melisma_marks():
-    from millamusic.lyrics import line_words
+    from millamusic.music.lyrics import line_words
 
     words = line_words("Spin_-ning round __ and love_ me, _ oh", "en-us")
     assert [(w.text, w.syllables, w.holds) for w in words] == [

@@ -2,57 +2,35 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import numpy as np
 import pytest
 
-from millamusic.audio import Audio
-from millamusic.errors import RenderError
-from millamusic import master as M
-from millamusic.profiles import PROFILES
+import millamusic.mastering.chain as chain_module
+from millamusic.core.audio import Audio
+from millamusic.core.errors import RenderError
+from millamusic.core.units import db_to_gain, gain_to_db
+from millamusic.dsp.blocks import CHUNK
+from millamusic.dsp.limiter import DEFAULT as LIMITER
+from millamusic.dsp.limiter import limit, limiter_gain_blocks, limiter_gain_db, soft_clip
+from millamusic.dsp.loudness import integrated_loudness, k_csum_at, k_power_chunks, loudness_and_range, measure
+from millamusic.dsp.peak import peaks_db, true_peak_db, true_peak_envelope_db
+from millamusic.dsp.spectrum import welch
+from millamusic.mastering.album import master_album
+from millamusic.mastering.chain import highpass, master, pre_chain, shape, tonal_balance_db
+from millamusic.mastering.config import MASTERING
+from millamusic.spec.profiles import PROFILES
 from tests import meter_reference as R
+from tests.signals import CD_RATE, sine, stereo
+from tests.signals import pop_mix as make_mix
 
-RATE = 44100
-
-
-def sine(freq: float, seconds: float, amp: float = 1.0, phase: float = 0.0) -> np.ndarray:
-    t = np.arange(int(seconds * RATE)) / RATE
-    return amp * np.sin(2 * np.pi * freq * t + phase)
-
-
-def stereo(x: np.ndarray) -> Audio:
-    return Audio(np.stack([x, x]).astype(np.float32), RATE)
-
-
-def make_mix(seconds: float = 20.0, seed: int = 0) -> np.ndarray:
-    """A pop-ish test mix: panned chord partials, kicks, noise-burst snares, hats, a quiet bridge."""
-    rng = np.random.default_rng(seed)
-    n = int(seconds * RATE)
-    t = np.arange(n) / RATE
-    x = np.zeros((2, n))
-    for i, f in enumerate([110.0, 220.0, 277.2, 329.6, 440.0, 659.3, 1318.5]):
-        amp = 0.12 / (1 + 0.3 * i) * (1 + 0.3 * np.sin(2 * np.pi * (0.2 + 0.05 * i) * t))
-        pan = (i % 3) / 2.0
-        s = amp * np.sin(2 * np.pi * f * t + rng.uniform(0, 2 * np.pi))
-        x[0] += s * (1 - 0.6 * pan)
-        x[1] += s * (0.4 + 0.6 * pan)
-    beat = int(0.5 * RATE)
-    for k in range(0, n - beat, beat):
-        m = min(int(0.25 * RATE), n - k)
-        tt = np.arange(m) / RATE
-        x[:, k : k + m] += 0.9 * np.sin(2 * np.pi * (50 + 100 * np.exp(-tt * 30)) * tt) * np.exp(-tt * 12)
-        if (k // beat) % 2:
-            snare = rng.standard_normal(m) * 0.5 * np.exp(-tt * 25)
-            x[0, k : k + m] += snare
-            x[1, k : k + m] += 0.8 * snare
-    x += rng.standard_normal((2, n)) * 0.02
-    x[:, n // 3 : n // 2] *= 0.4
-    return x
+RATE = CD_RATE
 
 
 def at_lufs(x: np.ndarray, lufs: float) -> Audio:
-    now = M.integrated_loudness(x.astype(np.float32), RATE)
+    now = integrated_loudness(x.astype(np.float32), RATE)
     return Audio((x * 10 ** ((lufs - now) / 20)).astype(np.float32), RATE)
 
 
@@ -80,16 +58,16 @@ def hot(mix) -> Audio:
 def test_full_scale_sine_reads_bs1770_reference():
     # BS.1770: a 0 dBFS 997 Hz sine in one channel reads -3.01 LKFS; in both channels +3 dB more.
     s = sine(997.0, 10.0)
-    mono = M.measure(Audio(s[None].astype(np.float32), RATE))
+    mono = measure(Audio(s[None].astype(np.float32), RATE))
     assert mono.integrated_lufs == pytest.approx(-3.01, abs=0.05)
-    both = M.measure(stereo(s))
+    both = measure(stereo(s))
     assert both.integrated_lufs == pytest.approx(0.0, abs=0.05)
     assert both.sample_peak_dbfs == pytest.approx(0.0, abs=0.01)
 
 
 def test_ebu_tech3341_case1_minus23():
     # EBU Tech 3341 case 1: stereo 1 kHz sine at -23 dBFS per channel -> -23.0 +-0.1 LUFS.
-    rep = M.measure(stereo(sine(1000.0, 20.0, amp=10 ** (-23 / 20))))
+    rep = measure(stereo(sine(1000.0, 20.0, amp=10 ** (-23 / 20))))
     assert rep.integrated_lufs == pytest.approx(-23.0, abs=0.1)
     assert rep.true_peak_dbtp == pytest.approx(-23.0, abs=0.1)
 
@@ -99,8 +77,8 @@ def test_integrated_matches_pyloudnorm_and_fast_path(mix):
 
     x = mix[:, : int(12.345 * RATE)].astype(np.float32)  # odd length: partial last block
     ref = pyloudnorm.Meter(RATE, filter_class="DeMan").integrated_loudness(x.T.astype(np.float64))
-    assert M.measure(Audio(x, RATE)).integrated_lufs == pytest.approx(ref, abs=0.01)
-    assert M.integrated_loudness(x, RATE) == pytest.approx(ref, abs=0.001)
+    assert measure(Audio(x, RATE)).integrated_lufs == pytest.approx(ref, abs=0.01)
+    assert integrated_loudness(x, RATE) == pytest.approx(ref, abs=0.001)
 
 
 def test_true_peak_of_intersample_peak():
@@ -108,7 +86,7 @@ def test_true_peak_of_intersample_peak():
     n = np.arange(10 * RATE)
     tone = 0.5 * np.sin(np.pi / 2 * n + np.pi / 4)
     fade = np.minimum(1.0, np.minimum(n, n[::-1]) / (0.2 * RATE))  # no edge ringing
-    rep = M.measure(stereo(tone * fade))
+    rep = measure(stereo(tone * fade))
     true_db = 20 * math.log10(0.5)
     assert rep.sample_peak_dbfs == pytest.approx(true_db - 3.01, abs=0.05)
     assert rep.true_peak_dbtp == pytest.approx(true_db, abs=0.2)
@@ -118,23 +96,23 @@ def test_loudness_range_tech3342_case1():
     # EBU Tech 3342 case 1: 20 s at -20 dBFS then 20 s at -30 dBFS (1 kHz) -> LRA 10 +-1 LU.
     s = sine(1000.0, 20.0)
     x = np.concatenate([s * 10 ** (-20 / 20), s * 10 ** (-30 / 20)])
-    assert M.measure(stereo(x)).lra_lu == pytest.approx(10.0, abs=1.0)
+    assert measure(stereo(x)).lra_lu == pytest.approx(10.0, abs=1.0)
 
 
 def test_loudness_range_close_to_pyloudnorm(mix):
     import pyloudnorm
 
-    ours = M.measure(Audio(mix.astype(np.float32), RATE)).lra_lu
+    ours = measure(Audio(mix.astype(np.float32), RATE)).lra_lu
     theirs = pyloudnorm.Meter(RATE, filter_class="DeMan").loudness_range(mix.T)
     assert ours == pytest.approx(theirs, abs=0.5)
 
 
 def test_measure_silence_and_too_short():
-    rep = M.measure(Audio.silence(RATE, RATE))
+    rep = measure(Audio.silence(RATE, RATE))
     assert rep.integrated_lufs == -math.inf and rep.true_peak_dbtp == -math.inf
     assert rep.to_dict()["integrated_lufs"] is None
     with pytest.raises(RenderError, match="0.4 s"):
-        M.measure(Audio.silence(1000, RATE))
+        measure(Audio.silence(1000, RATE))
 
 
 def test_targets_table():
@@ -172,11 +150,11 @@ def transient() -> Audio:
 def test_master_hits_target(request, which, target_name):
     audio = request.getfixturevalue(which)
     target = PROFILES[target_name]
-    out, rep = M.master(audio, target)
+    out, rep = master(audio, target)
     assert out.samples.dtype == np.float32
     assert out.channels == 2 and out.sample_rate == RATE
     assert out.frames == audio.frames
-    check = M.measure(out)  # independent re-measure (pyloudnorm)
+    check = measure(out)  # independent re-measure (pyloudnorm)
     assert abs(check.integrated_lufs - target.integrated_lufs) <= 0.3
     assert check.true_peak_dbtp <= target.true_peak_dbtp
     assert rep.integrated_lufs == pytest.approx(check.integrated_lufs, abs=0.01)
@@ -194,7 +172,7 @@ def _lag(a: np.ndarray, b: np.ndarray, span: int = 200) -> int:
 
 
 def test_master_is_time_aligned(hot):
-    out, _ = M.master(hot, PROFILES["spotify"])
+    out, _ = master(hot, PROFILES["spotify"])
     assert abs(_lag(hot.samples.mean(axis=0), out.samples.mean(axis=0))) <= 1
     # sanity check of the checker: a delayed copy is seen as delayed
     delayed = np.concatenate([np.zeros(37), out.samples[0, :-37]])
@@ -205,7 +183,7 @@ def test_limiter_keeps_clicks_in_place():
     x = np.zeros((2, RATE), dtype=np.float32)
     where = [1000, 20000, RATE - 5]  # one right at the end: the lookahead tail must be flushed
     x[:, where] = 3.0
-    y = M._limit(x, RATE, -1.5)
+    y = limit(x, RATE, -1.5)
     assert y.shape == x.shape
     for w in where:
         assert int(np.argmax(np.abs(y[0, w - 300 : w + 300]))) + w - 300 == w
@@ -214,14 +192,14 @@ def test_limiter_keeps_clicks_in_place():
 
 def test_master_mono_input_becomes_stereo(mix):
     mono = Audio(mix[:1, : 8 * RATE].astype(np.float32) * 0.3, RATE)
-    out, rep = M.master(mono, PROFILES["deezer"])
+    out, rep = master(mono, PROFILES["deezer"])
     assert out.channels == 2 and out.frames == mono.frames
     assert abs(rep.integrated_lufs + 15.0) <= 0.3
 
 
 def test_master_refuses_silence():
     with pytest.raises(RenderError, match="silent"):
-        M.master(Audio.silence(5 * RATE, RATE), PROFILES["spotify"])
+        master(Audio.silence(5 * RATE, RATE), PROFILES["spotify"])
 
 
 def test_master_raises_with_numbers_when_target_unreachable():
@@ -230,26 +208,26 @@ def test_master_raises_with_numbers_when_target_unreachable():
     x = np.zeros((2, 5 * RATE), dtype=np.float32)
     x[:, ::RATE] = 0.9
     with pytest.raises(RenderError, match=r"could not master to spotify .*LUFS.*dBTP"):
-        M.master(Audio(x, RATE), PROFILES["spotify"])
+        master(Audio(x, RATE), PROFILES["spotify"])
 
 
 def test_master_never_returns_a_master_over_the_ceiling(monkeypatch, mix):
     # If the limiter never got the true peak under the ceiling, master() must refuse.
-    monkeypatch.setattr(M, "_true_peak_db", lambda samples, rate: 3.0)
+    monkeypatch.setattr(chain_module, "true_peak_db", lambda samples, rate: 3.0)
     with pytest.raises(RenderError, match="3.00 dBTP"):
-        M.master(Audio(mix[:, : 5 * RATE].astype(np.float32), RATE), PROFILES["apple"])
+        master(Audio(mix[:, : 5 * RATE].astype(np.float32), RATE), PROFILES["apple"])
 
 
 def test_more_drive_never_gives_a_quieter_master(mix):
     # pedalboard's BrickwallLimiter got quieter past ~16 dB of drive (its hold never released
     # on dense material); the chain's own limiter must rise with the drive and hold the ceiling.
-    x = M._pre_chain(mix.astype(np.float32), RATE)
-    peak_db = M._true_peak_envelope_db(x, RATE)
+    x = pre_chain(mix.astype(np.float32), RATE)
+    peak_db = true_peak_envelope_db(x, RATE)
     levels = []
     for gain in (0.0, 6.0, 12.0, 18.0, 24.0, 30.0):
-        y = M._limit(x, RATE, -1.5, peak_db=peak_db, gain_db=gain)
-        levels.append(M.integrated_loudness(y, RATE))
-        assert M._true_peak_db(y, RATE) <= -1.45
+        y = limit(x, RATE, -1.5, peak_db=peak_db, gain_db=gain)
+        levels.append(integrated_loudness(y, RATE))
+        assert true_peak_db(y, RATE) <= -1.45
         assert np.max(np.abs(y)) <= 10 ** (-1.5 / 20) + 1e-6
     assert all(b > a for a, b in zip(levels, levels[1:])), levels
     assert levels[-1] > -8.0
@@ -259,7 +237,7 @@ def test_limiter_holds_a_peak_in_the_first_sample():
     x = np.zeros((2, RATE), dtype=np.float32)
     x[:, 0] = 0.99
     x[:, 1000:] = 0.1
-    y = M._limit(x, RATE, -6.0)
+    y = limit(x, RATE, -6.0)
     assert np.max(np.abs(y)) <= 10 ** (-6 / 20) + 1e-6
     assert y[0, -1] == pytest.approx(0.1, rel=1e-4)  # released long before the end
 
@@ -267,9 +245,9 @@ def test_limiter_holds_a_peak_in_the_first_sample():
 def test_master_album_keeps_relative_loudness(mix, transient):
     single = at_lufs(mix, -18.0)
     ballad = at_lufs(make_mix(seed=3)[:, : 15 * RATE], -24.0)  # mixed 6 LU under the single
-    album = M.master_album([single, ballad, transient], PROFILES["spotify"])
+    album = master_album([single, ballad, transient], PROFILES["spotify"])
     assert abs(album.album_lufs + 14.0) <= 0.3
-    measured = [M.measure(audio) for audio, _ in album.tracks]
+    measured = [measure(audio) for audio, _ in album.tracks]
     for (audio, report), check, source in zip(album.tracks, measured, (single, ballad, transient)):
         assert audio.frames == source.frames and audio.channels == 2
         assert check.true_peak_dbtp <= -1.0
@@ -279,21 +257,21 @@ def test_master_album_keeps_relative_loudness(mix, transient):
     gap = measured[0].integrated_lufs - measured[1].integrated_lufs
     assert 4.0 <= gap <= 6.5, gap
     # mastered one by one, both would sit at -14
-    alone = [M.master(a, PROFILES["spotify"])[1].integrated_lufs for a in (single, ballad)]
+    alone = [master(a, PROFILES["spotify"])[1].integrated_lufs for a in (single, ballad)]
     assert abs(alone[0] - alone[1]) <= 0.6
 
 
 def test_master_album_errors():
     with pytest.raises(RenderError, match="at least one track"):
-        M.master_album([], PROFILES["spotify"])
+        master_album([], PROFILES["spotify"])
     a = Audio(np.zeros((2, RATE), dtype=np.float32), RATE)
     b = Audio(np.zeros((2, 48000), dtype=np.float32), 48000)
     with pytest.raises(RenderError, match="track 2 is at 48000 Hz"):
-        M.master_album([a, b], PROFILES["spotify"])
+        master_album([a, b], PROFILES["spotify"])
 
 
 # ------------------------------------------------------------------ streamed meters and limiter
-# The meters and the limiter work block by block (M._CHUNK frames) so that no whole-signal
+# The meters and the limiter work block by block (CHUNK frames) so that no whole-signal
 # temporary is made; every number must stay bit for bit the whole-signal computation's, or the
 # masters (and their cache entries) would change. These hold them to whole-array references.
 
@@ -301,90 +279,90 @@ def test_master_album_errors():
 @pytest.fixture(scope="module")
 def blocky() -> np.ndarray:
     """~3.3 blocks of the test mix, float32, with a few frames past a block boundary."""
-    return make_mix(seconds=(3 * M._CHUNK + 12345) / RATE, seed=5).astype(np.float32)
+    return make_mix(seconds=(3 * CHUNK + 12345) / RATE, seed=5).astype(np.float32)
 
 
 def _reference_gain_db(peak_db: np.ndarray, rate: int, ceiling_db: float) -> np.ndarray:
-    """The limiter's gain curve from the whole-array formulas (`_limiter_gain_blocks`' docstring)."""
+    """The limiter's gain curve from the whole-array formulas (`limiter_gain_blocks`' docstring)."""
     import scipy.ndimage
 
     n = peak_db.shape[0]
-    look = max(1, int(round(M.LIMITER_LOOKAHEAD_MS / 1000.0 * rate)))
+    look = max(1, int(round(LIMITER.lookahead_ms / 1000.0 * rate)))
     need = np.minimum(0.0, ceiling_db - peak_db)
     held = scipy.ndimage.minimum_filter1d(need, size=look, origin=-(look // 2), mode="nearest")
-    ramp = np.arange(n, dtype=np.float64) * (M.LIMITER_RELEASE_DB_PER_S / rate)
+    ramp = np.arange(n, dtype=np.float64) * (LIMITER.release_db_per_s / rate)
     released = np.minimum(np.minimum.accumulate(held - ramp) + ramp, 0.0)
     csum = np.cumsum(np.concatenate([np.full(look, released[0]), released]))
     return (csum[look:] - csum[:-look]) / look
 
 
 def test_streamed_loudness_is_the_whole_signal_numbers(blocky):
-    for x in (blocky, blocky[:1], blocky[:, : M._CHUNK], blocky.astype(np.float64)[:, : 2 * M._CHUNK + 1]):
+    for x in (blocky, blocky[:1], blocky[:, : CHUNK], blocky.astype(np.float64)[:, : 2 * CHUNK + 1]):
         power = R._k_weighted_power(x, RATE)
-        assert np.array_equal(np.concatenate([p for _, p in M._k_power_chunks(x, RATE)]), power)
+        assert np.array_equal(np.concatenate([p for _, p in k_power_chunks(x, RATE)]), power)
         csum = np.concatenate([[0.0], np.cumsum(power)])
-        at = np.array([0, 1, x.shape[1], 17, M._CHUNK, M._CHUNK + 1, x.shape[1] - 1, 17])
+        at = np.array([0, 1, x.shape[1], 17, CHUNK, CHUNK + 1, x.shape[1] - 1, 17])
         at = at[at <= x.shape[1]]
-        assert np.array_equal(M._k_csum_at(x, RATE, at), csum[at])
-        lufs, lra = M._loudness_and_range(x, RATE)
-        assert lufs == R._integrated_from_power(power, RATE) == M.integrated_loudness(x, RATE)
+        assert np.array_equal(k_csum_at(x, RATE, at), csum[at])
+        lufs, lra = loudness_and_range(x, RATE)
+        assert lufs == R._integrated_from_power(power, RATE) == integrated_loudness(x, RATE)
         assert lra == R._lra_from_power(power, RATE)
 
 
 def test_streamed_peaks_are_the_one_shot_numbers(blocky):
     import soxr
 
-    for x in (blocky, blocky[:1, : M._CHUNK + 3], blocky.astype(np.float64)[:, : M._CHUNK - 5]):
+    for x in (blocky, blocky[:1, : CHUNK + 3], blocky.astype(np.float64)[:, : CHUNK - 5]):
         ups = [soxr.resample(np.ascontiguousarray(c), RATE, 4 * RATE, quality="HQ") for c in x]
         true_peak = max(max(float(u.max()), -float(u.min())) for u in ups)
         sample_peak = float(np.max(np.abs(x)))
-        assert M._peaks_db(x, RATE) == (M._db(max(true_peak, sample_peak)), M._db(sample_peak))
+        assert peaks_db(x, RATE) == (gain_to_db(max(true_peak, sample_peak)), gain_to_db(sample_peak))
         n = x.shape[1]
         quads = [np.abs(np.concatenate([u, np.zeros(max(0, 4 * n - u.size), u.dtype)])[: 4 * n]).reshape(n, 4)
                  for u in ups]
         envelope = np.max([q.max(axis=1) for q in quads] + [np.abs(x).max(axis=0)], axis=0)
         with np.errstate(divide="ignore"):
-            assert np.array_equal(M._true_peak_envelope_db(x, RATE), 20.0 * np.log10(envelope.astype(np.float64)))
+            assert np.array_equal(true_peak_envelope_db(x, RATE), 20.0 * np.log10(envelope.astype(np.float64)))
 
 
 def test_streamed_limiter_is_the_whole_array_numbers(blocky):
-    peak_db = M._true_peak_envelope_db(blocky, RATE)
+    peak_db = true_peak_envelope_db(blocky, RATE)
     for gain in (0.0, 9.0, 20.0):
         reference = _reference_gain_db(peak_db + gain, RATE, -1.5)
-        assert np.array_equal(M._limiter_gain_db(peak_db + gain, RATE, ceiling_db=-1.5), reference)
-        y = M._limit(blocky, RATE, -1.5, peak_db=peak_db, gain_db=gain)
+        assert np.array_equal(limiter_gain_db(peak_db + gain, RATE, ceiling_db=-1.5), reference)
+        y = limit(blocky, RATE, -1.5, peak_db=peak_db, gain_db=gain)
         driven = (blocky * 10.0 ** (gain / 20.0)).astype(np.float32)
-        clipped = M._soft_clip(driven, -1.5 + M.CLIP_ABOVE_CEILING_DB)
+        clipped = soft_clip(driven, -1.5 + LIMITER.clip_above_ceiling_db)
         if clipped is None:
             expected = (driven * np.power(10.0, reference / 20.0)).astype(np.float32)
         else:
-            curve = _reference_gain_db(M._true_peak_envelope_db(clipped, RATE), RATE, -1.5)
+            curve = _reference_gain_db(true_peak_envelope_db(clipped, RATE), RATE, -1.5)
             expected = (clipped * np.power(10.0, curve / 20.0)).astype(np.float32)
         assert np.array_equal(y, expected), gain
     # blocks shorter than the lookahead, odd lookaheads (11025 Hz: 55 frames)
     for rate in (RATE, 11025):
-        peaks = M._true_peak_envelope_db(blocky[:, :3000], rate) + 12.0
+        peaks = true_peak_envelope_db(blocky[:, :3000], rate) + 12.0
         reference = _reference_gain_db(peaks, rate, -1.5)
         for chunk in (1, 7, 100, 1000):
-            blocks = M._limiter_gain_blocks(peaks, rate, ceiling_db=-1.5, chunk=chunk)
+            blocks = limiter_gain_blocks(peaks, rate, ceiling_db=-1.5, chunk=chunk)
             assert np.array_equal(np.concatenate([b for _, b in blocks]), reference), (rate, chunk)
 
 
 def test_streamed_high_pass_and_soft_clip_are_the_whole_array_numbers(blocky):
     import scipy.signal
 
-    sos = scipy.signal.butter(2, M.HIGHPASS_HZ, btype="highpass", fs=RATE, output="sos")
+    sos = scipy.signal.butter(2, MASTERING.highpass.corner_hz, btype="highpass", fs=RATE, output="sos")
     expected = np.stack([scipy.signal.sosfilt(sos, c).astype(np.float32) for c in blocky])
-    assert np.array_equal(M._highpass(blocky, RATE), expected)
+    assert np.array_equal(highpass(blocky, RATE), expected)
     x = blocky * 4.0
     top = 10 ** (-1.0 / 20)
-    knee = top * 10 ** (-M.CLIP_KNEE_DB / 20)
+    knee = top * 10 ** (-LIMITER.clip_knee_db / 20)
     size = np.abs(x)
     over = size > knee
     expected = x.copy()
     expected[over] = np.sign(x[over]) * (knee + (top - knee) * np.tanh((size[over] - knee) / (top - knee)))
-    assert np.array_equal(M._soft_clip(x, -1.0), expected)
-    assert M._soft_clip(blocky * 0.01, -1.0) is None
+    assert np.array_equal(soft_clip(x, -1.0), expected)
+    assert soft_clip(blocky * 0.01, -1.0) is None
 
 
 def test_shape_per_channel_in_blocks_is_the_one_call_chain(blocky):
@@ -393,22 +371,22 @@ def test_shape_per_channel_in_blocks_is_the_one_call_chain(blocky):
     # 8192-frame buffers from its start, so this must be what one call over everything gives.
     import pedalboard
 
-    hp = M._highpass(blocky, RATE)
-    for x in (hp, hp[:, : M._CHUNK + 100], hp[:, :20000], hp[:1, : 2 * M._CHUNK + 9000]):
-        gain = -20.0 - M.integrated_loudness(x, RATE)
-        scaled = (x * M._db2lin(gain)).astype(np.float32)
-        low_db, high_db = M._tonal_balance_db(scaled, RATE)
+    hp = highpass(blocky, RATE)
+    for x in (hp, hp[:, : CHUNK + 100], hp[:, :20000], hp[:1, : 2 * CHUNK + 9000]):
+        gain = -20.0 - integrated_loudness(x, RATE)
+        scaled = (x * db_to_gain(gain)).astype(np.float32)
+        low_db, high_db = tonal_balance_db(scaled, RATE)
         plugins = [pedalboard.LowShelfFilter(cutoff_frequency_hz=120.0, gain_db=low_db, q=0.707)] if abs(low_db) >= 0.1 else []
         if abs(high_db) >= 0.1:
             plugins.append(pedalboard.HighShelfFilter(cutoff_frequency_hz=8000.0, gain_db=high_db, q=0.707))
-        plugins.append(pedalboard.Compressor(**M.GLUE))
+        plugins.append(pedalboard.Compressor(**dataclasses.asdict(MASTERING.glue)))
         one_call = np.ascontiguousarray(pedalboard.Pedalboard(plugins)(scaled, RATE), dtype=np.float32)
-        assert np.array_equal(M._shape(x, RATE, gain), one_call), x.shape
-        assert np.array_equal(M._shape(x.copy(), RATE, gain, in_place=True), one_call), x.shape
+        assert np.array_equal(shape(x, RATE, gain), one_call), x.shape
+        assert np.array_equal(shape(x.copy(), RATE, gain, in_place=True), one_call), x.shape
 
 
 def test_batched_welch_is_scipys_bit_for_bit(blocky):
-    # _welch feeds the tonal balance (so the masters) and the report's spectrum: scipy's numbers
+    # welch feeds the tonal balance (so the masters) and the report's spectrum: scipy's numbers
     import scipy.signal
 
     rng = np.random.default_rng(4)
@@ -416,6 +394,6 @@ def test_batched_welch_is_scipys_bit_for_bit(blocky):
               (rng.standard_normal(9000) * 100).astype(np.float32)):
         for nperseg, noverlap in ((8192, 0), (8192, None), (4096, 1000)):
             expected = scipy.signal.welch(x, fs=RATE, nperseg=nperseg, noverlap=noverlap)
-            got = M._welch(x, RATE, nperseg, noverlap)
+            got = welch(x, RATE, nperseg, noverlap)
             assert np.array_equal(got[0], expected[0]) and got[1].dtype == expected[1].dtype
             assert np.array_equal(got[1], expected[1]), (x.size, nperseg, noverlap)

@@ -12,7 +12,7 @@ expected values and tolerances below are those tables as transcribed (consistent
 public sources: the EBU loudness test set v05 readme and file list, and conformance tables in
 public meter projects (e.g. github.com/eko/qc internal/audiotest/conformance.go, which
 synthesises the same signals from the tables). No EBU audio file is used: every signal is
-built here from its definition.
+built from its definition (tests/signals.py: tone_sequence, fraction_sine, taper).
 
 Cases covered (all 1 kHz tones are stereo, identical channels, peak level in dBFS per channel):
   Tech 3341  1  -23 dBFS, 20 s                                         I = -23.0 +-0.1 LUFS
@@ -64,53 +64,24 @@ import math
 import numpy as np
 import pytest
 
-from millamusic import master as M
-from millamusic.audio import Audio
+from millamusic.core.audio import Audio
+from millamusic.dsp.loudness import integrated_loudness, measure
+from tests.signals import fraction_sine, stereo, taper, tone_sequence
 
-RATE = 48000
-TONE_HZ = 1000.0
+RATE = 48000  # the cases' rate (tests.signals.EBU_RATE)
 
 LUFS_TOL = 0.1  # Tech 3341: M, S, I +-0.1 LU
 TP_ABOVE, TP_BELOW = 0.2, 0.4  # Tech 3341: true peak +0.2 / -0.4 dB
 LRA_TOL = 1.0  # Tech 3342: +-1 LU
 
 
-# ------------------------------------------------------------------ signal builders
-
-
-def tone_sequence(segments: list[tuple[float, float]], rate: int = RATE, freq: float = TONE_HZ) -> np.ndarray:
-    """One phase-continuous sine whose peak level steps through (dBFS, seconds) segments."""
-    lengths = [int(round(sec * rate)) for _, sec in segments]
-    gain = np.concatenate([np.full(n, 10.0 ** (db / 20.0)) for (db, _), n in zip(segments, lengths)])
-    t = np.arange(gain.size) / rate
-    return gain * np.sin(2.0 * np.pi * freq * t)
-
-
-def stereo(x: np.ndarray, rate: int = RATE) -> Audio:
-    return Audio(np.stack([x, x]).astype(np.float32), rate)
-
-
-def taper(x: np.ndarray, rate: int, seconds: float = 0.010) -> np.ndarray:
-    """Raised-cosine fade-in and fade-out of `seconds` at both ends."""
-    m = int(round(seconds * rate))
-    w = 0.5 - 0.5 * np.cos(np.pi * np.arange(m) / m)
-    y = x.copy()
-    y[:m] *= w
-    y[-m:] *= w[::-1]
-    return y
-
-
-def fraction_sine(divisor: float, phase_deg: float, amplitude: float, rate: int = RATE,
-                  seconds: float = 3.0) -> np.ndarray:
-    """Sine at rate/divisor Hz: x[n] = amplitude * sin(2 pi n / divisor + phase)."""
-    n = np.arange(int(round(seconds * rate)))
-    return amplitude * np.sin(2.0 * np.pi * n / divisor + math.radians(phase_deg))
+# ------------------------------------------------------------------ meters
 
 
 def both_meters(audio: Audio) -> dict[str, float]:
     return {
-        "measure": M.measure(audio).integrated_lufs,
-        "integrated_loudness": M.integrated_loudness(audio.samples, audio.sample_rate),
+        "measure": measure(audio).integrated_lufs,
+        "integrated_loudness": integrated_loudness(audio.samples, audio.sample_rate),
     }
 
 
@@ -137,7 +108,7 @@ TECH3341_I = {
 )
 def test_tech3341_integrated(case, rate):
     segments, expected = TECH3341_I[case]
-    check_lufs(f"{case} @ {rate} Hz", both_meters(stereo(tone_sequence(segments, rate), rate)), expected)
+    check_lufs(f"{case} @ {rate} Hz", both_meters(stereo(tone_sequence(segments, rate=rate), rate=rate)), expected)
 
 
 def test_tech3341_case6_five_channels():
@@ -168,7 +139,7 @@ def expected_sample_peak_db(divisor: int, phase_deg: float, amplitude: float) ->
 @pytest.mark.parametrize("case", list(TECH3341_TP), ids=list(TECH3341_TP))
 def test_tech3341_true_peak(case):
     divisor, phase, amp, expected = TECH3341_TP[case]
-    rep = M.measure(stereo(taper(fraction_sine(divisor, phase, amp), RATE)))
+    rep = measure(stereo(taper(fraction_sine(divisor, phase, amp), rate=RATE), rate=RATE))
     assert expected - TP_BELOW <= rep.true_peak_dbtp <= expected + TP_ABOVE, (
         f"{case}: expected {expected:+.1f} dBTP +{TP_ABOVE}/-{TP_BELOW}, measured {rep.true_peak_dbtp:+.3f}"
     )
@@ -183,7 +154,7 @@ def test_abrupt_edges_never_lower_the_true_peak(case):
     # Without the tapers the step at the start rings above the tone's peak (a real inter-sample
     # peak of that sample sequence), so only the lower bound of the tolerance applies.
     divisor, phase, amp, expected = TECH3341_TP[case]
-    tp = M.measure(stereo(fraction_sine(divisor, phase, amp, seconds=1.0))).true_peak_dbtp
+    tp = measure(stereo(fraction_sine(divisor, phase, amp, seconds=1.0), rate=RATE)).true_peak_dbtp
     assert tp >= expected - TP_BELOW, f"{case} untapered: measured {tp:+.3f} dBTP, floor {expected - TP_BELOW:+.1f}"
 
 
@@ -204,7 +175,7 @@ TECH3342_LRA = {
 )
 def test_tech3342_loudness_range(case, rate):
     segments, expected = TECH3342_LRA[case]
-    lra = M.measure(stereo(tone_sequence(segments, rate), rate)).lra_lu
+    lra = measure(stereo(tone_sequence(segments, rate=rate), rate=rate)).lra_lu
     assert abs(lra - expected) <= LRA_TOL, f"{case} @ {rate} Hz: expected {expected} +-{LRA_TOL} LU, measured {lra:.3f}"
 
 
@@ -227,7 +198,7 @@ def programme(rate: int, seconds: float = 12.0) -> np.ndarray:
 def test_mono_duplicated_stereo_equals_mono_plus_3dB():
     # BS.1770: z_L + z_R with L = R = x equals 2 * z_x, i.e. a single channel sqrt(2) louder.
     x = programme(RATE)
-    dup = both_meters(stereo(x))
+    dup = both_meters(stereo(x, rate=RATE))
     louder = both_meters(Audio((x * math.sqrt(2.0))[None].astype(np.float32), RATE))
     single = both_meters(Audio(x[None].astype(np.float32), RATE))
     for meter in dup:
@@ -236,7 +207,21 @@ def test_mono_duplicated_stereo_equals_mono_plus_3dB():
 
 
 def test_sample_rate_independence_44k1_vs_48k():
-    at_44 = both_meters(stereo(programme(44100), 44100))
-    at_48 = both_meters(stereo(programme(48000), 48000))
+    at_44 = both_meters(stereo(programme(44100), rate=44100))
+    at_48 = both_meters(stereo(programme(48000), rate=48000))
     for meter in at_44:
         assert at_44[meter] == pytest.approx(at_48[meter], abs=0.05), (meter, at_44[meter], at_48[meter])
+
+
+@pytest.mark.parametrize("rate", [22050, 32000, 44100, 48000, 96000])
+def test_k_weighting_is_pyloudnorms_demans_filters_bit_for_bit(rate):
+    """The K-weighting coefficients are derived here (dsp.loudness), not read from pyloudnorm's
+    private meter state; they are the very numbers of pyloudnorm's public DeMan filter designs."""
+    from pyloudnorm.iirfilter import IIRfilter
+
+    from millamusic.dsp.loudness import K_HIGHPASS, K_SHELF, k_weighting_sos
+
+    shelf = IIRfilter(*K_SHELF, rate, "high_shelf_DeMan")
+    highpass = IIRfilter(0.0, *K_HIGHPASS, rate, "high_pass_DeMan")
+    want = np.array([np.concatenate([f.b, f.a]) for f in (shelf, highpass)])
+    assert np.array_equal(k_weighting_sos(rate), want)

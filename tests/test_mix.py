@@ -1,18 +1,15 @@
 import numpy as np
 import pytest
 
-from millamusic.audio import Audio
-from millamusic.mix import DUCK_DB, MIX_PEAK_DBFS, mix
+from millamusic.mix import MIX, mix
+from tests.signals import sine, stereo
 
 RATE = 44100
 
 
 def _tone(freq, seconds=3.0, level=0.3, gate=None):
-    t = np.arange(int(seconds * RATE)) / RATE
-    x = level * np.sin(2 * np.pi * freq * t)
-    if gate is not None:
-        x = x * gate
-    return Audio(np.stack([x, x]).astype(np.float32), RATE)
+    x = sine(freq, seconds, rate=RATE, amp=level)
+    return stereo(x if gate is None else x * gate, rate=RATE)
 
 
 def test_mix_headroom_ducking_and_report():
@@ -22,8 +19,8 @@ def test_mix_headroom_ducking_and_report():
     stems = {"bass": _tone(82.4), "keys": _tone(440.0), "lead": _tone(660.0, gate=gate)}
     mixed, report = mix(stems)
     assert mixed.frames == frames and mixed.channels == 2
-    assert 20 * np.log10(mixed.peak()) == pytest.approx(MIX_PEAK_DBFS, abs=0.05)
-    assert 0.5 * DUCK_DB <= report.ducking_max_db <= DUCK_DB + 0.01
+    assert 20 * np.log10(mixed.peak()) == pytest.approx(MIX.peak_dbfs, abs=0.05)
+    assert 0.5 * MIX.ducking.max_db <= report.ducking_max_db <= MIX.ducking.max_db + 0.01
     assert set(report.stems) == {"bass", "keys", "lead"}
 
 

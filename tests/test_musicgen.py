@@ -17,11 +17,14 @@ import pytest
 from click.testing import CliRunner
 
 from millamusic.cli import main
-from millamusic.errors import EngineUnavailable, RenderError
+from millamusic.core.errors import EngineUnavailable, RenderError
 from tests.conftest import SHORT_SONG
 from tests.musicgen_tiny import build_tiny_musicgen
+from tests.signals import sine
 
 torch = pytest.importorskip("torch")  # the [musicgen] extra; .ci/run installs it, so this runs in CI
+pytestmark = pytest.mark.slow  # runs tiny MusicGen checkpoints: 2-7 s a test
+
 WINDOWED = {"window_seconds": 4, "context_seconds": 2}  # a 10 s song takes several windows
 
 
@@ -48,7 +51,7 @@ def checkpoints(tmp_path_factory):
 def _score_and_request(tmp_path: Path, options: dict, *, seed: int = 3, extra: str = ""):
     from millamusic.compose import compose
     from millamusic.engines.base import BackingRequest
-    from millamusic.spec import load_song
+    from millamusic.spec.song import load_song
 
     (tmp_path / "songs").mkdir(parents=True, exist_ok=True)
     spec = tmp_path / "songs" / "tiny.yaml"
@@ -153,9 +156,9 @@ def test_melody_guide_conditions_the_output(tmp_path, checkpoints):
 
 
 def test_score_guide_chroma_follows_the_chords(tmp_path, checkpoints):
-    from millamusic.chroma import CHROMA_FRAMES_PER_SECOND, chroma_pitch_classes, melody_chroma
+    from millamusic.analysis.chroma import CHROMA_FRAMES_PER_SECOND, chroma_pitch_classes, melody_chroma
     from millamusic.engines.musicgen import guide_audio, resolve_model
-    from millamusic.theory import parse_chord
+    from millamusic.music.theory import parse_chord
 
     score, request = _score_and_request(tmp_path, {})
     guide, source = guide_audio(score, request, resolve_model(str(checkpoints["melody"])), "auto")
@@ -177,10 +180,9 @@ def test_reference_recording_guides_a_cover(tmp_path, checkpoints):
 
     from millamusic.engines.musicgen import guide_audio, resolve_model
 
-    t = np.arange(int(44100 * 10.0)) / 44100
-    sf.write(tmp_path / "reference.wav", 0.3 * np.sin(2 * np.pi * 220.0 * t), 44100)  # an A
+    sf.write(tmp_path / "reference.wav", sine(220.0, 10.0, rate=44100, amp=0.3), 44100)  # an A
     score, request = _score_and_request(tmp_path, {}, extra=f"reference: {tmp_path / 'reference.wav'}\n")
-    from millamusic.chroma import chroma_pitch_classes, melody_chroma
+    from millamusic.analysis.chroma import chroma_pitch_classes, melody_chroma
 
     guide, source = guide_audio(score, request, resolve_model(str(checkpoints["melody"])), "auto")
     assert source == "reference"

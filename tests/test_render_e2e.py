@@ -152,8 +152,8 @@ def test_stems_equal_length_and_lrc_matches_vocal_notes(rendered):
     assert len(word_times) == 4 + 1 + 4 + 1 and word_times == sorted(word_times)
     # Word times are the sung onsets: at or just before each word's first note (120 BPM).
     from millamusic.compose import compose
-    from millamusic.export import read_ttml
-    from millamusic.spec import load_song
+    from millamusic.release.ttml import read_ttml
+    from millamusic.spec.song import load_song
 
     score = compose(load_song(rendered[0]))
     first_notes = [score.beat_to_seconds(next(n for n in score.notes if n.word_index == w).start_beat)
@@ -174,6 +174,7 @@ def test_second_render_hits_the_cache(rendered):
     assert second["loudness"] == first["loudness"]
 
 
+@pytest.mark.slow  # masters and exports a profile: 4 s
 def test_adding_a_profile_masters_and_exports_only_that_profile(rendered):
     spec, out, _, _ = rendered
     summary = _render(spec, out, "--profile", "spotify", "--profile", "apple,cd")
@@ -219,6 +220,7 @@ def test_import_does_not_import_torch():
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout.strip() == "False"
 
 
+@pytest.mark.slow  # renders twice: 5 s
 def test_editing_lyrics_keeps_the_backing(tmp_path, write_spec):
     spec = write_spec()
     out = tmp_path / "out"
@@ -230,6 +232,7 @@ def test_editing_lyrics_keeps_the_backing(tmp_path, write_spec):
     assert "Turn me round again" in re.sub(r"<[^>]+>", "", (out / "lyrics" / "tiny-test-song.lrc").read_text())
 
 
+@pytest.mark.slow  # renders twice: 6 s
 def test_force_reruns_everything(tmp_path, write_spec):
     spec = write_spec()
     _render(spec, tmp_path / "out")
@@ -265,7 +268,7 @@ def test_stems_midi_has_the_sung_melody_with_lyrics(rendered):
     assert " ".join(lyrics).replace("- ", "") == "Hold the light tonight Spin me round again"
     assert "to-" in lyrics and "night" in lyrics
     from millamusic.compose import compose
-    from millamusic.spec import load_song
+    from millamusic.spec.song import load_song
 
     score = compose(load_song(rendered[0]))
     pitches = [m.note for m in track if m.type == "note_on" and m.velocity > 0]

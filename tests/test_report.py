@@ -5,18 +5,18 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from millamusic.audio import Audio
-from millamusic import master as M
-from millamusic.report import report_headline, short_term_loudness, write_master_report
+from millamusic.core.audio import Audio
+from millamusic.release.report import report_headline, short_term_loudness, write_master_report
 from tests import meter_reference as R
+from tests.signals import ebu_tone, sine
+from millamusic.dsp.loudness import measure
 
 RATE = 48000
 
 
-def stereo_sine(seconds: float, dbfs: float, freq: float = 1000.0) -> np.ndarray:
-    """(2, frames) sine whose peak is `dbfs` in both channels (BS.1770: reads `dbfs` LUFS at 1 kHz)."""
-    t = np.arange(int(seconds * RATE)) / RATE
-    x = 10 ** (dbfs / 20) * np.sin(2 * np.pi * freq * t)
+def stereo_sine(seconds: float, dbfs: float) -> np.ndarray:
+    """(2, frames) float64 1 kHz tone whose peak is `dbfs` in both channels (reads `dbfs` LUFS)."""
+    x = ebu_tone(seconds, dbfs, rate=RATE)
     return np.stack([x, x])
 
 
@@ -119,7 +119,7 @@ def report_png(tmp_path_factory):
     audio = test_mix()
     path = tmp_path_factory.mktemp("report") / "not" / "yet" / "there" / "song.png"
     out = write_master_report(audio, path, title="Test Song", profile="spotify", target_lufs=-14.0,
-                              ceiling_dbtp=-1.0, measured=M.measure(audio).to_dict())
+                              ceiling_dbtp=-1.0, measured=measure(audio).to_dict())
     return path, out
 
 
@@ -140,9 +140,9 @@ def test_png_is_written_with_the_expected_size(report_png):
 def test_png_of_a_mono_short_quiet_master(tmp_path):
     # Shorter than one short-term window, mono, silent at the end: draws without error.
     x = np.zeros((1, 2 * RATE), dtype=np.float32)
-    x[0, : RATE] = 0.1 * np.sin(2 * np.pi * 440 * np.arange(RATE) / RATE)
+    x[0, : RATE] = sine(440.0, 1.0, rate=RATE, amp=0.1)
     path = write_master_report(Audio(x, RATE), tmp_path / "mono.png", title="Mono", profile="cd",
-                               target_lufs=-10.0, ceiling_dbtp=-1.0, measured=M.measure(Audio(x, RATE)).to_dict())
+                               target_lufs=-10.0, ceiling_dbtp=-1.0, measured=measure(Audio(x, RATE)).to_dict())
     assert path.stat().st_size > 10_000
 
 
@@ -166,11 +166,11 @@ def test_headline_album_gain_judges_the_album_not_the_track():
 
 
 def test_measure_with_short_term_is_measure_and_short_term_loudness():
-    from millamusic.report import measure_with_short_term
+    from millamusic.release.report import measure_with_short_term
 
     for audio in (test_mix(), test_mix(seconds=2.5), Audio(test_mix(seconds=4.0).samples[:1], RATE)):
         report, (times, lufs) = measure_with_short_term(audio)
-        assert report == M.measure(audio)
+        assert report == measure(audio)
         expected_times, expected_lufs = short_term_loudness(audio.samples, RATE)
         assert np.array_equal(times, expected_times) and np.array_equal(lufs, expected_lufs)
 
@@ -178,21 +178,21 @@ def test_measure_with_short_term_is_measure_and_short_term_loudness():
 def test_batched_welch_is_scipys():
     import scipy.signal
 
-    from millamusic.report import _welch
+    from millamusic.dsp.spectrum import welch
 
     rng = np.random.default_rng(2)
     for n in (5, 8191, 8192, 8193, 100_000):
         for dtype in (np.float32, np.float64):
             mid = (rng.standard_normal(n) * np.linspace(0.01, 1.0, n)).astype(dtype)
             nperseg = min(8192, n)
-            freqs, psd = _welch(mid, RATE, nperseg)
+            freqs, psd = welch(mid, RATE, nperseg)
             expected_freqs, expected = scipy.signal.welch(mid, fs=RATE, nperseg=nperseg)
             assert np.array_equal(freqs, expected_freqs) and psd.dtype == expected.dtype
             assert np.allclose(psd, expected, rtol=2e-5 if dtype == np.float32 else 1e-10, atol=0)
 
 
 def test_envelope_columns_are_the_padded_min_max():
-    from millamusic.report import _envelope
+    from millamusic.release.report import _envelope
 
     rng = np.random.default_rng(3)
     for n in (7, 1600, 1601, 3199, 100_003):
@@ -206,7 +206,7 @@ def test_envelope_columns_are_the_padded_min_max():
 def test_png_with_the_short_term_passed_in_is_the_same_picture(tmp_path, report_png):
     from PIL import Image
 
-    from millamusic.report import measure_with_short_term
+    from millamusic.release.report import measure_with_short_term
 
     audio = test_mix()
     report, short_term = measure_with_short_term(audio)

@@ -9,11 +9,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from millamusic import espeak
+from millamusic.music import espeak
 from millamusic.engines.base import VocalRequest
 from millamusic.engines.singer import Singer
-from millamusic.errors import RenderError
-from millamusic.score import Bar, LyricLine, Note, Score, Section, Word
+from millamusic.core.errors import RenderError
+from millamusic.music.score import Bar, LyricLine, Note, Score, Section, Word
 
 RATE = 44100
 ANALYSIS_RATE = 16000
@@ -197,6 +197,7 @@ def test_same_seed_same_audio_other_seed_differs(score, rendered):
     assert not np.array_equal(other.stems["lead"].samples, rendered.stems["lead"].samples)
 
 
+@pytest.mark.slow  # sings the song twice: ~5 s
 def test_every_stem_is_the_same_whatever_the_threads(monkeypatch):
     """Phrases of all takes are sung side by side on a thread pool: the stems must not
     depend on which thread sings what, nor on how many threads there are."""
@@ -328,7 +329,7 @@ def test_breathiness_adds_air(score, rendered):
 
 
 def test_third_above_stays_in_the_key():
-    from millamusic.engines.singer import third_above
+    from millamusic.voice.syllables import third_above
 
     c_major = (0, 2, 4, 5, 7, 9, 11)
     assert [third_above(p, c_major) for p in (60, 62, 64, 65, 67, 69, 71, 72)] == [64, 65, 67, 69, 71, 72, 74, 76]
@@ -354,7 +355,7 @@ def test_double_and_harmony_sing_the_chorus():
     assert np.max(np.abs(double[verse_end:])) > 0.1 and not np.allclose(double[verse_end:], lead[verse_end:], atol=1e-3)
     # the harmony is a diatonic third above the lead, note by note (C major)
     f0, t = f0_track(type(result)(stems={"lead": result.stems["harmony"]}, syllables=()))
-    from millamusic.engines.singer import third_above
+    from millamusic.voice.syllables import third_above
 
     chorus = [n for n in score.notes if n.line_index == 1]
     up = Score(**{**score.__dict__, "notes": tuple(Note(n.start_beat, n.length_beats, third_above(n.pitch, (0, 2, 4, 5, 7, 9, 11)),
@@ -390,7 +391,7 @@ def test_phonemising_does_not_eat_the_next_lines_word_events():
     ("sv", "Jag älskar dig alltid under stjärnorna"),
 ])
 def test_finnish_and_swedish_are_sung_in_tune(language, text):
-    from millamusic.lyrics import line_words
+    from millamusic.music.lyrics import line_words
 
     pitches = [64, 65, 67, 69, 67, 65, 64, 62, 64, 65, 67, 69, 71, 72]
     syllables = [s for w in line_words(text, language) for s in w.syllables]
@@ -409,3 +410,22 @@ def test_finnish_and_swedish_are_sung_in_tune(language, text):
     assert result.details["vowel_count_mismatches"] == []  # the syllable split agrees with espeak
     errors = pitch_errors_cents(score, *f0_track(result))
     assert np.median(np.abs(errors)) < 15.0 and np.mean(np.isfinite(errors)) >= 0.9, errors
+
+
+def test_speech_sources_come_from_one_registry(monkeypatch):
+    """The singer asks the registry for its speech source, as the pipeline asks for engines: an
+    unknown name lists the valid ones, a missing extra gives its install line."""
+    import importlib.util
+
+    from millamusic.core.errors import EngineUnavailable
+    from millamusic.engines import SPEECH_SOURCES, load_speech_source
+    from millamusic.engines.singer import espeak_speaker
+
+    assert load_speech_source("espeak") is espeak_speaker
+    with pytest.raises(EngineUnavailable, match="valid sources: espeak, piper"):
+        load_speech_source("festival")
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "onnx" else real_find_spec(name, *a))
+    with pytest.raises(EngineUnavailable, match=r"missing: onnx\). Fix: pip install 'millamusic\[piper\]'"):
+        load_speech_source("piper")
+    assert set(SPEECH_SOURCES) == {"espeak", "piper"}

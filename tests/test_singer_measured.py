@@ -26,13 +26,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from millamusic import espeak
+from millamusic.music import espeak
 from millamusic.compose import compose
 from millamusic.engines.base import VocalRequest, VocalResult
 from millamusic.engines.singer import Singer
-from millamusic.lyrics import syllables
-from millamusic.score import Bar, LyricLine, Note, Score, Section, Word
-from millamusic.spec import load_song
+from millamusic.music.lyrics import syllables
+from millamusic.music.score import Bar, LyricLine, Note, Score, Section, Word
+from millamusic.spec.song import load_song
+
+pytestmark = pytest.mark.slow  # renders and measures sung lines (setup 7-30 s, the calibration 2.6 s)
 
 RATE = 44100
 PYIN_RATE = 22050
@@ -277,7 +279,7 @@ def registers():
 
 def artist_singing() -> dict:
     """The example artist's singing options (formants, breath, vibrato), without the extra stems."""
-    from millamusic.artist import load_artist
+    from millamusic.spec.artist import load_artist
 
     singing = load_artist(SONGS.parent / "artists" / "milla-virta.yaml").profile.singing
     return {k: v for k, v in singing.items() if k not in ("double_track", "harmony")}
@@ -480,9 +482,9 @@ def rhyme_scores(spans: list[tuple[str, float, float]], mono: np.ndarray) -> tup
     hyps: dict[str, list[str]] = defaultdict(list)
     # the singer's own espeak voice, spoken: flutter-free, so it repeats exactly (the stock
     # voices carry flutter state from call to call, which moved this score by 0.02)
-    from millamusic.engines.singer import _VARIANTS
+    from millamusic.voice.espeak_voices import VARIANTS
 
-    espeak.install_variant(*_VARIANTS["female"])
+    espeak.install_variant(*VARIANTS["female"])
     for k, (text, cut) in enumerate(zip(texts, cuts)):
         spoken = espeak.speak(text, "en-us+milla_f", rate_wpm=140)
         sung = test.listen(cut, RATE)

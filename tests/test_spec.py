@@ -2,8 +2,8 @@ from pathlib import Path
 
 import pytest
 
-from millamusic.errors import SpecError
-from millamusic.spec import load_song, slugify
+from millamusic.core.errors import SpecError
+from millamusic.spec.song import load_song, slugify
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -159,7 +159,7 @@ def test_bad_profile_lists(write_spec, profiles, message):
 @pytest.mark.parametrize("text, digits", [("012345678905", "012345678905"), ("4006381333931", "4006381333931"),
                                           ("0-12345-67890-5", "012345678905")])
 def test_upc_ean_check_digits(text, digits):
-    from millamusic.identifiers import normalise_upc, upc_check_digit
+    from millamusic.spec.identifiers import normalise_upc, upc_check_digit
 
     assert normalise_upc(text) == digits
     assert upc_check_digit(digits[:-1]) == int(digits[-1])
@@ -167,7 +167,7 @@ def test_upc_ean_check_digits(text, digits):
 
 @pytest.mark.parametrize("text", ["012345678904", "12345", "40063813339310", "01234567890X"])
 def test_upc_ean_rejects(text):
-    from millamusic.identifiers import normalise_upc
+    from millamusic.spec.identifiers import normalise_upc
 
     with pytest.raises(ValueError):
         normalise_upc(text)

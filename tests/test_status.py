@@ -67,6 +67,7 @@ def assert_prediction_held(predicted: dict[str, dict], ran: dict[str, dict]) -> 
             assert not ran[name]["cached"], name
 
 
+@pytest.mark.slow  # renders twice: 6 s
 def test_status_before_and_after_a_render_and_after_a_lyric_edit(project):
     before = status()
     assert states(before) == {"compose": "runs", "backing": "runs", "vocals": "runs", "stems": "waits",
@@ -89,6 +90,7 @@ def test_status_before_and_after_a_render_and_after_a_lyric_edit(project):
     assert set(states(status()).values()) == {"cached"}
 
 
+@pytest.mark.slow  # renders: 6 s
 def test_status_names_the_spec_a_new_profile_and_a_cleared_entry(project):
     render()
     spec = project / "songs" / "first-light.yaml"

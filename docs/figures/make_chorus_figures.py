@@ -13,10 +13,11 @@ from pathlib import Path
 import numpy as np
 
 from millamusic.compose import compose
-from millamusic.engines.arranger import Arranger, sum_stems
-from millamusic.engines.arranger_presets import PRESETS
+from millamusic.engines.arranger import Arranger
 from millamusic.engines.base import BackingRequest
-from millamusic.spec import load_song
+from millamusic.instruments.presets import PRESETS
+from millamusic.instruments.rendering import sum_stems
+from millamusic.spec.song import load_song
 
 ROOT = Path(__file__).resolve().parents[2]
 SONG_OF_PRESET = {"synth-pop": ROOT / "songs/set-me-spinning.yaml", "piano-ballad": ROOT / "songs/lanterns-on-the-ice.yaml",

@@ -20,8 +20,8 @@ import numpy as np
 from millamusic.compose import compose
 from millamusic.engines.base import VocalRequest, VocalResult
 from millamusic.engines.singer import Singer
-from millamusic.score import Score
-from millamusic.spec import load_song
+from millamusic.music.score import Score
+from millamusic.spec.song import load_song
 
 ROOT = Path(__file__).resolve().parents[2]
 RATE = 44100

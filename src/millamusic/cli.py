@@ -4,13 +4,31 @@ from __future__ import annotations
 
 import json
 import os
+import platform
 import sys
+import tempfile
+import time
+import traceback
+from importlib.metadata import version
 from pathlib import Path
 
 import click
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
 
-from millamusic.errors import MillaError, exit_code_for
-
+from millamusic.compose import compose
+from millamusic.core.errors import EngineUnavailable, ExportError, MillaError, RenderError, SpecError
+from millamusic.engines import REGISTRY, SPEECH_SOURCES, missing_modules, missing_speech_modules
+from millamusic.instruments.soundfont import is_soundfont
+from millamusic.pipeline.album import AlbumOptions, build_album
+from millamusic.pipeline.render import render as render_song
+from millamusic.pipeline.stages import RenderOptions
+from millamusic.pipeline.status import AlbumStatus, album_status, song_status, status_json
+from millamusic.qa.check import check_paths, failed, results_table, summary
+from millamusic.qa.probe import CheckUsageError
+from millamusic.spec.album import load_album
+from millamusic.spec.song import is_album_spec, load_song
 
 # render, album and status find the stage cache the same way (see _cache_dir)
 cache_dir_option = click.option("--cache-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
@@ -22,14 +40,69 @@ catalogue_option = click.option(
          "in [default: the folder above the spec's folder].")
 
 
-def _fail(error: MillaError) -> None:
-    click.echo(f"error: {error}", err=True)
-    sys.exit(exit_code_for(error))
+# Exit codes, in one place (docs/errors.md). 1 is `check`'s "a master failed a delivery rule".
+EXIT_CODES: dict[type[MillaError], int] = {
+    SpecError: 2,
+    EngineUnavailable: 3,
+    RenderError: 4,
+    ExportError: 5,
+}
+DELIVERY_CHECK_FAILED = 1
+BUG = 70  # EX_SOFTWARE (sysexits.h): an internal error, never a user's mistake
 
 
-@click.group()
+def exit_code_for(error: MillaError) -> int:
+    for cls in type(error).__mro__:
+        if cls in EXIT_CODES:
+            return EXIT_CODES[cls]
+    raise TypeError(f"{type(error).__name__} has no exit code: add it to millamusic.cli.EXIT_CODES")
+
+
+def report_bug(error: BaseException, *, show: bool) -> Path | None:
+    """Say that `error` is a bug in one line, and where its full traceback went (stderr with
+    --debug, else a file in the temp folder). Returns the file written, if any."""
+    text = "".join(traceback.format_exception(error))
+    header = f"millamusic {version('millamusic')}, Python {platform.python_version()}, {platform.platform()}\n" \
+             f"command: {' '.join(sys.argv)}\n\n"
+    notes = " ".join(getattr(error, "__notes__", []))
+    said = f"error: internal error (a bug in millamusic, not in your input): {type(error).__name__}: {error}"
+    said += f" [{notes}]" if notes else ""
+    if show:
+        click.echo(header + text, err=True, nl=False)
+        click.echo(said, err=True)
+        return None
+    path = Path(tempfile.gettempdir()) / f"millamusic-bug-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}.txt"
+    try:
+        path.write_text(header + text)
+    except OSError:  # no writable temp folder: the traceback goes to the terminal instead
+        click.echo(header + text, err=True, nl=False)
+        click.echo(said, err=True)
+        return None
+    click.echo(f"{said}. The full traceback is in {path} (or run again with --debug); please report it.", err=True)
+    return path
+
+
+class _Commands(click.Group):
+    """Every command's errors, in one place: a MillaError (the user's to fix) prints one line and
+    exits with its code; anything else is a bug and keeps its traceback (exit 70)."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except MillaError as error:
+            click.echo(f"error: {error}", err=True)
+            ctx.exit(exit_code_for(error))
+        except (click.exceptions.Exit, click.ClickException, click.Abort, KeyboardInterrupt, SystemExit):
+            raise
+        except Exception as error:
+            report_bug(error, show=ctx.params.get("debug", False))
+            ctx.exit(BUG)
+
+
+@click.group(cls=_Commands)
 @click.version_option(package_name="millamusic")
-def main() -> None:
+@click.option("--debug", is_flag=True, help="Print the full traceback of an internal error (a bug) on stderr.")
+def main(debug: bool) -> None:
     """Turn song specs into stems, masters, lyrics and AI credits."""
 
 
@@ -57,38 +130,27 @@ def render(spec: Path, out_root: Path, cache_dir: Path | None, force: bool, back
            vocals: str | None, profiles: tuple[str, ...], soundfont: Path | None, model: str | None, device: str | None,
            acknowledge_noncommercial: bool, as_json: bool, catalogue: Path | None) -> None:
     """Render SPEC (a song YAML) into a release."""
-    from rich.console import Console
-    from rich.markup import escape
-
-    from millamusic.compose import compose
-    from millamusic.pipeline import RenderOptions, render as render_song
-    from millamusic.spec import load_song
 
     console = Console(stderr=True, quiet=False)
     cache = _cache_dir(cache_dir, out_root)
     if soundfont is not None:
-        from millamusic.soundfont import is_soundfont
 
         if not is_soundfont(soundfont):
             raise click.BadParameter(f"{soundfont} is not a SoundFont 2 file (no RIFF 'sfbk' header); "
                                      "give a General MIDI .sf2 file", param_hint="--soundfont")
-    try:
-        song = load_song(spec, catalogue)
-        compose(song)  # what `check` checks (syllables that do not fit ...), before OUT is touched
-        options = RenderOptions(out_root=out_root, cache_dir=cache, force=force, backing=backing, vocals=vocals,
-                                profiles=_split_names(profiles), soundfont=soundfont, model=model, device=device,
-                                acknowledge_noncommercial=acknowledge_noncommercial)
-        with console.status("") as status:
-            def progress(stage: str, state: str) -> None:
-                if state == "start":
-                    status.update(f"[bold]{escape(song.spec.title)}[/]: {escape(stage)} ...")
-                else:
-                    console.print(f"  {stage:<8} {state}", markup=False)  # "master[spotify]" is not markup
-            console.print(f"[bold]{escape(song.spec.title)}[/] ({escape(str(spec))})")
-            result = render_song(song, options, progress)
-    except MillaError as error:
-        _fail(error)
-        return
+    song = load_song(spec, catalogue)
+    compose(song)  # what `check` checks (syllables that do not fit ...), before OUT is touched
+    options = RenderOptions(out_root=out_root, cache_dir=cache, force=force, backing=backing, vocals=vocals,
+                            profiles=_split_names(profiles), soundfont=soundfont, model=model, device=device,
+                            acknowledge_noncommercial=acknowledge_noncommercial)
+    with console.status("") as status:
+        def progress(stage: str, state: str) -> None:
+            if state == "start":
+                status.update(f"[bold]{escape(song.spec.title)}[/]: {escape(stage)} ...")
+            else:
+                console.print(f"  {stage:<8} {state}", markup=False)  # "master[spotify]" is not markup
+        console.print(f"[bold]{escape(song.spec.title)}[/] ({escape(str(spec))})")
+        result = render_song(song, options, progress)
     if as_json:
         click.echo(json.dumps(result.to_dict(), indent=1))
         return
@@ -122,12 +184,6 @@ def album(album_spec: Path, out_root: Path | None, cache_dir: Path | None, jobs:
     """Build ALBUM_SPEC (an album YAML): every track rendered, mastered and tagged as one release.
 
     Resumable: run it again after a crash or a kill and only unfinished stages run."""
-    from rich.console import Console
-    from rich.markup import escape
-    from rich.table import Table
-
-    from millamusic.album import load_album
-    from millamusic.album_build import AlbumOptions, build_album
 
     console = Console(stderr=True)
     if executor == "ray" and jobs is not None:
@@ -136,25 +192,21 @@ def album(album_spec: Path, out_root: Path | None, cache_dir: Path | None, jobs:
     if address is not None and executor != "ray":
         raise click.UsageError("--address names a Ray cluster: use it with --executor ray")
     jobs = jobs or 1
-    try:
-        spec = load_album(album_spec, catalogue)
-        root = out_root or Path("albums") / spec.slug
-        cache = _cache_dir(cache_dir, root)
-        at_once = f"{jobs} at once" if executor == "local" else "on Ray"
-        console.print(f"[bold]{escape(spec.spec.title)}[/] ({escape(str(album_spec))}): {len(spec.tracks)} tracks, "
-                      f"{at_once}")
+    spec = load_album(album_spec, catalogue)
+    root = out_root or Path("albums") / spec.slug
+    cache = _cache_dir(cache_dir, root)
+    at_once = f"{jobs} at once" if executor == "local" else "on Ray"
+    console.print(f"[bold]{escape(spec.spec.title)}[/] ({escape(str(album_spec))}): {len(spec.tracks)} tracks, "
+                  f"{at_once}")
 
-        def progress(number: int, title: str, stage: str, state: str) -> None:
-            who = f"{number:>2} {title}" if number else "   album"
-            if state != "start":
-                console.print(f"  {who:<28.28} {stage:<18} {state}", markup=False, soft_wrap=True)
+    def progress(number: int, title: str, stage: str, state: str) -> None:
+        who = f"{number:>2} {title}" if number else "   album"
+        if state != "start":
+            console.print(f"  {who:<28.28} {stage:<18} {state}", markup=False, soft_wrap=True)
 
-        result = build_album(spec, AlbumOptions(out_root=root, cache_dir=cache, jobs=jobs, force=force,
-                                                acknowledge_noncommercial=acknowledge_noncommercial,
-                                                executor=executor, address=address), progress)
-    except MillaError as error:
-        _fail(error)
-        return
+    result = build_album(spec, AlbumOptions(out_root=root, cache_dir=cache, jobs=jobs, force=force,
+                                            acknowledge_noncommercial=acknowledge_noncommercial,
+                                            executor=executor, address=address), progress)
     table = Table(title=f"{result.title}: {len(result.tracks)} tracks in {result.seconds:.1f} s", title_justify="left")
     for column in ("#", "track", "duration"):
         table.add_column(column, no_wrap=True)
@@ -194,38 +246,23 @@ def status(spec: Path, out_root: Path | None, cache_dir: Path | None, profiles: 
 
     Nothing is rendered: "cached" stages are in the cache, "runs" stages are not (with what changed
     since their last run), "waits" stages read the output of a stage that runs first."""
-    from rich.console import Console
-    from rich.markup import escape
-    from rich.table import Table
 
-    from millamusic.pipeline import RenderOptions
-    from millamusic.spec import is_album_spec
-    from millamusic.status import AlbumStatus, album_status, song_status, status_json
-
-    try:
-        if is_album_spec(spec):
-            from millamusic.album import load_album
-
-            if profiles:
-                raise click.UsageError("--profile is for songs; an album's profiles come from its spec")
-            album_spec = load_album(spec, catalogue)
-            root = out_root or Path("albums") / album_spec.slug
-            options = RenderOptions(out_root=root, cache_dir=_cache_dir(cache_dir, root))
-            result: object = album_status(album_spec, options)
-            sections = [("album", result.album)] if result.album else []
-            sections += [(f"{number} {title}", rows) for number, title, rows in result.tracks]
-        else:
-            from millamusic.spec import load_song
-
-            song = load_song(spec, catalogue)
-            root = out_root or Path(".")
-            options = RenderOptions(out_root=root, cache_dir=_cache_dir(cache_dir, root),
-                                    profiles=_split_names(profiles))
-            result = song_status(song, options)
-            sections = [(song.spec.title, result)]
-    except MillaError as error:
-        _fail(error)
-        return
+    if is_album_spec(spec):
+        if profiles:
+            raise click.UsageError("--profile is for songs; an album's profiles come from its spec")
+        album_spec = load_album(spec, catalogue)
+        root = out_root or Path("albums") / album_spec.slug
+        options = RenderOptions(out_root=root, cache_dir=_cache_dir(cache_dir, root))
+        result: object = album_status(album_spec, options)
+        sections = [("album", result.album)] if result.album else []
+        sections += [(f"{number} {title}", rows) for number, title, rows in result.tracks]
+    else:
+        song = load_song(spec, catalogue)
+        root = out_root or Path(".")
+        options = RenderOptions(out_root=root, cache_dir=_cache_dir(cache_dir, root),
+                                profiles=_split_names(profiles))
+        result = song_status(song, options)
+        sections = [(song.spec.title, result)]
     if as_json:
         click.echo(status_json(result))
         return
@@ -261,7 +298,8 @@ def check(paths: tuple[Path, ...], profile: str | None, catalogue: Path | None) 
 
     Masters: prints a table of every rule per file (format, header, loudness, true peak, tags,
     identifiers, cover, lyrics, AI fields, release record); exit 1 when any fails, 2 on bad usage.
-    Specs: reports every problem at once; exit 2 if any.
+    Specs: reports every problem of every spec given; exit 2 if any spec has one (the code of the
+    first failing spec's error when that is not a spec problem, e.g. 3 for a missing engine).
     """
     specs = [p for p in paths if p.suffix.lower() in (".yaml", ".yml")]
     if specs and len(specs) != len(paths):
@@ -269,40 +307,36 @@ def check(paths: tuple[Path, ...], profile: str | None, catalogue: Path | None) 
     if specs:
         if profile is not None:
             raise click.UsageError("--profile applies to masters, not to song specs")
-        for spec in specs:
-            _check_spec(spec, catalogue)
+        codes = [_check_spec(spec, catalogue) for spec in specs]
+        failures = [code for code in codes if code]
+        if len(specs) > 1:
+            click.echo(f"{len(specs) - len(failures)} of {len(specs)} specs ok", err=bool(failures))
+        if failures:
+            sys.exit(failures[0])
         return
     if catalogue is not None:
         raise click.UsageError("--catalogue applies to specs, not to masters")
     _check_masters(list(paths), profile)
 
 
-def _check_spec(spec: Path, catalogue: Path | None) -> None:
-    from millamusic.compose import compose
-    from millamusic.spec import is_album_spec, load_song
-
+def _check_spec(spec: Path, catalogue: Path | None) -> int:
+    """Check one spec and say so; its exit code (0: ok). Every spec given is checked."""
     try:
         if is_album_spec(spec):
-            from millamusic.album import load_album
-
             album = load_album(spec, catalogue)  # every track's song spec is checked too
             for track in album.tracks:  # and composed, as a render would: lyrics that cannot be sung fit
                 compose(track.song)
             click.echo(f"{spec}: ok (album, {len(album.tracks)} tracks)")
-            return
-        song = load_song(spec, catalogue)
-        score = compose(song)
-    except MillaError as error:
-        _fail(error)
-        return
+            return 0
+        score = compose(load_song(spec, catalogue))
+    except MillaError as error:  # this spec's problems; the next spec is still checked
+        click.echo(f"error: {error}", err=True)
+        return exit_code_for(error)
     click.echo(f"{spec}: ok ({len(score.bars)} bars, {score.total_seconds:.0f} s, {len(score.notes)} sung notes)")
+    return 0
 
 
 def _check_masters(paths: list[Path], profile: str | None) -> None:
-    from rich.console import Console
-
-    from millamusic.delivery import CheckUsageError, check_paths, failed, results_table, summary
-
     try:
         results = check_paths(paths, profile)
     except CheckUsageError as error:
@@ -310,23 +344,20 @@ def _check_masters(paths: list[Path], profile: str | None) -> None:
     console = Console(soft_wrap=False)
     console.print(results_table(results))
     console.print(summary(results), markup=False)
-    sys.exit(1 if failed(results) else 0)
+    sys.exit(DELIVERY_CHECK_FAILED if failed(results) else 0)
 
 
 @main.command()
 def engines() -> None:
     """List engines and whether each is installed."""
-    import importlib.util
-
-    from millamusic.engines import REGISTRY, SPEECH_SOURCES, missing_modules
 
     for name, entry in sorted(REGISTRY.items(), key=lambda item: (item[1].kind, item[0])):
         missing = missing_modules(name)
         state = "installed" if not missing else f"not installed ({entry.install_hint})"
         click.echo(f"{entry.kind:<8} {name:<10} {state}")
-    for name, (modules, hint) in SPEECH_SOURCES.items():  # what the singer can speak with
-        missing = [m for m in modules if importlib.util.find_spec(m) is None]
-        click.echo(f"{'speech':<8} {name:<10} {'installed' if not missing else f'not installed ({hint})'}")
+    for name, source in SPEECH_SOURCES.items():  # what the singer can speak with
+        missing = missing_speech_modules(name)
+        click.echo(f"{'speech':<8} {name:<10} {'installed' if not missing else f'not installed ({source.install_hint})'}")
 
 
 if __name__ == "__main__":  # pragma: no cover

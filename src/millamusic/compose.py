@@ -11,13 +11,14 @@ import hashlib
 import math
 from dataclasses import dataclass
 
+import mido
 import numpy as np
 
-from millamusic.errors import SpecError, SpecProblem
-from millamusic.lyrics import display_line, line_words
-from millamusic.score import Bar, LyricLine, Note, Score, Section, Word
-from millamusic.spec import Song
-from millamusic.theory import Key, parse_chord
+from millamusic.core.errors import SpecError, SpecProblem
+from millamusic.music.lyrics import display_line, line_words
+from millamusic.music.score import Bar, LyricLine, Note, Score, Section, Word
+from millamusic.music.theory import Key, parse_chord
+from millamusic.spec.song import Song
 
 COMPOSER_VERSION = "2"  # 2: syllable counts from espeak, melisma markers
 
@@ -242,14 +243,14 @@ def _pitch_cost(pitch: int, target: float, sung: list[int]) -> float:
 # --- melody from MIDI --------------------------------------------------------------------------
 
 def _notes_from_midi(song: Song, sections, bars, lines, line_syllables, sheet_lines) -> list[Note]:
-    import mido
-
     path = song.melody_path
     try:
         midi = mido.MidiFile(str(path))
     except Exception as error:  # mido raises several types for broken files
+        # a cut-short file is an EOFError with no text: say so rather than "()"
+        said = str(error) or ("the file ends early" if isinstance(error, EOFError) else type(error).__name__)
         raise SpecError([SpecProblem(str(song.path), None, None, "melody", str(path),
-                                     f"cannot read the MIDI file ({error})", "export it again as a Standard MIDI File")]) from None
+                                     f"cannot read the MIDI file ({said})", "export it again as a Standard MIDI File")]) from error
     events = _monophonic_notes(midi)
     refs = [(line_index, ref) for line_index, line_refs in enumerate(line_syllables) for ref in line_refs]
     if len(events) != len(refs):

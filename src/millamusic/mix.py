@@ -1,14 +1,17 @@
-"""Stems -> stereo mix: level, pan, EQ and compression per stem, a vocal reverb send, and the
-backing ducked a little under the vocal. Settings are data; the report says what was done."""
+"""Stems -> stereo mix: per stem high-pass -> presence EQ -> compressor -> gain -> pan, into a
+backing bus and a vocal bus; a shared plate reverb from the sends; the backing ducked a little
+under the vocal; the sum trimmed to the mix peak. Every setting is in MixConfig (keyed into the mix
+stage's cache entry); the report says what was done."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
 import numpy as np
+from pedalboard import Compressor, HighpassFilter, PeakFilter, Pedalboard, Reverb
 
-from millamusic.audio import Audio
+from millamusic.core.audio import Audio
 
 MIX_VERSION = "3"
 
@@ -40,8 +43,51 @@ STEM_SETTINGS: dict[str, StemSettings] = {
 }
 DEFAULT_STEM = StemSettings(gain_db=-4.0, highpass_hz=60.0)
 VOCAL_STEMS = ("lead", "lead_double", "harmony")
-DUCK_DB = 2.0  # how far the backing dips while the vocal sings: room for words, no pumping
-MIX_PEAK_DBFS = -3.0  # headroom handed to mastering
+
+
+@dataclass(frozen=True)
+class StemProcessing:
+    """What every stem's chain shares (its own settings are in StemSettings)."""
+
+    presence_hz: float = 3000.0
+    presence_q: float = 0.8
+    attack_ms: float = 8.0
+    release_ms: float = 120.0
+
+
+@dataclass(frozen=True)
+class Plate:
+    """The shared reverb the stems' sends feed (all wet: the dry signal is in the buses)."""
+
+    room_size: float = 0.45
+    damping: float = 0.5
+    width: float = 1.0
+
+
+@dataclass(frozen=True)
+class Ducking:
+    max_db: float = 2.0  # how far the backing dips while the vocal sings: room for words, no pumping
+    smoothing_s: float = 0.08  # follows phrases, not syllables
+    reference_percentile: float = 90.0  # of the vocal's envelope: the level that ducks fully
+    silence: float = 1e-4  # envelope values at or under this are not singing
+
+
+@dataclass(frozen=True)
+class MixConfig:
+    stems: dict[str, StemSettings] = field(default_factory=lambda: dict(STEM_SETTINGS))
+    default_stem: StemSettings = DEFAULT_STEM  # for stem names not in `stems`
+    vocal_stems: tuple[str, ...] = VOCAL_STEMS  # these go to the vocal bus, the rest to the (ducked) backing bus
+    processing: StemProcessing = field(default_factory=StemProcessing)
+    plate: Plate = field(default_factory=Plate)
+    ducking: Ducking = field(default_factory=Ducking)
+    peak_dbfs: float = -3.0  # headroom handed to mastering
+
+    def key(self) -> dict:
+        """The settings as plain data, for the mix stage's cache key."""
+        return asdict(self)
+
+
+MIX = MixConfig()
 
 
 @dataclass(frozen=True)
@@ -55,13 +101,12 @@ class MixReport:
         return asdict(self)
 
 
-def mix(stems: Mapping[str, Audio]) -> tuple[Audio, MixReport]:
+def mix(stems: Mapping[str, Audio], config: MixConfig = MIX) -> tuple[Audio, MixReport]:
     """Sum processed stems; every stem must be stereo with the same rate and length.
 
     Each stem is read from `stems` once, in turn, so a mapping that loads stems when asked keeps
-    only one in memory (pipeline._StemFiles)."""
-    from pedalboard import Compressor, HighpassFilter, PeakFilter, Pedalboard, Reverb
-
+    only one in memory (pipeline.run.StemFiles)."""
+    processing = config.processing
     if not stems:
         raise ValueError("nothing to mix: no stems")
     stem_report = {}
@@ -75,27 +120,29 @@ def mix(stems: Mapping[str, Audio]) -> tuple[Audio, MixReport]:
         if audio.sample_rate != rate or audio.frames != frames:
             raise ValueError(f"stem {name!r} is {audio.frames} frames at {audio.sample_rate} Hz; "
                              f"expected {frames} at {rate}")
-        settings = STEM_SETTINGS.get(name, DEFAULT_STEM)
+        settings = config.stems.get(name, config.default_stem)
         chain = []
         if settings.highpass_hz:
             chain.append(HighpassFilter(settings.highpass_hz))
         if settings.presence_db:
-            chain.append(PeakFilter(3000.0, settings.presence_db, 0.8))
+            chain.append(PeakFilter(processing.presence_hz, settings.presence_db, processing.presence_q))
         if settings.compress:
             chain.append(Compressor(threshold_db=settings.compress[0], ratio=settings.compress[1],
-                                    attack_ms=8.0, release_ms=120.0))
+                                    attack_ms=processing.attack_ms, release_ms=processing.release_ms))
         processed = Pedalboard(chain)(audio.to_stereo().samples, rate) if chain else audio.to_stereo().samples
         processed = _pan(processed * np.float32(10 ** (settings.gain_db / 20)), settings.pan)
-        (vocal_bus if name in VOCAL_STEMS else backing_bus)[:] += processed
+        (vocal_bus if name in config.vocal_stems else backing_bus)[:] += processed
         if settings.reverb_send:
             reverb_bus += processed * np.float32(settings.reverb_send)
         stem_report[name] = {"peak_dbfs": _db(np.max(np.abs(processed))), "rms_dbfs": _db(_rms(processed)),
                              "gain_db": settings.gain_db, "pan": settings.pan}
-    wet = Pedalboard([Reverb(room_size=0.45, damping=0.5, wet_level=1.0, dry_level=0.0, width=1.0)])(reverb_bus, rate)
-    duck = _duck_gain(vocal_bus, rate)
+    plate = config.plate
+    wet = Pedalboard([Reverb(room_size=plate.room_size, damping=plate.damping, wet_level=1.0, dry_level=0.0,
+                             width=plate.width)])(reverb_bus, rate)
+    duck = _duck_gain(vocal_bus, rate, config.ducking)
     total = backing_bus * duck + vocal_bus + wet
     peak = float(np.max(np.abs(total))) or 1.0
-    trim_db = MIX_PEAK_DBFS - _db(peak)
+    trim_db = config.peak_dbfs - _db(peak)
     total *= np.float32(10 ** (trim_db / 20))
     report = MixReport(stem_report, float(-_db(np.min(duck))), _db(np.max(np.abs(total))), trim_db)
     return Audio(total.astype(np.float32), rate), report
@@ -110,16 +157,17 @@ def _pan(stereo: np.ndarray, pan: float) -> np.ndarray:
     return stereo * gains
 
 
-def _duck_gain(vocal: np.ndarray, rate: int) -> np.ndarray:
-    """Gain (1, frames) for the backing: down by up to DUCK_DB while the vocal is loud."""
-    from scipy.signal import lfilter
+def _duck_gain(vocal: np.ndarray, rate: int, ducking: Ducking) -> np.ndarray:
+    """Gain (1, frames) for the backing: down by up to `ducking.max_db` while the vocal is loud."""
+    from scipy.signal import lfilter  # scipy: ~1 s to import
 
     level = np.abs(vocal).max(axis=0)
-    coeff = np.exp(-1.0 / (0.08 * rate))  # 80 ms smoothing: follows phrases, not syllables
+    coeff = np.exp(-1.0 / (ducking.smoothing_s * rate))
     envelope = lfilter([1 - coeff], [1, -coeff], level)
-    reference = np.percentile(envelope[envelope > 1e-4], 90) if np.any(envelope > 1e-4) else 1.0
+    singing = envelope > ducking.silence
+    reference = np.percentile(envelope[singing], ducking.reference_percentile) if np.any(singing) else 1.0
     amount = np.clip(envelope / (reference + 1e-9), 0.0, 1.0)
-    return (10 ** (-DUCK_DB * amount / 20)).astype(np.float32)[None, :]
+    return (10 ** (-ducking.max_db * amount / 20)).astype(np.float32)[None, :]
 
 
 def _rms(x: np.ndarray) -> float:

@@ -6,7 +6,7 @@ import importlib
 import importlib.util
 from dataclasses import dataclass
 
-from millamusic.errors import EngineUnavailable
+from millamusic.core.errors import EngineUnavailable
 
 
 @dataclass(frozen=True)
@@ -32,10 +32,18 @@ REGISTRY: dict[str, EngineEntry] = {
 }
 
 
-# The singer's speech sources (artist profile `voice.source`): importable modules and install hint.
-SPEECH_SOURCES: dict[str, tuple[tuple[str, ...], str]] = {
-    "espeak": (("espeakng_loader",), "pip install millamusic"),
-    "piper": (("onnxruntime", "onnx"), "pip install 'millamusic[piper]'"),
+@dataclass(frozen=True)
+class SpeechSourceEntry:
+    target: str  # "module:function": (VocalRequest, options) -> the singer's speaker
+    requires: tuple[str, ...]
+    install_hint: str
+
+
+# The singer's speech sources (artist profile `voice.source`), one line each like the engines.
+SPEECH_SOURCES: dict[str, SpeechSourceEntry] = {
+    "espeak": SpeechSourceEntry("millamusic.engines.singer:espeak_speaker", ("espeakng_loader",), "pip install millamusic"),
+    "piper": SpeechSourceEntry("millamusic.engines.singer:piper_speaker", ("onnxruntime", "onnx"),
+                               "pip install 'millamusic[piper]'"),
 }
 
 
@@ -59,6 +67,23 @@ def load_engine(kind: str, name: str):
         )
     module_name, class_name = entry.target.split(":")
     return getattr(importlib.import_module(module_name), class_name)()
+
+
+def missing_speech_modules(name: str) -> list[str]:
+    return [m for m in SPEECH_SOURCES[name].requires if importlib.util.find_spec(m) is None]
+
+
+def load_speech_source(name: str):
+    """The function that makes the singer's speaker for source `name`, or a clear EngineUnavailable."""
+    entry = SPEECH_SOURCES.get(name)
+    if entry is None:
+        raise EngineUnavailable(f"unknown speech source {name!r}; valid sources: {', '.join(sorted(SPEECH_SOURCES))}")
+    missing = missing_speech_modules(name)
+    if missing:
+        raise EngineUnavailable(f"speech source {name!r} is not installed (missing: {', '.join(missing)}). "
+                                f"Fix: {entry.install_hint}")
+    module_name, function_name = entry.target.split(":")
+    return getattr(importlib.import_module(module_name), function_name)
 
 
 def option_problems(name: str, options: dict) -> list[tuple[str, str, str]]:

@@ -7,8 +7,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import ClassVar
 
-from millamusic.audio import Audio
-from millamusic.score import Score
+from millamusic.core.audio import Audio
+from millamusic.music.score import Score, SungSyllable
 
 
 @dataclass(frozen=True)
@@ -50,16 +50,6 @@ class VocalRequest:
     # where an engine may keep work it can reuse across renders (kokoro: its sung phrases); set by
     # the pipeline beside the stage cache, never part of a cache key
     reuse_dir: Path | None = None
-
-
-@dataclass(frozen=True)
-class SungSyllable:
-    """Where a note's syllable was actually sung: feeds synced lyrics."""
-
-    note_index: int
-    start_seconds: float  # first audible sound of the syllable (onset consonant)
-    end_seconds: float
-    vowel_seconds: float | None = None  # where the vowel starts: on the note's beat
 
 
 @dataclass(frozen=True)

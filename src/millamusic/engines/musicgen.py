@@ -30,10 +30,14 @@ from typing import ClassVar
 
 import numpy as np
 
-from millamusic.audio import Audio, read_audio, resample
+from millamusic.analysis.chroma import chroma_window, melody_chroma
+from millamusic.analysis.grid_fit import fit_to_grid
+from millamusic.core.audio import Audio, read_audio, resample
+from millamusic.core.errors import EngineUnavailable, RenderError
+from millamusic.engines.arranger import arrange, resolve_preset
 from millamusic.engines.base import BackingEngine, BackingRequest, BackingResult, EngineInfo
-from millamusic.errors import EngineUnavailable, RenderError
-from millamusic.score import Score
+from millamusic.instruments.rendering import fade_tail, render_arrangement, sum_stems
+from millamusic.music.score import Score
 
 ENGINE_VERSION = "0.1.0"
 MUSICGEN_RATE = 32000  # EnCodec 32 kHz
@@ -167,8 +171,12 @@ def _card_licence(folder: Path) -> str | None:
 
 def _hub_folder(model_id: str) -> tuple[Path, str]:
     """The local snapshot of a hub checkpoint (downloading it when the network allows)."""
-    from huggingface_hub import snapshot_download
-    from huggingface_hub.errors import LocalEntryNotFoundError, RepositoryNotFoundError
+    from huggingface_hub import snapshot_download  # huggingface_hub: only for hub checkpoints
+    from huggingface_hub.errors import (  # huggingface_hub: only for hub checkpoints
+        GatedRepoError,
+        LocalEntryNotFoundError,
+        RepositoryNotFoundError,
+    )
 
     known = f"published ids: {', '.join(KNOWN_MODELS)}"
     try:
@@ -181,16 +189,20 @@ def _hub_folder(model_id: str) -> tuple[Path, str]:
                 "(~/.cache/huggingface), or pass a local checkpoint folder with --model") from None
         try:
             folder = Path(snapshot_download(model_id))
-        except RepositoryNotFoundError:
+        except GatedRepoError as error:  # a RepositoryNotFoundError too: it exists, behind a login and its terms
+            raise EngineUnavailable(f"MusicGen model {model_id!r} is gated on the Hugging Face hub. Fix: accept its "
+                                    "terms on huggingface.co and run `hf auth login`, or pass a local checkpoint "
+                                    "folder") from error
+        except RepositoryNotFoundError as error:  # the cause has the hub's answer (status, URL, request id)
             raise EngineUnavailable(f"unknown MusicGen model {model_id!r} on the Hugging Face hub; {known}; "
-                                    "or pass a local checkpoint folder") from None
+                                    "or pass a local checkpoint folder") from error
         except Exception as error:  # no network, proxy, disk: the library's own words plus the fix
             raise EngineUnavailable(
                 f"MusicGen checkpoint {model_id!r} is not downloaded and could not be fetched "
                 f"({type(error).__name__}: {error}). Fix: on a machine with network run `hf download {model_id}` "
-                "and copy ~/.cache/huggingface here, or pass a local checkpoint folder with --model") from None
-    except (ValueError, OSError) as error:  # a malformed id
-        raise EngineUnavailable(f"{model_id!r} is neither a local folder nor a hub model id ({error}); {known}") from None
+                "and copy ~/.cache/huggingface here, or pass a local checkpoint folder with --model") from error
+    except (ValueError, OSError) as error:  # a malformed id, or a cache that cannot be read
+        raise EngineUnavailable(f"{model_id!r} is neither a local folder nor a hub model id ({error}); {known}") from error
     return folder, f"hub:{model_id}@{folder.name}"
 
 
@@ -210,7 +222,7 @@ def resolve_model(model_id: str, *, licence: str | None = None) -> ModelSource:
                                 "Fix: point --model at the folder `save_pretrained` wrote (or a hub id)")
     try:
         config = json.loads(config_path.read_text())
-    except json.JSONDecodeError as error:
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
         raise EngineUnavailable(f"{config_path} is not valid JSON ({error}); the checkpoint is damaged") from None
     architecture = config.get("model_type")
     if architecture not in ARCHITECTURES:
@@ -223,7 +235,7 @@ def resolve_model(model_id: str, *, licence: str | None = None) -> ModelSource:
 
 def choose_device(requested: str = "auto") -> str:
     """auto: CUDA, then Apple MPS, then CPU. An explicit GPU that is not there is an error, not a fallback."""
-    import torch
+    import torch  # torch: ~2 s to import
 
     mps = getattr(torch.backends, "mps", None)
     has_mps = bool(mps is not None and mps.is_available())
@@ -244,7 +256,7 @@ def choose_device(requested: str = "auto") -> str:
 
 def choose_dtype(requested: str, device: str):
     """bf16 on CUDA GPUs that have it (fp16 otherwise), fp16 on MPS, fp32 on CPU."""
-    import torch
+    import torch  # torch: ~2 s to import
 
     if requested == "auto":
         if device.startswith("cuda"):
@@ -264,9 +276,9 @@ def load_model(source: ModelSource, device: str, dtype):
     if key in _LOADED:
         return _LOADED[key]
     _LOADED.clear()
-    import torch
-    import transformers
-    from transformers import AutoTokenizer
+    import torch  # torch: ~2 s to import
+    import transformers  # transformers: seconds to import
+    from transformers import AutoTokenizer  # transformers: seconds to import
 
     transformers.utils.logging.set_verbosity_error()  # its progress bars would interleave with ours
     transformers.utils.logging.disable_progress_bar()
@@ -275,14 +287,14 @@ def load_model(source: ModelSource, device: str, dtype):
     try:
         tokenizer = AutoTokenizer.from_pretrained(source.folder)
         model = model_class.from_pretrained(source.folder, dtype=dtype).to(device).eval()
-    except torch.cuda.OutOfMemoryError:
+    except torch.cuda.OutOfMemoryError as error:  # the cause says how much was asked for and how much was free
         raise RenderError(f"out of GPU memory loading {source.model_id} in {str(dtype).split('.')[-1]} on {device}. "
-                          "Fix: a smaller checkpoint (facebook/musicgen-small), dtype float16, or --device cpu") from None
+                          "Fix: a smaller checkpoint (facebook/musicgen-small), dtype float16, or --device cpu") from error
     except Exception as error:  # safetensors, tokenizers and torch raise their own types for a damaged folder
         raise EngineUnavailable(f"could not load MusicGen weights from {source.folder}: {type(error).__name__}: "
                                 f"{error}. Fix: the folder "
                                 "needs config.json, the weights (*.safetensors) and the tokenizer files; "
-                                "re-download or re-save it") from None
+                                "re-download or re-save it") from error
     _LOADED[key] = (model, tokenizer)
     return model, tokenizer
 
@@ -300,7 +312,6 @@ _DRUM_WORDS = {"intro": "light drums", "verse": "steady drums", "lift": "buildin
 
 def section_prompts(score: Score, request: BackingRequest, extra: str) -> dict[str, str]:
     """One text prompt per section kind: genre, style, who plays (the arranger's preset), tempo, key."""
-    from millamusic.engines.arranger import resolve_preset
 
     _, preset, _ = resolve_preset(request.genre, request.style)
     style = ", ".join(request.style)
@@ -352,8 +363,8 @@ def generate_codes(model, tokenizer, *, frames: int, windows: list[Window], text
     StoppingCriteria that never stops hands us the token stream (generate itself returns only
     decoded audio, and its streamer is not wired through MusicGen's sampling loop).
     """
-    import torch
-    from transformers import StoppingCriteria, StoppingCriteriaList
+    import torch  # torch: ~2 s to import
+    from transformers import StoppingCriteria, StoppingCriteriaList  # transformers: seconds to import
 
     class _Tokens(StoppingCriteria):
         ids = None
@@ -395,7 +406,7 @@ def generate_codes(model, tokenizer, *, frames: int, windows: list[Window], text
 
 def decode_codes(model, codes) -> np.ndarray:
     """(codebooks, frames) tokens -> float32 (channels, frames * 640) at 32 kHz, in one pass."""
-    import torch
+    import torch  # torch: ~2 s to import
 
     with torch.inference_mode():
         device = next(model.audio_encoder.parameters()).device
@@ -425,7 +436,6 @@ def guide_audio(score: Score, request: BackingRequest, source: ModelSource, guid
             raise RenderError("musicgen guide 'reference' needs the spec's `reference:` recording. "
                               "Fix: add `reference: <file>` to the spec, or use guide: score")
         return read_audio(Path(request.reference)), "reference"
-    from millamusic.engines.arranger import arrange, render_arrangement, sum_stems
 
     arrangement = arrange(score, BackingRequest(seed=request.seed, genre=request.genre, style=request.style,
                                                 sample_rate=MUSICGEN_RATE))
@@ -453,10 +463,6 @@ class MusicGen(BackingEngine):
                           licence=source.licence, generator="trained", weights_hash=source.identity)
 
     def render(self, score: Score, request: BackingRequest) -> BackingResult:
-        from millamusic.chroma import chroma_window, melody_chroma
-        from millamusic.engines.arranger import fade_tail
-        from millamusic.grid_fit import fit_to_grid
-
         settings = _settings(request.options)
         source = self.source(request)
         device = choose_device(settings["device"])
@@ -481,11 +487,11 @@ class MusicGen(BackingEngine):
             generated = time.perf_counter()
             raw = decode_codes(model, codes)
         except Exception as error:
-            import torch
+            import torch  # torch: ~2 s to import
 
             if isinstance(error, torch.cuda.OutOfMemoryError):
                 raise RenderError(f"out of GPU memory generating with {source.model_id} on {device}. Fix: a smaller "
-                                  "checkpoint, window_seconds 20, or --device cpu") from None
+                                  "checkpoint, window_seconds 20, or --device cpu") from error
             raise
         decoded = time.perf_counter()
 

@@ -1,0 +1,1 @@
+"""What the embedded arranger plays with: genre presets, synthesised instruments, SoundFonts."""

@@ -1,0 +1,1 @@
+"""A mix to a delivery target: the chain's settings (config), the chain, and album mastering."""

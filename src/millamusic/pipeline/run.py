@@ -1,0 +1,122 @@
+"""The state of one render: its song, options and cache, and each stage run through that cache."""
+
+from __future__ import annotations
+
+import errno
+import json
+import shutil
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from millamusic.core.audio import Audio, load_npy
+from millamusic.core.cache import CorruptEntry, Entry, StageCache
+from millamusic.core.errors import MillaError, RenderError, disk_fault, is_disk_fault
+from millamusic.pipeline.stages import STAGE_VERSIONS, RenderOptions, explain
+from millamusic.spec.song import Song
+
+
+@dataclass(frozen=True)
+class StageReport:
+    name: str
+    cached: bool
+    seconds: float
+    why: str  # why it ran ("" when cached)
+
+
+Progress = Callable[[str, str], None]  # (stage, "start" | "done: ...") for the CLI's display
+
+
+@dataclass
+class Run:
+    song: Song
+    options: RenderOptions
+    cache: StageCache
+    progress: Progress
+    sources: dict = field(default_factory=dict)  # the song's files, remembered with each stage (status.song_sources)
+    reports: list[StageReport] = field(default_factory=list)
+    entries: dict[str, Entry] = field(default_factory=dict)
+
+    def all_stems(self) -> "_StemFiles":
+        return _StemFiles({**self._stem_files(self.entries["backing"], "backing.json"),
+                           **self._stem_files(self.entries["vocals"], "vocals.json")})
+
+    @staticmethod
+    def _stem_files(entry: Entry, listing: str) -> dict[str, Callable[[], Path]]:
+        names = json.loads((entry.path / listing).read_text())["stems"]
+        return {name: lambda name=name: entry.verified(f"{name}.npy") for name in names}
+
+    def in_order(self) -> list[StageReport]:
+        """The stage reports in the order of a serial render (stages side by side finish in any order)."""
+        rank = {"compose": 0, "backing": 1, "vocals": 2, "stems": 3}  # the rest run one after another
+        return sorted(self.reports, key=lambda report: rank.get(report.name, 4))
+
+    def stage(self, name: str, inputs: dict, produce: Callable[[Path], None], *, variant: str | None = None) -> Entry:
+        """Run (or reuse) one stage. A `variant` (a delivery profile) is a separate run of the same
+        stage: it is reported as "name[variant]" and remembered apart for "why did it re-run"."""
+        label = self.song.slug if variant is None else f"{self.song.slug}.{variant}"
+        shown = name if variant is None else f"{name}[{variant}]"
+        self.progress(shown, "start")
+        started = time.perf_counter()
+
+        inputs = {"version": STAGE_VERSIONS[name], **inputs}
+        try:
+            entry = self.cache.run(name, inputs, produce, force=self.options.force, label=label, context=self.sources,
+                                   explain=lambda previous: explain(name, previous, inputs, self.sources))
+        except (MillaError, CorruptEntry):
+            raise  # already says what is wrong and maps to its own exit code (a SpecError stays 2); see render
+        except OSError as error:  # the machine, not the song (a full disk, a read-only folder): say what to do
+            if not (is_disk_fault(error) or error.errno in MACHINE_FAULTS):
+                error.add_note(f"millamusic: in stage {name!r} of {self.song.path}")
+                raise
+            where = self.cache.root.resolve()
+            raise RenderError(f"stage {name!r} failed for {self.song.path}: " + disk_fault(
+                error, f"its cache entry in {where / name}", where,
+                "Nothing was published and no half entry was kept; the stages before it stay cached."
+            )) from error
+        except Exception as error:  # a bug, ours or a library's: it keeps its traceback (exit 70), named here
+            error.add_note(f"millamusic: in stage {name!r} of {self.song.path}{_low_disk_hint(self.cache.root)}")
+            raise
+        report = StageReport(shown, entry.hit, time.perf_counter() - started, entry.why)
+        self.reports.append(report)
+        self.entries[shown] = entry
+        self.progress(shown, "cached" if entry.hit else f"done ({entry.why})")
+        return entry
+
+
+class _StemFiles(Mapping):
+    """Stems read from their cache entries when asked for, one at a time and not kept: the mix and
+    the stems' WAVs (side by side) go through them stem by stem, so each holds one at a time
+    instead of all of them (a 3-minute stem is 70 MB; a song has up to a dozen)."""
+
+    def __init__(self, paths: dict[str, Callable[[], Path]]):
+        self._paths = paths  # name -> the verified .npy path (Entry.verified)
+
+    def __getitem__(self, name: str) -> Audio:
+        return load_npy(self._paths[name]())
+
+    def __iter__(self):
+        return iter(self._paths)
+
+    def __len__(self) -> int:
+        return len(self._paths)
+
+
+# Besides a full disk (errors.is_disk_fault): what the machine, not the song or the code, causes.
+MACHINE_FAULTS = (errno.EACCES, errno.EPERM, errno.EIO)
+
+LOW_DISK_BYTES = 256 << 20  # less free than this where the cache lies: about one long song's stems
+
+
+def _low_disk_hint(folder: Path) -> str:
+    """Libraries that do not say "disk full" (libsndfile, LAME) fail with their own words: when the
+    disk is nearly full, say so beside them."""
+    try:
+        free = shutil.disk_usage(folder).free
+    except OSError:
+        return ""
+    if free >= LOW_DISK_BYTES:
+        return ""
+    return (f" (the disk that holds {folder} has only {free >> 20} MiB free: if the stage was writing, a full disk "
+            "is the likely cause. Fix: free space there, then run the same command again)")

@@ -1,0 +1,1 @@
+"""What release managers check: the delivery rules (`millamusic check`) and the album report."""
