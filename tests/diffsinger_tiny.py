@@ -41,9 +41,9 @@ def _save(path: Path, nodes, inputs, outputs, initialisers=()) -> None:
     onnx.save(model, str(path))
 
 
-def linguistic(path: Path, *, words: bool = True, languages: bool = False) -> None:
-    table = numpy_helper.from_array(np.linspace(-1, 1, (len(PHONEMES) + 1) * HIDDEN, dtype=np.float32)
-                                    .reshape(len(PHONEMES) + 1, HIDDEN), "table")
+def linguistic(path: Path, *, words: bool = True, languages: bool = False, tokens: int = len(PHONEMES)) -> None:
+    table = numpy_helper.from_array(np.linspace(-1, 1, (tokens + 1) * HIDDEN, dtype=np.float32)
+                                    .reshape(tokens + 1, HIDDEN), "table")
     inputs = [_io("tokens", I64, [1, "n_tokens"])]
     inputs += [_io("languages", I64, [1, "n_tokens"])] if languages else []
     inputs += ([_io("word_div", I64, [1, "n_words"]), _io("word_dur", I64, [1, "n_words"])] if words
@@ -126,13 +126,14 @@ def _yaml(path: Path, values: dict) -> None:
 
 
 def build_bank(root: Path, *, speakers: tuple[str, ...] = (), continuous: bool = True, with_duration: bool = True,
-               with_variance: bool = True, dictionary: dict[str, list[str]] | None = None) -> Path:
+               with_variance: bool = True, dictionary: dict[str, list[str]] | None = None,
+               phonemes: tuple[str, ...] = PHONEMES) -> Path:
     """Write the tiny bank into `root` (created) and return it."""
     root.mkdir(parents=True, exist_ok=True)
     (root / "character.txt").write_text("name=Tiny Test Singer\nauthor=millamusic tests\nversion=0.1\n"
                                         "license=CC0 (made in code for the tests)\n")
     (root / "LICENSE.txt").write_text("CC0 1.0: made in code by the millamusic tests.\n")
-    (root / "phonemes.json").write_text(json.dumps({p: i + 1 for i, p in enumerate(PHONEMES)}))
+    (root / "phonemes.json").write_text(json.dumps({p: i + 1 for i, p in enumerate(phonemes)}))
     mel = {"sample_rate": SAMPLE_RATE, "hop_size": HOP, "win_size": 2048, "fft_size": 2048, "num_mel_bins": MEL_BINS,
            "mel_fmin": 40, "mel_fmax": 16000, "mel_base": "e", "mel_scale": "slaney"}
     variances = ("energy", "breathiness") if with_variance else ()
@@ -152,16 +153,16 @@ def build_bank(root: Path, *, speakers: tuple[str, ...] = (), continuous: bool =
               "predict_dur": True, "use_continuous_acceleration": continuous, "sample_rate": SAMPLE_RATE, "hop_size": HOP}
     if with_duration:
         _yaml(root / "dsdur" / "dsconfig.yaml", {**shared, "dur": "dur.onnx"})
-        linguistic(root / "dsdur" / "linguistic.onnx")
+        linguistic(root / "dsdur" / "linguistic.onnx", tokens=len(phonemes))
         duration(root / "dsdur" / "dur.onnx")
     if with_variance:
         _yaml(root / "dsvariance" / "dsconfig.yaml", {**shared, "variance": "variance.onnx", "predict_energy": True,
                                                        "predict_breathiness": True})
-        linguistic(root / "dsvariance" / "linguistic.onnx")
+        linguistic(root / "dsvariance" / "linguistic.onnx", tokens=len(phonemes))
         variance(root / "dsvariance" / "variance.onnx", continuous=continuous)
     if dictionary is not None:
         folder = root / "dsdur" if with_duration else root
         _yaml(folder / "dsdict.yaml", {
-            "symbols": [{"symbol": p, "type": "vowel" if p in VOWELS else "stop"} for p in PHONEMES if p not in ("SP", "AP")],
+            "symbols": [{"symbol": p, "type": "vowel" if p in VOWELS else "stop"} for p in phonemes if p not in ("SP", "AP")],
             "entries": [{"grapheme": word, "phonemes": phones} for word, phones in dictionary.items()]})
     return root
