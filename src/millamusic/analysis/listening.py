@@ -160,6 +160,7 @@ def vowel_onset_errors(score: Score, mono: np.ndarray, rate: int) -> np.ndarray:
     from scipy.signal import butter, sosfiltfilt  # scipy: ~1 s to import
 
     hop = int(0.005 * rate)
+    period = hop / rate  # ~5 ms: exactly 5 only where 0.005 * rate is whole (not at 44.1 kHz)
     band = sosfiltfilt(butter(4, [150.0, 1000.0], btype="bandpass", fs=rate, output="sos"), np.asarray(mono, float))
     frames = len(band) // hop
     power = (band[: frames * hop].reshape(frames, hop) ** 2).mean(axis=1)
@@ -173,13 +174,13 @@ def vowel_onset_errors(score: Score, mono: np.ndarray, rate: int) -> np.ndarray:
         previous_end = end
         if not note.syllable or not (after_rest or _UNVOICED_START.match(note.syllable.strip("'’"))):
             continue
-        first, peak_end = int((start - 0.12) / 0.005), int(min(start + 0.15, end) / 0.005)
-        if first < 0 or peak_end >= frames or peak_end <= int(start / 0.005):
+        first, peak_end = int((start - 0.12) / period), int(min(start + 0.15, end) / period)
+        if first < 0 or peak_end >= frames or peak_end <= int(start / period):
             continue
-        peak = int(start / 0.005) + int(np.argmax(level_db[int(start / 0.005) : peak_end]))
+        peak = int(start / period) + int(np.argmax(level_db[int(start / period) : peak_end]))
         below = np.flatnonzero(level_db[first:peak] < level_db[peak] - 10.0)
         if len(below):
-            out.append((first + below[-1] + 1) * 0.005 - start)
+            out.append((first + below[-1] + 1) * period - start)
     return np.asarray(out)
 
 
