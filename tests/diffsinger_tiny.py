@@ -22,6 +22,7 @@ SAMPLE_RATE = 44100
 HOP = 512
 PHONEMES = ("AP", "SP", "a", "e", "i", "o", "u", "k", "l", "m", "n", "s", "t", "h", "r", "w", "y")
 VOWELS = ("a", "e", "i", "o", "u")
+ARPABET_VOWELS = ("aa", "ae", "ah", "ao", "aw", "ay", "eh", "er", "ey", "ih", "iy", "ow", "oy", "uh", "uw")
 DUR_FRAMES = 5.0  # what the tiny duration model predicts for every phoneme
 OPSET = [helper.make_opsetid("", 15)]
 
@@ -67,6 +68,34 @@ def duration(path: Path, *, speakers: bool = False) -> None:
     _save(path, nodes, inputs, [_io("ph_dur_pred", F32, [1, "n_tokens"])], consts)
 
 
+def pitch(path: Path, *, continuous: bool = True) -> None:
+    """pitch_pred[1, T] = each frame's note (note_midi held for note_dur frames): no ornament."""
+    inputs = [_io("encoder_out", F32, [1, "n_tokens", HIDDEN]), _io("ph_dur", I64, [1, "n_tokens"]),
+              _io("note_midi", F32, [1, "n_notes"]), _io("note_rest", BOOL, [1, "n_notes"]),
+              _io("note_dur", I64, [1, "n_notes"]), _io("pitch", F32, [1, "n_frames"]), _io("expr", F32, [1, "n_frames"]),
+              _io("retake", BOOL, [1, "n_frames"]), _io("steps" if continuous else "speedup", I64, [])]
+    consts = [numpy_helper.from_array(np.array(0, np.int64), "i0"), numpy_helper.from_array(np.array(1, np.int64), "i1"),
+              numpy_helper.from_array(np.array([0], np.int64), "ax0"), numpy_helper.from_array(np.array([1], np.int64), "ax1")]
+    nodes = [helper.make_node("CumSum", ["note_dur", "i1"], ["ends"]),
+             helper.make_node("Squeeze", ["ends", "ax0"], ["ends_flat"]),
+             helper.make_node("Shape", ["pitch"], ["pitch_shape"]),
+             helper.make_node("Gather", ["pitch_shape", "i1"], ["n_frames"], axis=0),
+             helper.make_node("Range", ["i0", "n_frames", "i1"], ["frames"]),
+             helper.make_node("Unsqueeze", ["frames", "ax1"], ["frame_col"]),
+             helper.make_node("Unsqueeze", ["ends_flat", "ax0"], ["end_row"]),
+             helper.make_node("GreaterOrEqual", ["frame_col", "end_row"], ["passed"]),
+             helper.make_node("Cast", ["passed"], ["passed_i"], to=I64),
+             helper.make_node("ReduceSum", ["passed_i", "ax1"], ["position"], keepdims=0),
+             helper.make_node("Shape", ["note_midi"], ["notes_shape"]),
+             helper.make_node("Gather", ["notes_shape", "i1"], ["n_notes"], axis=0),
+             helper.make_node("Sub", ["n_notes", "i1"], ["last_note"]),
+             helper.make_node("Min", ["position", "last_note"], ["clipped"]),
+             helper.make_node("Squeeze", ["note_midi", "ax0"], ["midi_row"]),
+             helper.make_node("Gather", ["midi_row", "clipped"], ["frame_midi"], axis=0),
+             helper.make_node("Unsqueeze", ["frame_midi", "ax0"], ["pitch_pred"])]
+    _save(path, nodes, inputs, [_io("pitch_pred", F32, [1, "n_frames"])], consts)
+
+
 def variance(path: Path, *, predicted=("energy", "breathiness"), continuous: bool = True) -> None:
     inputs = [_io("encoder_out", F32, [1, "n_tokens", HIDDEN]), _io("ph_dur", I64, [1, "n_tokens"]),
               _io("pitch", F32, [1, "n_frames"])]
@@ -79,45 +108,82 @@ def variance(path: Path, *, predicted=("energy", "breathiness"), continuous: boo
     _save(path, nodes, inputs, [_io(f"{name}_pred", F32, [1, "n_frames"]) for name in predicted], consts)
 
 
-def acoustic(path: Path, *, variances=("energy", "breathiness"), speakers: bool = False, continuous: bool = True,
-             gender: bool = False) -> None:
-    """mel[1, T, bins] = f0 / 1000 in every bin (T = the length of f0, which the engine makes sum(durations))."""
+def acoustic(path: Path, *, vowel_ids: list[int], tokens: int, variances=("energy", "breathiness"), speakers: bool = False,
+             continuous: bool = True, gender: bool = False) -> None:
+    """mel[1, T, bins] = f0 / 1000 in every bin on the frames of vowel tokens, 0 elsewhere (each
+    frame's token found from the cumulative `durations`; T = the length of f0)."""
     inputs = [_io("tokens", I64, [1, "n_tokens"]), _io("durations", I64, [1, "n_tokens"]), _io("f0", F32, [1, "n_frames"])]
     inputs += [_io(name, F32, [1, "n_frames"]) for name in variances]
     inputs += [_io("gender", F32, [1, "n_frames"])] if gender else []
     inputs += [_io("spk_embed", F32, [1, "n_frames", HIDDEN])] if speakers else []
     inputs += [_io("depth", F32 if continuous else I64, []), _io("steps" if continuous else "speedup", I64, [])]
-    consts = [numpy_helper.from_array(np.array([2], np.int64), "last_axis"),
+    table = np.zeros(tokens + 1, np.float32)
+    table[list(vowel_ids)] = 1.0
+    consts = [numpy_helper.from_array(table, "vowel_table"),
+              numpy_helper.from_array(np.array(0, np.int64), "i0"), numpy_helper.from_array(np.array(1, np.int64), "i1"),
+              numpy_helper.from_array(np.array([0], np.int64), "ax0"), numpy_helper.from_array(np.array([1], np.int64), "ax1"),
+              numpy_helper.from_array(np.array([2], np.int64), "ax2"),
               numpy_helper.from_array(np.array([1, 1, MEL_BINS], np.int64), "bins"),
               numpy_helper.from_array(np.array(0.001, np.float32), "scale")]
-    nodes = [helper.make_node("Unsqueeze", ["f0", "last_axis"], ["f0_3d"]),
+    nodes = [helper.make_node("CumSum", ["durations", "i1"], ["ends"]),
+             helper.make_node("Squeeze", ["ends", "ax0"], ["ends_flat"]),
+             helper.make_node("Shape", ["f0"], ["f0_shape"]),
+             helper.make_node("Gather", ["f0_shape", "i1"], ["n_frames"], axis=0),
+             helper.make_node("Range", ["i0", "n_frames", "i1"], ["frames"]),
+             helper.make_node("Unsqueeze", ["frames", "ax1"], ["frame_col"]),
+             helper.make_node("Unsqueeze", ["ends_flat", "ax0"], ["end_row"]),
+             helper.make_node("GreaterOrEqual", ["frame_col", "end_row"], ["passed"]),
+             helper.make_node("Cast", ["passed"], ["passed_i"], to=I64),
+             helper.make_node("ReduceSum", ["passed_i", "ax1"], ["position"], keepdims=0),
+             helper.make_node("Shape", ["tokens"], ["tokens_shape"]),
+             helper.make_node("Gather", ["tokens_shape", "i1"], ["n_tokens"], axis=0),
+             helper.make_node("Sub", ["n_tokens", "i1"], ["last_token"]),
+             helper.make_node("Min", ["position", "last_token"], ["clipped"]),
+             helper.make_node("Squeeze", ["tokens", "ax0"], ["token_row"]),
+             helper.make_node("Gather", ["token_row", "clipped"], ["frame_tokens"], axis=0),
+             helper.make_node("Gather", ["vowel_table", "frame_tokens"], ["vowel_flag"], axis=0),
+             helper.make_node("Unsqueeze", ["vowel_flag", "ax0"], ["flag_row"]),
+             helper.make_node("Mul", ["f0", "flag_row"], ["sung_f0"]),
+             helper.make_node("Unsqueeze", ["sung_f0", "ax2"], ["f0_3d"]),
              helper.make_node("Tile", ["f0_3d", "bins"], ["tiled"]),
              helper.make_node("Mul", ["tiled", "scale"], ["mel"])]
     _save(path, nodes, inputs, [_io("mel", F32, [1, "n_frames", MEL_BINS])], consts)
 
 
 def vocoder(path: Path) -> None:
-    """waveform[1, T * hop] = 0.3 sin(2 pi cumsum(f0 held for each frame's hop) / rate), 0 where f0 is 0."""
+    """waveform[1, T * hop]: six harmonics of f0 (f0 held for each frame's hop, phase = 2 pi cumsum /
+    rate), 1/k in level, silent on frames whose mel is 0 (the tiny acoustic model's consonants and
+    pauses). Harmonics, not a pure sine: WORLD's Harvest, which measures the pitch, finds no f0 in a
+    pure sine."""
     consts = [numpy_helper.from_array(np.array([2], np.int64), "last_axis"),
               numpy_helper.from_array(np.array([1, 1, HOP], np.int64), "hop"),
               numpy_helper.from_array(np.array([1, -1], np.int64), "flat"),
               numpy_helper.from_array(np.array(1, np.int64), "time_axis"),
               numpy_helper.from_array(np.array(2 * np.pi / SAMPLE_RATE, np.float32), "radians"),
               numpy_helper.from_array(np.array(0.0, np.float32), "nothing"),
-              numpy_helper.from_array(np.array(0.3, np.float32), "amplitude")]
+              numpy_helper.from_array(np.array(0.15, np.float32), "amplitude"),
+              numpy_helper.from_array(np.arange(1, 7, dtype=np.float32).reshape(6, 1), "harmonics"),
+              numpy_helper.from_array((1.0 / np.arange(1, 7, dtype=np.float32)).reshape(6, 1), "harmonic_levels"),
+              numpy_helper.from_array(np.array([0], np.int64), "harmonic_axis")]
     nodes = [helper.make_node("Unsqueeze", ["f0", "last_axis"], ["f0_3d"]),
              helper.make_node("Tile", ["f0_3d", "hop"], ["held"]),
              helper.make_node("Reshape", ["held", "flat"], ["f0_samples"]),
              helper.make_node("CumSum", ["f0_samples", "time_axis"], ["cycles"]),
              helper.make_node("Mul", ["cycles", "radians"], ["phase"]),
-             helper.make_node("Sin", ["phase"], ["sine"]),
-             helper.make_node("Greater", ["f0_samples", "nothing"], ["voiced"]),
-             helper.make_node("Cast", ["voiced"], ["gate"], to=F32),
+             helper.make_node("Mul", ["phase", "harmonics"], ["harmonic_phase"]),
+             helper.make_node("Sin", ["harmonic_phase"], ["partials"]),
+             helper.make_node("Mul", ["partials", "harmonic_levels"], ["weighted"]),
+             helper.make_node("ReduceSum", ["weighted", "harmonic_axis"], ["sine"], keepdims=1),
+             helper.make_node("ReduceMax", ["mel"], ["level"], axes=[2], keepdims=0),
+             helper.make_node("Greater", ["level", "nothing"], ["voiced"]),
+             helper.make_node("Cast", ["voiced"], ["gate_frames"], to=F32),
+             helper.make_node("Unsqueeze", ["gate_frames", "last_axis"], ["gate_3d"]),
+             helper.make_node("Tile", ["gate_3d", "hop"], ["gate_held"]),
+             helper.make_node("Reshape", ["gate_held", "flat"], ["gate"]),
              helper.make_node("Mul", ["sine", "gate"], ["gated"]),
-             helper.make_node("Mul", ["gated", "amplitude"], ["waveform"]),
-             helper.make_node("ReduceMean", ["mel"], ["unused_mel"], keepdims=0)]  # mel is read, as a real vocoder does
+             helper.make_node("Mul", ["gated", "amplitude"], ["waveform"])]
     _save(path, nodes, [_io("mel", F32, [1, "n_frames", MEL_BINS]), _io("f0", F32, [1, "n_frames"])],
-          [_io("waveform", F32, [1, "n_samples"]), _io("unused_mel", F32, [])], consts)
+          [_io("waveform", F32, [1, "n_samples"])], consts)
 
 
 def _yaml(path: Path, values: dict) -> None:
@@ -127,7 +193,7 @@ def _yaml(path: Path, values: dict) -> None:
 
 def build_bank(root: Path, *, speakers: tuple[str, ...] = (), continuous: bool = True, with_duration: bool = True,
                with_variance: bool = True, dictionary: dict[str, list[str]] | None = None,
-               phonemes: tuple[str, ...] = PHONEMES) -> Path:
+               phonemes: tuple[str, ...] = PHONEMES, with_pitch: bool = False) -> Path:
     """Write the tiny bank into `root` (created) and return it."""
     root.mkdir(parents=True, exist_ok=True)
     (root / "character.txt").write_text("name=Tiny Test Singer\nauthor=millamusic tests\nversion=0.1\n"
@@ -146,7 +212,9 @@ def build_bank(root: Path, *, speakers: tuple[str, ...] = (), continuous: bool =
     if speakers:
         root_config["speakers"] = list(speakers)
     _yaml(root / "dsconfig.yaml", root_config)
-    acoustic(root / "acoustic.onnx", variances=variances, speakers=bool(speakers), continuous=continuous)
+    vowel_ids = [i + 1 for i, p in enumerate(phonemes) if p in VOWELS or p in ARPABET_VOWELS]
+    acoustic(root / "acoustic.onnx", vowel_ids=vowel_ids, tokens=len(phonemes), variances=variances,
+             speakers=bool(speakers), continuous=continuous)
     _yaml(root / "dsvocoder" / "vocoder.yaml", {"name": "tiny_vocoder", "model": "vocoder.onnx", **mel})
     vocoder(root / "dsvocoder" / "vocoder.onnx")
     shared = {"phonemes": "../phonemes.json", "linguistic": "linguistic.onnx", "hidden_size": HIDDEN,
@@ -155,6 +223,10 @@ def build_bank(root: Path, *, speakers: tuple[str, ...] = (), continuous: bool =
         _yaml(root / "dsdur" / "dsconfig.yaml", {**shared, "dur": "dur.onnx"})
         linguistic(root / "dsdur" / "linguistic.onnx", tokens=len(phonemes))
         duration(root / "dsdur" / "dur.onnx")
+    if with_pitch:
+        _yaml(root / "dspitch" / "dsconfig.yaml", {**shared, "pitch": "pitch.onnx", "use_expr": True, "use_note_rest": True})
+        linguistic(root / "dspitch" / "linguistic.onnx", tokens=len(phonemes))
+        pitch(root / "dspitch" / "pitch.onnx", continuous=continuous)
     if with_variance:
         _yaml(root / "dsvariance" / "dsconfig.yaml", {**shared, "variance": "variance.onnx", "predict_energy": True,
                                                        "predict_breathiness": True})

@@ -46,8 +46,9 @@ def test_the_tiny_vocoder_sings_the_f0_it_is_given(bank):
     session = onnxruntime.InferenceSession(str(bank / "dsvocoder" / "vocoder.onnx"), providers=["CPUExecutionProvider"])
     frames = 200
     f0 = np.full((1, frames), 220.0, np.float32)
-    waveform = session.run(["waveform"], {"mel": np.zeros((1, frames, tiny.MEL_BINS), np.float32), "f0": f0})[0]
-    assert waveform.shape == (1, frames * tiny.HOP)
+    silent = session.run(["waveform"], {"mel": np.zeros((1, frames, tiny.MEL_BINS), np.float32), "f0": f0})[0]
+    assert silent.shape == (1, frames * tiny.HOP) and not silent.any()  # a zero mel is a pause
+    waveform = session.run(["waveform"], {"mel": np.ones((1, frames, tiny.MEL_BINS), np.float32), "f0": f0})[0]
     spectrum = np.abs(np.fft.rfft(waveform[0]))
     assert np.fft.rfftfreq(waveform.shape[1], 1 / tiny.SAMPLE_RATE)[spectrum.argmax()] == pytest.approx(220.0, abs=1.0)
 

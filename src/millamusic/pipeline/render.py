@@ -41,6 +41,7 @@ from millamusic.pipeline.stages import (
     mix_inputs,
     song_sources,
     stems_inputs,
+    vocal_request_for,
     vocals_inputs,
 )
 from millamusic.pipeline.tagging import bcp47, credits_for, engine_used, release_tags, timed_lyrics
@@ -129,7 +130,8 @@ def _render(song: Song, options: RenderOptions, progress: Progress | None, cache
 
     backing_request = backing_request_for(song, options)
     backing_info = backing_engine.describe(backing_request)  # the checkpoint, before minutes of rendering
-    guard_licences(song, [backing_info, vocal_engine.info], options.acknowledge_noncommercial)
+    vocal_info = vocal_engine.describe(vocal_request_for(song))  # the voice's own terms (a DiffSinger bank's)
+    guard_licences(song, [backing_info, vocal_info], options.acknowledge_noncommercial)
     score = _compose(run)
     by_name = {report.name: report for report in earlier}
     if until == "backing":
@@ -206,7 +208,9 @@ def guard_licences(song: Song, infos: list, acknowledged: bool) -> None:
                 f"the {info.kind} model {info.model} ({info.name}) licence {what}",
                 "use a model licensed for commercial use (or the embedded engine), set `release.commercial: false`, "
                 "or acknowledge it: `release.acknowledge_noncommercial: true` / --acknowledge-noncommercial "
-                "(recorded in release.json)")])
+                "(recorded in release.json); where the terms are yours to state (a DiffSinger voicebank: "
+                "voice.diffsinger.licence in the artist profile, after reading the bank's own licence files), "
+                "state them")])
 
 
 def backing_request_for(song: Song, options: RenderOptions):

@@ -54,19 +54,23 @@ def backing_inputs(song: Song, options: RenderOptions, score: Score, request, in
     return {"engine": engine_key, "harmony": score.harmony_dict(), "request": keyed}
 
 
-def vocals_inputs(song: Song, score: Score, engine, reuse_dir: Path | None = None) -> tuple:
-    """(the VocalRequest, the vocals stage's cache inputs). `reuse_dir`: where an engine may keep
-    reusable work (kokoro: its phrases), shared by every song rendered with this stage cache."""
+def vocal_request_for(song: Song, reuse_dir: Path | None = None) -> VocalRequest:
+    """What the song asks of its vocal engine. `reuse_dir`: where an engine may keep reusable work
+    (kokoro, diffsinger: their phrases), shared by every song rendered with this stage cache."""
+    return VocalRequest(seed=song.spec.seed, language=song.language, voice=song.voice,
+                        sample_rate=SAMPLE_RATE, options=song.vocal_options, reuse_dir=reuse_dir)
 
-    request = VocalRequest(seed=song.spec.seed, language=song.language, voice=song.voice,
-                           sample_rate=SAMPLE_RATE, options=song.vocal_options, reuse_dir=reuse_dir)
+
+def vocals_inputs(song: Song, score: Score, engine, reuse_dir: Path | None = None) -> tuple:
+    """(the VocalRequest, the vocals stage's cache inputs)."""
+    request = vocal_request_for(song, reuse_dir)
     sung = {"tempo": score.tempo_bpm, "total_seconds": score.total_seconds,
             "notes": [asdict(n) for n in score.notes], "words": [asdict(w) for w in score.words],
             "lines": [asdict(line) for line in score.lines],
             "sections": [[s.name, s.kind] for s in score.sections], "key": score.key}
     keyed = asdict(request)  # the cache key holds the voice model's content, not where it lies
     del keyed["reuse_dir"]  # where reusable work is kept is not what is sung
-    for option in ("piper_model", "kokoro_pack"):
+    for option in ("piper_model", "kokoro_pack", "diffsinger_voicebank"):
         if isinstance(keyed["options"].get(option), str) and song.artist is not None:
             keyed["options"][option] = song.artist.sha256  # profile + model/pack file, hashed when it loaded
     return request, {"engine": asdict(engine.describe(request)), "score": sung, "request": keyed}

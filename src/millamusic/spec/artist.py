@@ -20,8 +20,9 @@ from millamusic.core.cache import sha256_file
 from millamusic.core.errors import SpecError, SpecProblem
 from millamusic.music.theory import note_to_midi
 from millamusic.spec.engines import engine_option_problems, language_problem
-from millamusic.spec.fields import PathText, StrictModel, Title, field_problem
+from millamusic.spec.fields import PathText, StrictModel, Text, Title, field_problem
 from millamusic.spec.yaml import parse_yaml, position, pydantic_problems, read_spec_bytes
+from millamusic.voice.diffsinger_bank import VoicebankError, load_voicebank
 from millamusic.voice.kokoro_model import KokoroError, read_pack_file, shipped_packs, voice_from
 
 
@@ -45,9 +46,25 @@ class KokoroVoice(StrictModel):
     clean_range: list[NoteName] | None = Field(default=None, min_length=2, max_length=2)
 
 
+class DiffSingerLicence(StrictModel):
+    """A voicebank's terms as the producer read them (OpenUtau's format has no licence field)."""
+
+    name: Text = Field(max_length=200)  # e.g. "CC BY-NC-SA 4.0" or "the bank's terms of use (readme.txt)"
+    commercial: bool  # whether the terms allow a commercial release that says it is AI-made
+
+
+class DiffSingerVoice(StrictModel):
+    """The artist's DiffSinger voicebank (an OpenUtau-format folder) and which of its voices sings."""
+
+    voicebank: PathText  # the folder with dsconfig.yaml, relative to the profile's folder (or absolute)
+    speaker: str | None = None  # for a multi-speaker bank: one of its speakers
+    licence: DiffSingerLicence | None = None  # None: unknown terms, which a commercial release refuses
+
+
 class VoiceSettings(StrictModel):
-    engine: Literal["singer", "kokoro"] = "singer"  # the vocal engine a song uses unless it names one
+    engine: Literal["singer", "kokoro", "diffsinger"] = "singer"  # the vocal engine a song uses unless it names one
     kokoro: KokoroVoice = Field(default_factory=KokoroVoice)
+    diffsinger: DiffSingerVoice | None = None
     source: Literal["espeak", "piper"] = "espeak"
     language: str = "en-us"
     voice: Literal["female", "male"] = "female"
@@ -86,6 +103,7 @@ class Artist:
     sha256: str  # of the profile file and the voice model together: the cache keys use it
     piper_model_path: Path | None
     kokoro_pack: str | dict[str, float] | None = None  # a shipped pack name, a blend, or a resolved pack file path
+    voicebank_path: Path | None = None  # the DiffSinger voicebank folder, resolved
 
     @property
     def name(self) -> str:
@@ -128,6 +146,10 @@ def load_artist(path: str | Path) -> Artist:
     if pack_problem is not None:
         line, col = position(document, ("voice", "kokoro", "pack"))
         problems.append(SpecProblem(shown, line, col, "voice.kokoro.pack", profile.voice.kokoro.pack, *pack_problem))
+    voicebank_path = None
+    if profile.voice.diffsinger is not None:
+        voicebank_path, voicebank_problems = _voicebank(profile.voice.diffsinger, path, document, shown, digest)
+        problems.extend(voicebank_problems)
     problems.extend(engine_option_problems(profile.voice.engine, profile.singing, document, shown, ("singing",)))
     fix = language_problem(profile.voice.language)
     if fix is not None:
@@ -136,7 +158,34 @@ def load_artist(path: str | Path) -> Artist:
                                     "espeak-ng has no such language", fix))
     if problems:
         raise SpecError(problems)
-    return Artist(profile, path.resolve(), digest.hexdigest(), model_path, kokoro_pack)
+    return Artist(profile, path.resolve(), digest.hexdigest(), model_path, kokoro_pack, voicebank_path)
+
+
+def _voicebank(voice: DiffSingerVoice, profile_path: Path, document, shown: str, digest) -> tuple[Path, list[SpecProblem]]:
+    """The bank folder resolved against the profile's folder, checked (when the diffsinger extra is
+    installed: without it the render says how to install it, exit 3) and its content hash added to
+    `digest`; the problems, at the profile's lines."""
+    folder = (profile_path.resolve().parent / voice.voicebank).resolve()
+    line, col = position(document, ("voice", "diffsinger", "voicebank"))
+    if importlib.util.find_spec("onnx") is None:
+        return folder, []
+    try:
+        bank = load_voicebank(folder)
+    except VoicebankError as error:
+        message, _, fix = str(error).partition(". Fix: ")
+        return folder, [SpecProblem(shown, line, col, "voice.diffsinger.voicebank", voice.voicebank, message,
+                                    fix or "point it at an OpenUtau DiffSinger voicebank folder")]
+    digest.update(bank.sha256.encode())
+    if bank.speakers and voice.speaker not in bank.speakers:
+        line, col = position(document, ("voice", "diffsinger", "speaker") if voice.speaker else ("voice", "diffsinger"))
+        said = "not one of its speakers" if voice.speaker else "a multi-speaker bank needs `speaker`"
+        return folder, [SpecProblem(shown, line, col, "voice.diffsinger.speaker", voice.speaker,
+                                    f"the voicebank {bank.name!r}: {said}", f"use one of: {', '.join(bank.speakers)}")]
+    if voice.speaker and not bank.speakers:
+        line, col = position(document, ("voice", "diffsinger", "speaker"))
+        return folder, [SpecProblem(shown, line, col, "voice.diffsinger.speaker", voice.speaker,
+                                    f"the voicebank {bank.name!r} has one voice", "remove `speaker`")]
+    return folder, []
 
 
 def _kokoro_pack(voice: KokoroVoice, profile_path: Path, digest) -> tuple[str | dict | None, tuple[str, str] | None]:

@@ -261,6 +261,11 @@ class Song:
                 options["kokoro_pack"] = self.artist.kokoro_pack
             if settings.kokoro.clean_range is not None:
                 options["kokoro_ceiling"] = settings.kokoro.clean_range[1]
+            if self.vocal_engine == "diffsinger" and self.artist.voicebank_path is not None:
+                bank = settings.diffsinger
+                options["diffsinger_voicebank"] = str(self.artist.voicebank_path)
+                options["diffsinger_speaker"] = bank.speaker
+                options["diffsinger_licence"] = bank.licence.model_dump() if bank.licence else None
             options.update(self.artist.profile.singing)
         options.update(self.spec.engines.vocal_options)
         return options

@@ -48,7 +48,7 @@ class SungSyllable:
     end: float
     pitches: list[tuple[float, float, int]]  # (start s, end s, midi) per note
     onset: list[str] = field(default_factory=list)  # sung before `start`
-    vowel: list[str] = field(default_factory=list)  # the vowel that lands on the note
+    vowel: list[str] = field(default_factory=list)  # the nucleus: its first vowel lands on the note
     coda: list[str] = field(default_factory=list)  # after the vowel, inside the note
 
 
@@ -129,23 +129,29 @@ def attach_phonemes(score: Score, syllables: list[SungSyllable], phonemes: Phone
 
 
 def _split(found: list[str], group: list[SungSyllable], phonemes: PhonemeSet) -> None:
-    """Split a word's phonemes into its syllables at the vowels: each syllable gets one vowel; the
-    consonants between two vowels start the next syllable except the first of a cluster of two or
-    more, which closes the one before. Fewer vowels than syllables: the last vowel is held over the
-    remaining notes; more: the extra vowels are sung in the last syllable."""
-    vowels = [k for k, p in enumerate(found) if phonemes.is_vowel(p)]
-    if not vowels:
-        vowels = [len(found) - 1]  # e.g. "hmm": hold its last sound
-    count = len(group)
-    used = vowels[:count]
+    """Split a word's phonemes into its syllables at the vowels. Vowels next to each other are one
+    nucleus (a diphthong or a long vowel spelled twice); each syllable gets one, its first vowel on
+    the beat. The consonants between two nuclei start the next syllable, except the first of a
+    cluster of two or more, which closes the one before. Fewer nuclei than syllables: the last
+    vowel is held over the remaining notes; more: the extra ones are sung in the last syllable."""
+    nuclei: list[tuple[int, int]] = []  # (first, last) index of each run of vowels
+    for k, phoneme in enumerate(found):
+        if phonemes.is_vowel(phoneme):
+            if nuclei and nuclei[-1][1] == k - 1:
+                nuclei[-1] = (nuclei[-1][0], k)
+            else:
+                nuclei.append((k, k))
+    if not nuclei:
+        nuclei = [(len(found) - 1, len(found) - 1)]  # e.g. "hmm": hold its last sound
+    used = nuclei[: len(group)]
     for index, syl in enumerate(group):
         if index >= len(used):  # a melisma on the last vowel
-            syl.vowel = [found[used[-1]]]
+            syl.vowel = [found[used[-1][1]]]
             continue
-        v = used[index]
-        start = 0 if index == 0 else _boundary(used[index - 1], v)
-        end = len(found) if index == len(used) - 1 else _boundary(v, used[index + 1])
-        syl.onset, syl.vowel, syl.coda = found[start:v], [found[v]], found[v + 1 : end]
+        first, last = used[index]
+        start = 0 if index == 0 else _boundary(used[index - 1][1], first)
+        end = len(found) if index == len(used) - 1 else _boundary(last, used[index + 1][0])
+        syl.onset, syl.vowel, syl.coda = found[start:first], found[first : last + 1], found[last + 1 : end]
 
 
 def _boundary(left: int, right: int) -> int:

@@ -114,3 +114,23 @@ def f0_curve(phrase: Phrase, frame_s: float, notes_hz) -> np.ndarray:
     frame's time; the head and tail hold the first and last note."""
     times = (phrase.start_frame + np.arange(phrase.frames)) * frame_s
     return np.asarray(notes_hz(times), dtype=np.float32)
+
+
+def phrase_notes(phrase: Phrase, frame_s: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(note_midi float32, note_rest bool, note_dur int64 frames) of the phrase for a pitch model, as
+    OpenUtau builds them (docs/diffsinger-format.md, 4.5): a rest note over the head, every sung
+    note until the next one starts (a rest between them when the melody pauses), the last one to
+    the phrase's end; a rest takes the pitch of the note before it (the first, of the note after)."""
+    notes = [(start, end, midi) for syl in phrase.syllables for start, end, midi in syl.pitches]
+    marks: list[tuple[int, float, bool]] = [(phrase.start_frame, float(notes[0][2]), True)]  # (frame, midi, rest)
+    for k, (start, end, midi) in enumerate(notes):
+        marks.append((int(round(start / frame_s)), float(midi), False))
+        following = notes[k + 1][0] if k + 1 < len(notes) else None
+        if following is not None and following - end > frame_s:
+            marks.append((int(round(end / frame_s)), float(midi), True))
+    stop = phrase.start_frame + phrase.frames
+    bounds = [frame for frame, _, _ in marks] + [stop]
+    durations = np.maximum(np.diff(np.maximum.accumulate(np.array(bounds, dtype=np.int64))), 0)
+    keep = durations > 0  # a note rounding left no frame
+    return (np.array([m for _, m, _ in marks], dtype=np.float32)[keep],
+            np.array([r for _, _, r in marks], dtype=bool)[keep], durations[keep].astype(np.int64))

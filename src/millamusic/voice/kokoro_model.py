@@ -309,7 +309,7 @@ def _load_model(threads: int, device: str) -> Model:
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
     options.log_severity_level = 3  # the int8 graph warns about unused initializers of the cut parts
-    providers = _providers(onnxruntime, device)
+    providers = providers_for(onnxruntime, device)
 
     def session(part) -> object:
         return onnxruntime.InferenceSession(part.SerializeToString(), options, providers=list(providers))
@@ -317,7 +317,7 @@ def _load_model(threads: int, device: str) -> Model:
     return Model(session(durations), session(prosody), session(singing), providers, threads)
 
 
-def _providers(onnxruntime, device: str) -> tuple[str, ...]:
+def providers_for(onnxruntime, device: str) -> tuple[str, ...]:
     """onnxruntime providers for `device`: auto takes CUDA when onnxruntime-gpu has it."""
     available = onnxruntime.get_available_providers()
     if device == "cpu":
