@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from millamusic.dsp.loudness import _CHANNEL_WEIGHTS, _block_bounds, _block_ms_from, gated_loudness as _gated_loudness, k_weighting_sos, lra_from_mean_sq as _lra_from_mean_sq, lra_windows
 from millamusic.dsp.blocks import per_channel as _per_channel
+from millamusic.dsp.loudness import _CHANNEL_WEIGHTS, _block_bounds, _block_ms_from, k_weighting_sos, lra_windows
+from millamusic.dsp.loudness import gated_loudness as _gated_loudness
+from millamusic.dsp.loudness import lra_from_mean_sq as _lra_from_mean_sq
 
 
 def _k_weighted_power(samples: np.ndarray, rate: int) -> np.ndarray:

@@ -15,6 +15,7 @@ from click.testing import CliRunner
 
 from millamusic.cli import main
 from tests.test_album_build import build, make_album, masters_bytes
+
 pytestmark = pytest.mark.slow  # a Ray cluster and an album build (40 s)
 
 

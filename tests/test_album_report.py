@@ -18,16 +18,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from millamusic.qa.album_report import preview_window, write_album_report
 from millamusic.core.audio import Audio
 from millamusic.core.errors import ExportError
 from millamusic.dsp.loudness import measure
-from millamusic.spec.profiles import PROFILES
-from millamusic.release.report import write_master_report
+from millamusic.qa.album_report import preview_window, write_album_report
 from millamusic.release.flac import write_flac
 from millamusic.release.mp3 import write_mp3
 from millamusic.release.pcm import write_wav
+from millamusic.release.report import write_master_report
 from millamusic.release.tags import IPTC_DIGITAL_SOURCE_PREFIX, ReleaseTags
+from millamusic.spec.profiles import PROFILES
 from tests.signals import two_tone_mix
 
 pytestmark = pytest.mark.slow  # writes and encodes a small album (setup 14 s, tests 2-3 s)

@@ -163,8 +163,8 @@ def _is_temp(path: Path) -> bool:
 def _assert_sound_after_kill(out: Path, cache: Path, reference: dict[str, bytes], context: str) -> None:
     """What a killed build leaves: only finished files under their final names (each the same
     bytes a full build writes), temp names starting with '.', and only complete cache entries."""
-    from millamusic.release.pcm import decode
     from millamusic.pipeline.stages import STAGES
+    from millamusic.release.pcm import decode
 
     for hidden in map(Path, _hidden(out, cache)):
         assert _is_temp(hidden) or any(_is_temp(parent) for parent in hidden.parents), \

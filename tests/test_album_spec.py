@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from millamusic.spec.album import load_album
 from millamusic.core.errors import SpecError
+from millamusic.spec.album import load_album
 from millamusic.spec.song import load_song
 from tests.conftest import SHORT_SONG
 

@@ -9,12 +9,12 @@ import numpy as np
 import pytest
 from scipy import signal
 
-from millamusic.instruments import synth
+from millamusic.core.errors import RenderError
 from millamusic.engines.arranger import Arranger, arrange
+from millamusic.engines.base import BackingRequest, BackingResult
+from millamusic.instruments import synth
 from millamusic.instruments.parts import voice_chord
 from millamusic.instruments.presets import GENRE_DEFAULT, PRESETS
-from millamusic.engines.base import BackingRequest, BackingResult
-from millamusic.core.errors import RenderError
 from millamusic.music.score import Bar, Score, Section
 from millamusic.music.theory import midi_to_hz, parse_chord
 

@@ -6,10 +6,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from millamusic.instruments import synth
 from millamusic.engines.arranger import arrange
-from millamusic.instruments.presets import GM_DRUMS, PRESETS
 from millamusic.engines.base import BackingRequest
+from millamusic.instruments import synth
+from millamusic.instruments.presets import GM_DRUMS, PRESETS
 from millamusic.music.theory import midi_to_hz, parse_chord
 from tests.test_arranger import make_score
 

@@ -11,9 +11,9 @@ import pytest
 from millamusic.analysis.features import chord_match_rate, chords_per_bar, estimate_key, estimate_tempo
 from millamusic.compose import compose
 from millamusic.engines.arranger import Arranger
-from millamusic.instruments.rendering import sum_stems
-from millamusic.instruments.presets import PRESETS
 from millamusic.engines.base import BackingRequest
+from millamusic.instruments.presets import PRESETS
+from millamusic.instruments.rendering import sum_stems
 from millamusic.spec.song import load_song
 from tests.test_arranger import make_score
 

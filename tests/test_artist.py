@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from millamusic.spec.artist import load_artist
-from millamusic.music.theory import note_to_midi
 from millamusic.compose import compose
 from millamusic.core.errors import SpecError
+from millamusic.music.theory import note_to_midi
+from millamusic.spec.artist import load_artist
 from millamusic.spec.song import is_album_spec, load_song
 
 ROOT = Path(__file__).resolve().parents[1]

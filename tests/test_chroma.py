@@ -8,8 +8,16 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
+from millamusic.analysis.chroma import (
+    CHROMA_FRAMES_PER_SECOND,
+    MELODY_HOP,
+    MELODY_N_FFT,
+    MELODY_SAMPLE_RATE,
+    chroma_pitch_classes,
+    chroma_window,
+    melody_chroma,
+)
 from millamusic.core.audio import Audio, resample
-from millamusic.analysis.chroma import CHROMA_FRAMES_PER_SECOND, MELODY_HOP, MELODY_N_FFT, MELODY_SAMPLE_RATE, chroma_pitch_classes, chroma_window, melody_chroma
 
 SR = MELODY_SAMPLE_RATE
 

@@ -4,8 +4,8 @@ import pytest
 from millamusic.compose import DEFAULT_RANGE, compose
 from millamusic.core.errors import SpecError
 from millamusic.music.score import Score
-from millamusic.spec.song import load_song
 from millamusic.music.theory import parse_chord, parse_key
+from millamusic.spec.song import load_song
 from tests.conftest import CROWDED_SONG
 
 

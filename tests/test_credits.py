@@ -1,5 +1,5 @@
-from millamusic.release.credits import IPTC, contains_ai, digital_source_type, disclosure, song_credits
 from millamusic.engines.base import EngineInfo
+from millamusic.release.credits import IPTC, contains_ai, digital_source_type, disclosure, song_credits
 
 ALGO = EngineInfo("arranger", "backing", "1", "embedded", "MIT", "algorithmic")
 TRAINED = EngineInfo("musicgen", "backing", "1", "facebook/musicgen-small", "CC-BY-NC-4.0", "trained")

@@ -14,16 +14,16 @@ import numpy as np
 import pytest
 
 from millamusic.core.audio import Audio, resample
-from millamusic.spec.profiles import PROFILES
 from millamusic.qa.check import check_file, check_paths, failed, results_table, summary
 from millamusic.qa.lyric_rules import parse_lrc
-from millamusic.qa.probe import CheckResult, CheckUsageError, RULES
+from millamusic.qa.probe import RULES, CheckResult, CheckUsageError
 from millamusic.release.flac import write_flac
 from millamusic.release.lyric_files import TimedLine, TimedWord, lrc_text, sylt_words, write_lrc
-from millamusic.release.ttml import write_ttml
 from millamusic.release.mp3 import write_mp3, write_mp3_under
 from millamusic.release.pcm import write_wav
 from millamusic.release.tags import IPTC_DIGITAL_SOURCE_PREFIX, ReleaseTags
+from millamusic.release.ttml import write_ttml
+from millamusic.spec.profiles import PROFILES
 from tests.signals import two_tone_mix
 
 RATE = 44100

@@ -18,11 +18,12 @@ from millamusic.core.errors import ExportError
 from millamusic.core.files import atomic_path, atomic_write_bytes
 from millamusic.dsp.loudness import measure
 from millamusic.release.flac import write_flac
-from millamusic.release.lyric_files import TimedLine, TimedWord, lrc_text, seconds_to_ms as _ms, sylt_words, timed_lines_problems, write_lrc
-from millamusic.release.ttml import parse_ttml, read_ttml, song_part, ttml_text, write_ttml
+from millamusic.release.lyric_files import TimedLine, TimedWord, lrc_text, sylt_words, timed_lines_problems, write_lrc
+from millamusic.release.lyric_files import seconds_to_ms as _ms
 from millamusic.release.mp3 import write_mp3, write_mp3_under
 from millamusic.release.pcm import check_wav_delivery, decode, write_wav
 from millamusic.release.tags import ReleaseTags
+from millamusic.release.ttml import parse_ttml, read_ttml, song_part, ttml_text, write_ttml
 from millamusic.spec.artwork import validate_cover
 from tests.signals import pop_mix, two_tone_mix, white_noise
 

@@ -22,13 +22,13 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-import millamusic.pipeline.render as render_module
 import millamusic.core.files as files_module
 import millamusic.pipeline.publish as publish_module
-from millamusic.core.cache import ENTRY_FILE, StageCache, _legacy_content_hash, read_entry
+import millamusic.pipeline.render as render_module
 from millamusic.cli import main
-from tests.conftest import SHORT_SONG
 from millamusic.core.audio import save_npy
+from millamusic.core.cache import ENTRY_FILE, StageCache, _legacy_content_hash, read_entry
+from tests.conftest import SHORT_SONG
 
 pytestmark = pytest.mark.slow  # whole renders under injected faults: 1-3 s each
 

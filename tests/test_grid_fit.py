@@ -7,8 +7,8 @@ import pytest
 
 from millamusic.analysis import grid_fit
 from millamusic.analysis.features import KeyEstimate, estimate_key, estimate_tempo
-from millamusic.core.audio import Audio
 from millamusic.analysis.grid_fit import TRACKER_LAG_SECONDS, fit_to_grid
+from millamusic.core.audio import Audio
 from millamusic.music.theory import parse_chord, parse_key
 from tests.signals import chord_sound, kick, noise_burst, place, white_noise
 

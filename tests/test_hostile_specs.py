@@ -35,12 +35,20 @@ from hypothesis import strategies as st
 from ruamel.yaml import YAML
 from ruamel.yaml.representer import SafeRepresenter
 
-from millamusic.spec.album import MAX_TRACKS, load_album
 from millamusic.cli import main
 from millamusic.compose import compose
 from millamusic.core.errors import SpecError
-from millamusic.spec.fields import MAX_BARS_PER_SECTION, MAX_CHORDS_PER_BAR, MAX_SECTIONS, MAX_SONG_SECONDS, MAX_TEMPO, MAX_TITLE_CHARS, MIN_TEMPO
 from millamusic.music.lyrics import MAX_LYRICS_CHARS
+from millamusic.spec.album import MAX_TRACKS, load_album
+from millamusic.spec.fields import (
+    MAX_BARS_PER_SECTION,
+    MAX_CHORDS_PER_BAR,
+    MAX_SECTIONS,
+    MAX_SONG_SECONDS,
+    MAX_TEMPO,
+    MAX_TITLE_CHARS,
+    MIN_TEMPO,
+)
 from millamusic.spec.song import SECTION_KINDS, load_song
 from tests.counting import counting_calls
 

@@ -13,12 +13,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from millamusic.voice import kokoro_model, kokoro_plan, kokoro_singing, kokoro_symbols
 from millamusic.analysis import listening
-from millamusic.engines.base import VocalRequest
-from millamusic.engines import kokoro
-from millamusic.engines.kokoro import Kokoro, option_problems
 from millamusic.core.errors import RenderError, SpecError
+from millamusic.engines import kokoro
+from millamusic.engines.base import VocalRequest
+from millamusic.engines.kokoro import Kokoro, option_problems
+from millamusic.voice import kokoro_model, kokoro_plan, kokoro_singing, kokoro_symbols
 from tests.test_singer_measured import build_score, phrase
 
 pytestmark = pytest.mark.slow  # the real Kokoro model sings: 2-30 s per test
@@ -274,8 +274,8 @@ def test_a_song_renders_with_kokoro_through_the_cli_and_reuses_its_phrases(tmp_p
 
 def test_the_composer_writes_inside_the_kokoro_voices_clean_range():
     from millamusic.compose import compose
-    from millamusic.spec.song import load_song
     from millamusic.music.theory import note_to_midi
+    from millamusic.spec.song import load_song
 
     song = load_song(Path(__file__).resolve().parents[1] / "songs" / "set-me-spinning.yaml")
     assert song.vocal_engine == "singer" and song.voice_range == (note_to_midi("A3"), note_to_midi("E5"))

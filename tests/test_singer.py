@@ -9,10 +9,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from millamusic.music import espeak
+from millamusic.core.errors import RenderError
 from millamusic.engines.base import VocalRequest
 from millamusic.engines.singer import Singer
-from millamusic.core.errors import RenderError
+from millamusic.music import espeak
 from millamusic.music.score import Bar, LyricLine, Note, Score, Section, Word
 
 RATE = 44100

@@ -26,10 +26,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from millamusic.music import espeak
 from millamusic.compose import compose
 from millamusic.engines.base import VocalRequest, VocalResult
 from millamusic.engines.singer import Singer
+from millamusic.music import espeak
 from millamusic.music.lyrics import syllables
 from millamusic.music.score import Bar, LyricLine, Note, Score, Section, Word
 from millamusic.spec.song import load_song

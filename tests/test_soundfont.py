@@ -11,9 +11,9 @@ import mido
 import numpy as np
 import pytest
 
-from millamusic.instruments import soundfont
 from millamusic.cli import exit_code_for
 from millamusic.core.errors import EngineUnavailable, RenderError
+from millamusic.instruments import soundfont
 from millamusic.instruments.soundfont import FLUIDSYNTH_HINT, check_soundfont, render_midi
 from tests.sf2_builder import write_sine_soundfont
 
