@@ -68,31 +68,39 @@ def duration(path: Path, *, speakers: bool = False) -> None:
     _save(path, nodes, inputs, [_io("ph_dur_pred", F32, [1, "n_tokens"])], consts)
 
 
-def pitch(path: Path, *, continuous: bool = True) -> None:
-    """pitch_pred[1, T] = each frame's note (note_midi held for note_dur frames): no ornament."""
-    inputs = [_io("encoder_out", F32, [1, "n_tokens", HIDDEN]), _io("ph_dur", I64, [1, "n_tokens"]),
-              _io("note_midi", F32, [1, "n_notes"]), _io("note_rest", BOOL, [1, "n_notes"]),
-              _io("note_dur", I64, [1, "n_notes"]), _io("pitch", F32, [1, "n_frames"]), _io("expr", F32, [1, "n_frames"]),
-              _io("retake", BOOL, [1, "n_frames"]), _io("steps" if continuous else "speedup", I64, [])]
+def _held(values: str, durations: str, frames_like: str, out: str) -> tuple[list, list]:
+    """(nodes, constants) that hold each of `values` [1, n] for its `durations` [1, n] frames:
+    `out` [T] with T the length of `frames_like` [1, T] (each frame's index found from the
+    cumulative durations; frames past the end keep the last value)."""
     consts = [numpy_helper.from_array(np.array(0, np.int64), "i0"), numpy_helper.from_array(np.array(1, np.int64), "i1"),
               numpy_helper.from_array(np.array([0], np.int64), "ax0"), numpy_helper.from_array(np.array([1], np.int64), "ax1")]
-    nodes = [helper.make_node("CumSum", ["note_dur", "i1"], ["ends"]),
+    nodes = [helper.make_node("CumSum", [durations, "i1"], ["ends"]),
              helper.make_node("Squeeze", ["ends", "ax0"], ["ends_flat"]),
-             helper.make_node("Shape", ["pitch"], ["pitch_shape"]),
-             helper.make_node("Gather", ["pitch_shape", "i1"], ["n_frames"], axis=0),
+             helper.make_node("Shape", [frames_like], ["frames_shape"]),
+             helper.make_node("Gather", ["frames_shape", "i1"], ["n_frames"], axis=0),
              helper.make_node("Range", ["i0", "n_frames", "i1"], ["frames"]),
              helper.make_node("Unsqueeze", ["frames", "ax1"], ["frame_col"]),
              helper.make_node("Unsqueeze", ["ends_flat", "ax0"], ["end_row"]),
              helper.make_node("GreaterOrEqual", ["frame_col", "end_row"], ["passed"]),
              helper.make_node("Cast", ["passed"], ["passed_i"], to=I64),
              helper.make_node("ReduceSum", ["passed_i", "ax1"], ["position"], keepdims=0),
-             helper.make_node("Shape", ["note_midi"], ["notes_shape"]),
-             helper.make_node("Gather", ["notes_shape", "i1"], ["n_notes"], axis=0),
-             helper.make_node("Sub", ["n_notes", "i1"], ["last_note"]),
-             helper.make_node("Min", ["position", "last_note"], ["clipped"]),
-             helper.make_node("Squeeze", ["note_midi", "ax0"], ["midi_row"]),
-             helper.make_node("Gather", ["midi_row", "clipped"], ["frame_midi"], axis=0),
-             helper.make_node("Unsqueeze", ["frame_midi", "ax0"], ["pitch_pred"])]
+             helper.make_node("Shape", [values], ["values_shape"]),
+             helper.make_node("Gather", ["values_shape", "i1"], ["n_values"], axis=0),
+             helper.make_node("Sub", ["n_values", "i1"], ["last_value"]),
+             helper.make_node("Min", ["position", "last_value"], ["clipped"]),
+             helper.make_node("Squeeze", [values, "ax0"], ["value_row"]),
+             helper.make_node("Gather", ["value_row", "clipped"], [out], axis=0)]
+    return nodes, consts
+
+
+def pitch(path: Path, *, continuous: bool = True) -> None:
+    """pitch_pred[1, T] = each frame's note (note_midi held for note_dur frames): no ornament."""
+    inputs = [_io("encoder_out", F32, [1, "n_tokens", HIDDEN]), _io("ph_dur", I64, [1, "n_tokens"]),
+              _io("note_midi", F32, [1, "n_notes"]), _io("note_rest", BOOL, [1, "n_notes"]),
+              _io("note_dur", I64, [1, "n_notes"]), _io("pitch", F32, [1, "n_frames"]), _io("expr", F32, [1, "n_frames"]),
+              _io("retake", BOOL, [1, "n_frames"]), _io("steps" if continuous else "speedup", I64, [])]
+    nodes, consts = _held("note_midi", "note_dur", "pitch", "frame_midi")
+    nodes.append(helper.make_node("Unsqueeze", ["frame_midi", "ax0"], ["pitch_pred"]))
     _save(path, nodes, inputs, [_io("pitch_pred", F32, [1, "n_frames"])], consts)
 
 
@@ -119,34 +127,16 @@ def acoustic(path: Path, *, vowel_ids: list[int], tokens: int, variances=("energ
     inputs += [_io("depth", F32 if continuous else I64, []), _io("steps" if continuous else "speedup", I64, [])]
     table = np.zeros(tokens + 1, np.float32)
     table[list(vowel_ids)] = 1.0
-    consts = [numpy_helper.from_array(table, "vowel_table"),
-              numpy_helper.from_array(np.array(0, np.int64), "i0"), numpy_helper.from_array(np.array(1, np.int64), "i1"),
-              numpy_helper.from_array(np.array([0], np.int64), "ax0"), numpy_helper.from_array(np.array([1], np.int64), "ax1"),
-              numpy_helper.from_array(np.array([2], np.int64), "ax2"),
-              numpy_helper.from_array(np.array([1, 1, MEL_BINS], np.int64), "bins"),
-              numpy_helper.from_array(np.array(0.001, np.float32), "scale")]
-    nodes = [helper.make_node("CumSum", ["durations", "i1"], ["ends"]),
-             helper.make_node("Squeeze", ["ends", "ax0"], ["ends_flat"]),
-             helper.make_node("Shape", ["f0"], ["f0_shape"]),
-             helper.make_node("Gather", ["f0_shape", "i1"], ["n_frames"], axis=0),
-             helper.make_node("Range", ["i0", "n_frames", "i1"], ["frames"]),
-             helper.make_node("Unsqueeze", ["frames", "ax1"], ["frame_col"]),
-             helper.make_node("Unsqueeze", ["ends_flat", "ax0"], ["end_row"]),
-             helper.make_node("GreaterOrEqual", ["frame_col", "end_row"], ["passed"]),
-             helper.make_node("Cast", ["passed"], ["passed_i"], to=I64),
-             helper.make_node("ReduceSum", ["passed_i", "ax1"], ["position"], keepdims=0),
-             helper.make_node("Shape", ["tokens"], ["tokens_shape"]),
-             helper.make_node("Gather", ["tokens_shape", "i1"], ["n_tokens"], axis=0),
-             helper.make_node("Sub", ["n_tokens", "i1"], ["last_token"]),
-             helper.make_node("Min", ["position", "last_token"], ["clipped"]),
-             helper.make_node("Squeeze", ["tokens", "ax0"], ["token_row"]),
-             helper.make_node("Gather", ["token_row", "clipped"], ["frame_tokens"], axis=0),
-             helper.make_node("Gather", ["vowel_table", "frame_tokens"], ["vowel_flag"], axis=0),
-             helper.make_node("Unsqueeze", ["vowel_flag", "ax0"], ["flag_row"]),
-             helper.make_node("Mul", ["f0", "flag_row"], ["sung_f0"]),
-             helper.make_node("Unsqueeze", ["sung_f0", "ax2"], ["f0_3d"]),
-             helper.make_node("Tile", ["f0_3d", "bins"], ["tiled"]),
-             helper.make_node("Mul", ["tiled", "scale"], ["mel"])]
+    nodes, consts = _held("tokens", "durations", "f0", "frame_tokens")
+    consts += [numpy_helper.from_array(table, "vowel_table"), numpy_helper.from_array(np.array([2], np.int64), "ax2"),
+               numpy_helper.from_array(np.array([1, 1, MEL_BINS], np.int64), "bins"),
+               numpy_helper.from_array(np.array(0.001, np.float32), "scale")]
+    nodes += [helper.make_node("Gather", ["vowel_table", "frame_tokens"], ["vowel_flag"], axis=0),
+              helper.make_node("Unsqueeze", ["vowel_flag", "ax0"], ["flag_row"]),
+              helper.make_node("Mul", ["f0", "flag_row"], ["sung_f0"]),
+              helper.make_node("Unsqueeze", ["sung_f0", "ax2"], ["f0_3d"]),
+              helper.make_node("Tile", ["f0_3d", "bins"], ["tiled"]),
+              helper.make_node("Mul", ["tiled", "scale"], ["mel"])]
     _save(path, nodes, inputs, [_io("mel", F32, [1, "n_frames", MEL_BINS])], consts)
 
 
