@@ -80,6 +80,7 @@ def test_the_release_credits_the_voicebank(rendered):
     assert vocals[0]["licence"] == "CC0 1.0" and vocals[0]["generator"] == "trained"
     [entry] = (out.parent / "cache" / "vocals").glob("*/vocals.json")
     details = json.loads(entry.read_text())["details"]
+    assert "license=CC0" in details["character_txt"]
     assert details["f0"] == "the notes, vibrato, glides" and details["licence_files"] == {"LICENSE.txt": details[
         "licence_files"]["LICENSE.txt"]} and details["phrases"] >= 10
 

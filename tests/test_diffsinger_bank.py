@@ -63,7 +63,7 @@ def _break(bank, how):
 
 def test_not_a_bank(tmp_path):
     said = _break(tmp_path, lambda bank: None)
-    assert "no dsconfig.yaml" in said and "Fix: point voice.voicebank at the folder" in said
+    assert "no dsconfig.yaml" in said and "Fix: point voice.diffsinger.voicebank at the folder" in said
 
 
 def test_a_missing_model(bank):

@@ -9,7 +9,6 @@ The internals are in voice/diffsinger_*.py; the interface facts in docs/diffsing
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import json
 from pathlib import Path
@@ -17,8 +16,9 @@ from typing import ClassVar
 
 import numpy as np
 
-from millamusic.core.audio import Audio, resample
+from millamusic.core.audio import mono_stem
 from millamusic.core.errors import RenderError
+from millamusic.core.files import atomic_path
 from millamusic.engines import singer
 from millamusic.engines.base import EngineInfo, VocalEngine, VocalRequest, VocalResult
 from millamusic.music.score import Score, SungSyllable
@@ -58,19 +58,12 @@ def option_problems(options: dict) -> list[tuple[str, str, str]]:
     return problems
 
 
-@functools.lru_cache(maxsize=4)
-def _bank(path: str, stamp: tuple) -> Voicebank:  # noqa: ARG001 (the stamp makes a changed bank a new entry)
-    return load_voicebank(path)
-
-
 def bank_of(options: dict) -> Voicebank:
     path = options.get("diffsinger_voicebank")
     if not path:
         raise RenderError("diffsinger: no voicebank. Fix: set voice.diffsinger.voicebank in the artist profile "
                           "(the folder of an OpenUtau DiffSinger voicebank)")
-    config = Path(path) / "dsconfig.yaml"
-    stat = config.stat() if config.is_file() else None
-    return _bank(str(path), (stat.st_mtime_ns, stat.st_size) if stat else None)
+    return load_voicebank(path)
 
 
 def licence_text(options: dict) -> str:
@@ -107,7 +100,7 @@ class DiffSinger(VocalEngine):
         opts = {**DEFAULT_OPTIONS, **PROFILE_OPTIONS, **request.options}
         bank = bank_of(opts)
         speaker = opts["diffsinger_speaker"]
-        if bank.speakers and speaker is not None and speaker not in bank.speakers:
+        if bank.speakers and speaker not in bank.speakers:
             raise RenderError(f"diffsinger: the voicebank {bank.name!r} has no speaker {speaker!r}. Fix: set "
                               f"voice.diffsinger.speaker to one of {', '.join(bank.speakers)}")
         settings = Settings(steps=int(opts["steps"]), depth=float(opts["depth"]), speaker=speaker,
@@ -135,11 +128,11 @@ class DiffSinger(VocalEngine):
             if b > a:
                 buffer[a:b] += audio[a - start : b - start]
             sung.extend(_syllable_times(phrase, durations, frame_s))
-        stem = _finish(buffer, rate, request.sample_rate, score.total_frames(request.sample_rate))
+        stem = mono_stem(buffer, rate, request.sample_rate, score.total_frames(request.sample_rate), PEAK_DBFS)
         details = {
             "voicebank": bank.name, "voicebank_version": bank.version, "voicebank_author": bank.author,
             "voicebank_sha256": bank.sha256, "speaker": speaker, "licence": licence_text(opts),
-            "licence_files": bank.licence_files, "phrases": len(found), "phrases_from_cache": cached,
+            "licence_files": bank.licence_files, "character_txt": bank.character_text, "phrases": len(found), "phrases_from_cache": cached,
             "words_spelled_by_espeak": spelled, "f0": "the bank's pitch model" if bank.pitch else "the notes, vibrato, glides", "sung_syllables": len(sung), "notes": len(score.notes),
             "options": {k: v for k, v in opts.items() if k in DEFAULT_OPTIONS},
             "options_not_used": sorted(set(request.options) - set(DEFAULT_OPTIONS) - set(PROFILE_OPTIONS)
@@ -167,10 +160,8 @@ class DiffSinger(VocalEngine):
         audio = sing(bank, phrase, durations, f0, curves, settings)
         if path is not None:
             path.parent.mkdir(parents=True, exist_ok=True)
-            temp = path.with_name(f".{path.name}.{id(audio)}.tmp")
-            with open(temp, "wb") as handle:
+            with atomic_path(path) as temp, open(temp, "wb") as handle:
                 np.save(handle, audio)
-            temp.replace(path)
         return audio, False
 
 
@@ -211,11 +202,3 @@ def _syllable_times(phrase: Phrase, durations: np.ndarray, frame_s: float) -> li
         out.append(SungSyllable(syl.notes[0], round(begin, 4), round(max(syl.end, vowel_s + frame_s), 4), round(vowel_s, 4)))
         vowel += phrase.groups[k + 1]
     return out
-
-
-def _finish(buffer: np.ndarray, rate: int, out_rate: int, frames: int) -> Audio:
-    """Mono buffer at the bank's rate -> stereo Audio at `out_rate`, `frames` long, peak at PEAK_DBFS."""
-    mono = resample(Audio(buffer[None, :], rate), out_rate).fit_length(frames).samples[0]
-    peak = float(np.max(np.abs(mono))) if mono.size else 0.0
-    gain = 10 ** (PEAK_DBFS / 20) / peak if peak > 0 else 1.0
-    return Audio(np.stack([mono * gain, mono * gain]).astype(np.float32), out_rate)

@@ -11,6 +11,7 @@ A malformed bank is a `VoicebankError` naming the file and the fix (exit 3: the 
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import math
@@ -22,6 +23,7 @@ import numpy as np
 from ruamel.yaml import YAML
 from ruamel.yaml.error import YAMLError
 
+from millamusic.core.cache import sha256_file
 from millamusic.core.errors import EngineUnavailable
 
 INSTALL_FIX = "pip install 'millamusic[diffsinger]'"
@@ -49,7 +51,6 @@ class ModelIO:
     path: Path
     inputs: dict[str, str]  # name -> element type ("int64", "float32", "bool")
     outputs: dict[str, str]
-    sha256: str
 
 
 @dataclass(frozen=True)
@@ -105,11 +106,26 @@ class Voicebank:
 
 
 def load_voicebank(path: str | Path) -> Voicebank:
-    """Load and check the bank folder at `path`; VoicebankError for anything that would stop it singing."""
-    root = Path(path)
+    """Load and check the bank folder at `path`; VoicebankError for anything that would stop it singing.
+
+    Loaded once per process while its files stay as they are (name, size, modification time): the
+    artist profile's check and the engine share the work (a real bank is hundreds of MB to hash)."""
+    root = Path(path).resolve()
+    return _load(root, _stamp(root))
+
+
+def _stamp(root: Path) -> tuple:
+    if not root.is_dir():
+        return ()
+    return tuple(sorted((str(f.relative_to(root)), f.stat().st_size, f.stat().st_mtime_ns)
+                        for f in root.rglob("*") if f.is_file()))
+
+
+@functools.lru_cache(maxsize=4)
+def _load(root: Path, stamp: tuple) -> Voicebank:  # noqa: ARG001 (the stamp makes a changed bank a new entry)
     if not (root / "dsconfig.yaml").is_file():
-        fix = ("point voice.voicebank at the folder that holds dsconfig.yaml (an OpenUtau DiffSinger voicebank)"
-               if root.is_dir() else "check the path in voice.voicebank")
+        fix = ("point voice.diffsinger.voicebank at the folder that holds dsconfig.yaml (an OpenUtau DiffSinger voicebank)"
+               if root.is_dir() else "check the path in voice.diffsinger.voicebank")
         raise VoicebankError(f"{root}: no dsconfig.yaml{'' if root.is_dir() else ' (no such folder)'}. Fix: {fix}")
     hashes: dict[str, str] = {}
     acoustic = _model_config(root / "dsconfig.yaml", hashes)
@@ -156,13 +172,13 @@ def _read_yaml(path: Path) -> dict:
 
 def _model_config(path: Path, hashes: dict[str, str]) -> ModelConfig:
     values = {**DEFAULTS, **_read_yaml(path)}
-    hashes[str(path)] = _sha256(path)
+    hashes[str(path)] = sha256_file(path)
     folder = path.parent
     phonemes = _phoneme_table(_named_file(path, values, "phonemes"), hashes)
     languages = {}
     if values["use_lang_id"]:
         languages_path = _named_file(path, values, "languages")
-        hashes[str(languages_path)] = _sha256(languages_path)
+        hashes[str(languages_path)] = sha256_file(languages_path)
         languages = _json_ids(languages_path, "languages")
     speakers = {}
     for name in values.get("speakers") or ():
@@ -192,7 +208,7 @@ def _named_file(config: Path, values: dict, key: str) -> Path:
 
 def _phoneme_table(path: Path, hashes: dict[str, str]) -> dict[str, int]:
     """phonemes.json ({phoneme: id}) or phonemes.txt (the line number is the id; `<PAD>` lines first)."""
-    hashes[str(path)] = _sha256(path)
+    hashes[str(path)] = sha256_file(path)
     if path.suffix == ".json":
         table = _json_ids(path, "phonemes")
     else:
@@ -250,8 +266,8 @@ def _model_io(path: Path, hashes: dict[str, str]) -> ModelIO:
         return {v.name: onnx.helper.tensor_dtype_to_np_dtype(v.type.tensor_type.elem_type).name
                 for v in values if v.name not in initialisers}
 
-    hashes[str(path)] = _sha256(path)
-    return ModelIO(path=path, inputs=kinds(model.graph.input), outputs=kinds(model.graph.output), sha256=hashes[str(path)])
+    hashes[str(path)] = sha256_file(path)
+    return ModelIO(path=path, inputs=kinds(model.graph.input), outputs=kinds(model.graph.output))
 
 
 def _expect(model: ModelIO, *, required: dict[str, str], optional: dict[str, str] | None = None, outputs: tuple[str, ...],
@@ -301,7 +317,7 @@ def _vocoder(root: Path, acoustic: ModelConfig, hashes: dict[str, str]) -> tuple
                              "keeps in its Dependencies folder. Fix: copy that vocoder package (the folder with "
                              "vocoder.yaml and its .onnx) into the bank as dsvocoder/")
     values = {**DEFAULTS, "model": "model.onnx", **_read_yaml(config_path)}
-    hashes[str(config_path)] = _sha256(config_path)
+    hashes[str(config_path)] = sha256_file(config_path)
     config = ModelConfig(path=config_path, values=values, phonemes={}, languages={})
     for key in MEL_SETTINGS:
         ours, theirs = acoustic.values[key], values[key]
@@ -404,9 +420,6 @@ def _character(root: Path) -> dict[str, str]:
 
 def _licence_files(root: Path) -> dict[str, str]:
     """The bank's readme, licence and terms files (OpenUtau's format has no licence field)."""
-    return {path.name: _sha256(path) for path in sorted(root.iterdir())
+    return {path.name: sha256_file(path) for path in sorted(root.iterdir())
             if path.is_file() and path.name.lower().startswith(LICENCE_FILE_STEMS)}
 
-
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()

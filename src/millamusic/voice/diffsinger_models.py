@@ -67,10 +67,14 @@ def _steps(config: ModelConfig, steps: int) -> dict:
 
 
 def _speaker(config: ModelConfig, name: str | None, length: int) -> dict:
+    """spk_embed for a multi-speaker model: its own embedding of `name`, `length` times (each model
+    family has its own embeddings; a speaker one of them lacks is an error, never another voice)."""
     if not config.speakers:
         return {}
-    embedding = config.speakers[name] if name in config.speakers else next(iter(config.speakers.values()))
-    return {"spk_embed": np.tile(embedding.astype(np.float32), (1, length, 1))}
+    if name not in config.speakers:
+        raise VoicebankError(f"{config.path}: no speaker {name!r} among {', '.join(config.speakers)}. Fix: set "
+                             "voice.diffsinger.speaker to a speaker every model of the bank lists")
+    return {"spk_embed": np.tile(config.speakers[name].astype(np.float32), (1, length, 1))}
 
 
 def predicted_durations(bank: Voicebank, phrase: Phrase, settings: Settings) -> np.ndarray | None:
@@ -146,8 +150,9 @@ def sing(bank: Voicebank, phrase: Phrase, durations: np.ndarray, f0_hz: np.ndarr
     """The phrase's waveform at the vocoder's rate (float32, (samples,)), starting at its head SP."""
     config = bank.acoustic
     frames = f0_hz.shape[0]
-    depth = min(settings.depth, float(config.values["max_depth"]) if config.values["use_continuous_acceleration"]
-                else float(config.values["max_depth"]) / 1000.0) if config.values["max_depth"] else settings.depth
+    # max_depth is a share (0..1) in continuous banks, legacy diffusion steps of 1000 in older ones; 0: not set
+    max_depth = float(config.values["max_depth"]) / (1.0 if config.values["use_continuous_acceleration"] else 1000.0)
+    depth = min(settings.depth, max_depth) if max_depth > 0 else settings.depth
     feed = {"tokens": token_ids(config, phrase.tokens), "languages": _languages(config, phrase.tokens),
             "durations": durations[None, :].astype(np.int64), "f0": f0_hz[None, :].astype(np.float32), **curves,
             "gender": np.zeros((1, frames), np.float32), "velocity": np.ones((1, frames), np.float32),
