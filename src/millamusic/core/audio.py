@@ -87,6 +87,18 @@ def resample(audio: Audio, rate: int) -> Audio:
     return Audio(np.ascontiguousarray(out.T, dtype=np.float32), rate)
 
 
+def mono_stem(buffer: np.ndarray, rate: int, out_rate: int, frames: int, peak_dbfs: float) -> Audio:
+    """A vocal engine's mono buffer at `rate` -> a stereo stem at `out_rate`, exactly `frames` long,
+    its peak at `peak_dbfs` (silence stays silence)."""
+    mono = resample(Audio(buffer[None, :].astype(np.float32), rate), out_rate).fit_length(frames).samples[0]
+    peak = float(np.max(np.abs(mono))) if mono.size else 0.0
+    gain = 10 ** (peak_dbfs / 20) / peak if peak > 0 else 1.0
+    out = np.empty((2, len(mono)), dtype=np.float32)
+    out[0] = mono * gain
+    out[1] = out[0]
+    return Audio(out, out_rate)
+
+
 def fade_edges(y: np.ndarray, rate: int, seconds: float = 0.005) -> np.ndarray:
     """Fade a mono buffer in and out over `seconds` (in place; returns it): no click where a
     synthesised phrase starts or stops."""

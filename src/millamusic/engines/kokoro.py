@@ -41,7 +41,7 @@ from typing import ClassVar
 
 import numpy as np
 
-from millamusic.core.audio import Audio, resample
+from millamusic.core.audio import mono_stem
 from millamusic.core.errors import RenderError
 from millamusic.engines import singer
 from millamusic.engines.base import EngineInfo, VocalEngine, VocalRequest, VocalResult
@@ -167,7 +167,7 @@ class Kokoro(VocalEngine):
             a, b = max(start, 0), min(start + len(audio), len(buffers[take]))
             if b > a:
                 buffers[take][a:b] += audio[a - start : b - start]
-        stems = {take: _finish(buffer, request.sample_rate, frames) for take, buffer in buffers.items()}
+        stems = {take: mono_stem(buffer, SR, request.sample_rate, frames, PEAK_DBFS) for take, buffer in buffers.items()}
         syllable_times = tuple(
             SungSyllable(s.notes[0], round(first, 4), round(max(last, s.start + HALF_S), 4), round(s.start, 4))
             for s, (first, last) in zip(syllables, sung_at)
@@ -231,14 +231,3 @@ def _cache_path(plan: Plan, voice: PhraseVoice) -> Path | None:
         return None
     key = plan.key(VERSION, voice.voice.sha256, voice.method)
     return voice.cache / key[:2] / f"{key}.npy"
-
-
-def _finish(buffer: np.ndarray, rate: int, frames: int) -> Audio:
-    """Mono 24 kHz buffer -> stereo Audio at `rate`, `frames` long, peak at PEAK_DBFS."""
-    mono = resample(Audio(buffer[None, :].astype(np.float32), SR), rate).fit_length(frames).samples[0]
-    peak = float(np.max(np.abs(mono))) if mono.size else 0.0
-    gain = 10 ** (PEAK_DBFS / 20) / peak if peak > 0 else 1.0
-    out = np.empty((2, len(mono)), dtype=np.float32)
-    out[0] = mono * gain
-    out[1] = out[0]
-    return Audio(out, rate)
