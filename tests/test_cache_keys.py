@@ -12,23 +12,7 @@ from millamusic.pipeline.render import render
 from millamusic.pipeline.stages import RenderOptions
 from millamusic.pipeline.status import song_status
 from millamusic.spec.song import load_song
-
-SONG = """\
-title: Cache Keys
-artist: Milla Virta
-genre: pop
-style: [test]
-tempo: 120
-key: A minor
-seed: 4
-structure:
-  - {section: Verse, bars: 2, chords: [Am, F]}
-lyrics: |
-  [Verse]
-  Hold the light tonight
-release:
-  year: 2026
-"""
+from tests.conftest import SHORT_SONG
 
 
 @pytest.fixture(scope="module")
@@ -37,7 +21,7 @@ def rendered(tmp_path_factory):
     root = tmp_path_factory.mktemp("cache-keys")
     (root / "songs").mkdir()
     spec = root / "songs" / "cache-keys.yaml"
-    spec.write_text(SONG)
+    spec.write_text(SHORT_SONG.format(genre="pop", tempo=120, key="A minor", seed=4, extra=""))
     song = load_song(spec)
     options = RenderOptions(out_root=root / "out", cache_dir=root / "cache")
     first = render(song, options)
