@@ -41,7 +41,7 @@ SLOT_SKIP = 0.1  # fraction of each chord slot left out: attacks, drum fills, la
 # --------------------------------------------------------------------------- helpers
 
 
-def _mono(samples: np.ndarray) -> np.ndarray:
+def mono(samples: np.ndarray) -> np.ndarray:
     """(n,) or (channels, n) -> float32 (n,)."""
     x = np.asarray(samples)
     if x.ndim == 2:
@@ -103,7 +103,7 @@ def estimate_tempo(samples: np.ndarray, sample_rate: int, *, hop_length: int = 2
     """
     import librosa  # librosa: ~1 s with its numba/scipy imports
 
-    y = _mono(samples)
+    y = mono(samples)
     if y.size < 2048:
         raise ValueError(f"signal too short for beat tracking: {y.size} samples ({y.size / sample_rate:.3f} s)")
     envelope = librosa.onset.onset_strength(y=y, sr=sample_rate, hop_length=hop_length)
@@ -134,8 +134,9 @@ def estimate_tempo(samples: np.ndarray, sample_rate: int, *, hop_length: int = 2
 # --------------------------------------------------------------------------- chroma
 
 
-def _chroma(y: np.ndarray, sample_rate: int) -> np.ndarray:
-    """Mono (n,) -> chroma (12, frames) at CHROMA_HOP, each frame max-normalised by librosa.
+def chroma_frames(y: np.ndarray, sample_rate: int) -> tuple[np.ndarray, np.ndarray]:
+    """Mono (n,) -> (chroma (12, frames) at CHROMA_HOP, each frame max-normalised by librosa; the
+    frames' times in seconds).
 
     CQT chroma, not STFT: on a 3-minute 44.1 kHz mix they took 0.7 s vs 0.45 s, most of it the
     tuning estimate both run (0.55 s), and the CQT's sharper low bins read chords better (STFT
@@ -146,9 +147,10 @@ def _chroma(y: np.ndarray, sample_rate: int) -> np.ndarray:
     # Start at E2 (82 Hz, a guitar's low string): the synth kick sweeps through 150-48 Hz and,
     # with the CQT's sharp low bins, reads as a loud pitch (it turned rock bars into "A" chords).
     octaves = int(min(CHROMA_OCTAVES, np.floor(np.log2(sample_rate / 2 / CHROMA_FMIN_HZ))))
-    return librosa.feature.chroma_cqt(
+    chroma = librosa.feature.chroma_cqt(
         y=y, sr=sample_rate, hop_length=CHROMA_HOP, fmin=CHROMA_FMIN_HZ, n_octaves=octaves
     )
+    return chroma, librosa.frames_to_time(np.arange(chroma.shape[1]), sr=sample_rate, hop_length=CHROMA_HOP)
 
 
 # --------------------------------------------------------------------------- key
@@ -174,8 +176,8 @@ def estimate_key(samples: np.ndarray, sample_rate: int, *, ending_weight: float 
     song only). `margin` says how clear the decision was. Raises ValueError for a signal with no
     pitched content.
     """
-    y = _mono(samples)
-    chroma = _chroma(y, sample_rate)
+    y = mono(samples)
+    chroma, _ = chroma_frames(y, sample_rate)
     mean = _zscore(chroma.mean(axis=1))
     if not mean.any():
         raise ValueError("no pitched content to estimate a key from (silence?)")
@@ -241,54 +243,75 @@ def _triad_templates() -> np.ndarray:
     return _zscore(np.concatenate([_rotations(major), _rotations(minor)]))
 
 
+@dataclass(frozen=True)
+class ChordEstimate:
+    root_pc: int  # -1 where the span has no pitched content (silence)
+    quality: str  # "major" | "minor" ("none" with root -1)
+    score: float  # Pearson r of the span's chroma with the winning triad template; ~0 = no pitch content
+
+    @property
+    def symbol(self) -> str:
+        """"Am", "F#"; "N" for no chord (the chord vocabulary of the spec, sharps spelling)."""
+        return "N" if self.root_pc < 0 else NOTE_NAMES[self.root_pc] + ("m" if self.quality == "minor" else "")
+
+
+def estimate_chords(chroma: np.ndarray, frame_times: np.ndarray, spans: list[tuple[float, float]]) -> list[ChordEstimate]:
+    """The major or minor triad that best fits each (start s, end s) span of a chroma from
+    `chroma_frames`; the first SLOT_SKIP of each span is left out (attacks, late changes).
+
+    Raises ValueError for a span that lies past the end of the chroma.
+    """
+    templates = _triad_templates()
+    out = []
+    for start, end in spans:
+        window = (frame_times >= start + SLOT_SKIP * (end - start)) & (frame_times < end)
+        if not window.any():
+            raise ValueError(f"the span {start:.2f}-{end:.2f} s is past the end of the signal "
+                             f"({frame_times[-1] if len(frame_times) else 0:.2f} s)")
+        r = templates @ _zscore(chroma[:, window].mean(axis=1))
+        best = int(np.argmax(r))
+        if not r.any():  # silence: say so rather than let it read as C major
+            out.append(ChordEstimate(-1, "none", 0.0))
+        else:
+            out.append(ChordEstimate(best % 12, "major" if best < 12 else "minor", float(r[best])))
+    return out
+
+
 def chords_per_bar(samples: np.ndarray, sample_rate: int, score: Score) -> list[ChordSlot]:
     """One ChordSlot per chord symbol of every bar of `score`, estimated from (n,) or (channels, n) samples.
 
     Bar times come from score.seconds_per_beat with beat 0 at sample 0. Raises ValueError when
     the signal ends before a slot starts.
     """
-    import librosa  # librosa: ~1 s with its numba/scipy imports
-
-    y = _mono(samples)
+    y = mono(samples)
     # No HPSS: librosa.effects.harmonic took 11-19 s on 2-3 minute arranger mixes and did not
-    # change the match rate; cutting the chroma below E2 (see _chroma) is what beat the drums.
-    chroma = _chroma(y, sample_rate)
-    frame_times = librosa.frames_to_time(np.arange(chroma.shape[1]), sr=sample_rate, hop_length=CHROMA_HOP)
-    templates = _triad_templates()
+    # change the match rate; cutting the chroma below E2 (see chroma_frames) is what beat the drums.
+    chroma, frame_times = chroma_frames(y, sample_rate)
     spb = score.seconds_per_beat
-    slots = []
+    expected, spans = [], []
     for bar in score.bars:
         division = bar.beats / len(bar.chords)
         for i, symbol in enumerate(bar.chords):
-            chord = parse_chord(symbol)
             start = (bar.start_beat + i * division) * spb
-            end = start + division * spb
-            lo = start + SLOT_SKIP * (end - start)
-            window = (frame_times >= lo) & (frame_times < end)
-            if not window.any():
-                raise ValueError(
-                    f"bar {bar.index} chord {symbol!r} at {start:.2f}-{end:.2f} s is past the end of the "
-                    f"signal ({y.size / sample_rate:.2f} s)"
-                )
-            r = templates @ _zscore(chroma[:, window].mean(axis=1))
-            best = int(np.argmax(r))
-            root, quality = best % 12, ("major" if best < 12 else "minor")
-            if not r.any():  # silence: say so rather than let it read as C major
-                root, quality = -1, "none"
-            slots.append(
-                ChordSlot(
-                    bar_index=bar.index,
-                    start_seconds=float(start),
-                    end_seconds=float(end),
-                    expected=symbol,
-                    expected_root_pc=chord.root_pc,
-                    expected_quality=_expected_quality(chord.intervals),
-                    estimated_root_pc=root,
-                    estimated_quality=quality,
-                    estimated="N" if root < 0 else NOTE_NAMES[root] + ("m" if quality == "minor" else ""),
-                    score=float(r[best]),
-                )
+            expected.append((bar.index, symbol))
+            spans.append((start, start + division * spb))
+    slots = []
+    for (bar_index, symbol), (start, end), estimate in zip(expected, spans, estimate_chords(chroma, frame_times, spans)):
+        chord = parse_chord(symbol)
+        slots.append(
+            ChordSlot(
+                bar_index=bar_index,
+                start_seconds=float(start),
+                end_seconds=float(end),
+                expected=symbol,
+                expected_root_pc=chord.root_pc,
+                expected_quality=_expected_quality(chord.intervals),
+                estimated_root_pc=estimate.root_pc,
+                estimated_quality=estimate.quality,
+                estimated=estimate.symbol,
+                score=estimate.score,
             )
+        )
     return slots
 
 
