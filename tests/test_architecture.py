@@ -29,7 +29,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("engines",),
     ("spec",),
     ("compose",),
-    ("mix",),
+    ("mix", "cover"),
     ("mastering",),
     ("release",),
     ("qa",),

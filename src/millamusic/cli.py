@@ -19,6 +19,9 @@ from rich.table import Table
 
 from millamusic.compose import compose
 from millamusic.core.errors import EngineUnavailable, ExportError, MillaError, RenderError, SpecError
+from millamusic.cover.analysis import analyse_reference
+from millamusic.cover.draft import draft_cover
+from millamusic.cover.files import OriginalCredits, write_draft
 from millamusic.engines import REGISTRY, SPEECH_SOURCES, missing_modules, missing_speech_modules
 from millamusic.instruments.soundfont import is_soundfont
 from millamusic.pipeline.album import AlbumOptions, build_album
@@ -28,7 +31,8 @@ from millamusic.pipeline.status import AlbumStatus, album_status, song_status, s
 from millamusic.qa.check import check_paths, failed, results_table, summary
 from millamusic.qa.probe import CheckUsageError
 from millamusic.spec.album import load_album
-from millamusic.spec.song import is_album_spec, load_song
+from millamusic.spec.artist import load_artist
+from millamusic.spec.song import is_album_spec, load_song, slugify
 
 # render, album and status find the stage cache the same way (see _cache_dir)
 cache_dir_option = click.option("--cache-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
@@ -160,6 +164,58 @@ def render(spec: Path, out_root: Path, cache_dir: Path | None, force: bool, back
         console.print(f"           {Path(result.files[f'{name}:wav']).parent}", markup=False, soft_wrap=True)
     console.print(f"  release  {result.release_path}")
     console.print(f"  done in {result.seconds:.1f} s")
+
+
+@main.command()
+@click.argument("reference", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--title", required=True, help="The cover's title (usually the original's).")
+@click.option("--lyrics", "lyrics_file", type=click.Path(dir_okay=False, exists=True, path_type=Path), default=None,
+              help="The lyric sheet ([Verse 1], [Chorus] ... headers): mapped to the sections heard and the "
+                   "melody fitted to its syllables [default: a skeleton, one 'la' per note heard].")
+@click.option("--vocal-stem", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="The sung part alone (an a-cappella or separated stem) to transcribe the melody from.")
+@click.option("--out-spec", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Where the draft spec goes [default: songs/<title-slug>.yaml]; its lyrics and MIDI go beside it.")
+@click.option("--artist-profile", type=click.Path(dir_okay=False, exists=True, path_type=Path), default=None,
+              help="The artist profile whose range the transposition fits (and whose name the spec gets).")
+@click.option("--artist", default=None, help="The performing artist [default: the profile's name].")
+@click.option("--genre", type=click.Choice(["pop", "rock"]), default="pop", show_default=True)
+@click.option("--tempo", "tempo_hint", type=click.FloatRange(40, 240), default=None,
+              help="The tempo you hear, to pick the beat level (e.g. 72 when 144 was drafted).")
+@click.option("--original-artist", default=None, help="Who first released the song (release.original.artist).")
+@click.option("--songwriter", "songwriters", multiple=True, help="A writer of the song (repeat for each).")
+@click.option("--original-year", type=click.IntRange(1800, 2100), default=None)
+@click.option("--force", is_flag=True, help="Replace an earlier draft at --out-spec.")
+def cover(reference: Path, title: str, lyrics_file: Path | None, vocal_stem: Path | None, out_spec: Path | None,
+          artist_profile: Path | None, artist: str | None, genre: str, tempo_hint: float | None,
+          original_artist: str | None, songwriters: tuple[str, ...], original_year: int | None, force: bool) -> None:
+    """Draft a cover's song spec from the REFERENCE recording (WAV, FLAC, MP3, OGG): tempo and bars,
+    key, chords per bar, sections, and the sung melody as MIDI, transposed into the artist's range.
+
+    Nothing is written unless the whole draft loads and composes as `millamusic render` will read it."""
+
+    console = Console(stderr=True)
+    profile = load_artist(artist_profile) if artist_profile else None
+    performer = artist or (profile.profile.name if profile else None)
+    if not performer:
+        raise click.UsageError("name the performing artist: --artist NAME or --artist-profile FILE")
+    sheet = lyrics_file.read_text(encoding="utf-8") if lyrics_file else None
+    out_spec = out_spec or Path("songs") / f"{slugify(title)}.yaml"
+    console.print(f"[bold]{escape(title)}[/]: listening to {escape(str(reference))}")
+    analysis = analyse_reference(reference, vocal_stem=vocal_stem, tempo_hint=tempo_hint)
+    draft = draft_cover(analysis, title=title, artist=performer, genre=genre,
+                        language=profile.profile.voice.language if profile else "en-us",
+                        voice_range=profile.range_midi if profile else None, sheet=sheet,
+                        sheet_file=str(lyrics_file or ""))
+    original = OriginalCredits(title, original_artist, songwriters, original_year) if original_artist else None
+    written = write_draft(draft, out_spec, artist_profile=artist_profile, original=original, force=force)
+    for finding in draft.findings:
+        console.print(f"  {finding}", markup=False, soft_wrap=True)
+    form = " ".join(f"{s.name}({s.bars})" for s in draft.sections)
+    console.print(f"  key {analysis.key.name}, form: {form}", markup=False, soft_wrap=True)
+    for path in written:
+        console.print(f"  wrote {path}", markup=False)
+    console.print(f"  next: edit {written[0]}, then `millamusic render {written[0]}`", markup=False)
 
 
 @main.command()

@@ -17,7 +17,7 @@ import numpy as np
 from millamusic.core.errors import SpecError, SpecProblem
 from millamusic.music.lyrics import display_line, line_words
 from millamusic.music.score import Bar, LyricLine, Note, Score, Section, Word
-from millamusic.music.theory import Key, parse_chord
+from millamusic.music.theory import Key, parse_chord, transpose_chord
 from millamusic.spec.song import Song
 
 COMPOSER_VERSION = "2"  # 2: syllable counts from espeak, melisma markers
@@ -60,7 +60,8 @@ def _bar_grid(song: Song) -> tuple[list[Section], list[Bar]]:
     for index, section in enumerate(song.spec.structure):
         sections.append(Section(section.section, section.resolved_kind, len(bars), section.bars))
         for n in range(section.bars):
-            chords = tuple(section.chords[n % len(section.chords)].split())
+            chords = tuple(transpose_chord(symbol, song.spec.transpose)
+                           for symbol in section.chords[n % len(section.chords)].split())
             bars.append(Bar(len(bars), index, beat, per_bar, chords))
             beat += per_bar
     return sections, bars
@@ -251,7 +252,7 @@ def _notes_from_midi(song: Song, sections, bars, lines, line_syllables, sheet_li
         said = str(error) or ("the file ends early" if isinstance(error, EOFError) else type(error).__name__)
         raise SpecError([SpecProblem(str(song.path), None, None, "melody", str(path),
                                      f"cannot read the MIDI file ({said})", "export it again as a Standard MIDI File")]) from error
-    events = _monophonic_notes(midi)
+    events = [(start, length, pitch + song.spec.transpose) for start, length, pitch in _monophonic_notes(midi)]
     refs = [(line_index, ref) for line_index, line_refs in enumerate(line_syllables) for ref in line_refs]
     if len(events) != len(refs):
         counts = _count_by_section(events, sections, bars, lines, line_syllables)

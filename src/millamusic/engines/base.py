@@ -30,6 +30,8 @@ class BackingRequest:
     sample_rate: int
     options: dict = field(default_factory=dict)  # engine-specific, from the spec
     reference: str | None = None  # the spec's reference recording (covers), when it has one
+    reference_start: float = 0.0  # seconds into the reference where bar 1 starts
+    transpose: int = 0  # semitones from the reference's key to the song's (the score is already moved)
 
 
 @dataclass(frozen=True)

@@ -444,6 +444,16 @@ def guide_audio(score: Score, request: BackingRequest, source: ModelSource, guid
     return Audio(sum_stems(stems), MUSICGEN_RATE), "score"
 
 
+def guide_chroma(guide: Audio, guide_from: str, request: BackingRequest) -> tuple[np.ndarray, float]:
+    """(whole-song melody chroma, seconds into it where bar 1 starts). A reference recording is
+    in its own key and bar 1 starts `reference_start` into it: its chroma moves with the song's
+    `transpose` (a pitch-class rotation) and its windows are read from that point."""
+    whole = melody_chroma(guide)
+    if guide_from != "reference":
+        return whole, 0.0
+    return np.roll(whole, request.transpose, axis=1), request.reference_start
+
+
 # --------------------------------------------------------------------------- the engine
 
 
@@ -479,8 +489,9 @@ class MusicGen(BackingEngine):
         texts = [prompts[_section_kind(score, w.new_start / FRAME_RATE)] for w in windows]
         chroma = None
         if guide is not None:
-            whole = melody_chroma(guide)
-            chroma = [chroma_window(whole, w.start / FRAME_RATE, frames=model.config.chroma_length) for w in windows]
+            whole, offset = guide_chroma(guide, guide_from, request)
+            chroma = [chroma_window(whole, offset + w.start / FRAME_RATE, frames=model.config.chroma_length)
+                      for w in windows]
         try:
             codes = generate_codes(model, tokenizer, frames=frames, windows=windows, texts=texts, chroma=chroma,
                                    settings=settings, seed=request.seed, device=device)

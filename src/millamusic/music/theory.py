@@ -73,6 +73,9 @@ class Key:
     def name(self) -> str:
         return f"{NOTE_NAMES[self.tonic_pc]} {self.mode}"
 
+    def transposed(self, semitones: int) -> "Key":
+        return Key((self.tonic_pc + semitones) % 12, self.mode)
+
     @property
     def sharps(self) -> int:
         """Signed count of sharps (negative: flats) for the MIDI key signature."""
@@ -122,6 +125,16 @@ def parse_chord(symbol: str) -> Chord:
     root = note_name_to_pc(match.group(1))
     bass = note_name_to_pc(match.group(3)) if match.group(3) else root
     return Chord(symbol.strip(), root, CHORD_QUALITIES[match.group(2)], bass)
+
+
+def transpose_chord(symbol: str, semitones: int) -> str:
+    """'Am' up 2 -> 'Bm', 'F#m7/C#' down 1 -> 'Fm7/C' (roots spelled with sharps, like Key.name)."""
+    match = _CHORD_RE.match(symbol.strip())
+    if not match:
+        parse_chord(symbol)  # raises the error that names the fix
+    root = NOTE_NAMES[(note_name_to_pc(match.group(1)) + semitones) % 12]
+    bass = f"/{NOTE_NAMES[(note_name_to_pc(match.group(3)) + semitones) % 12]}" if match.group(3) else ""
+    return f"{root}{match.group(2)}{bass}"
 
 
 _NOTE_OCTAVE_RE = re.compile(r"^([A-G][#b]?)(-?\d)$")

@@ -122,6 +122,7 @@ def _publish(run: Run, publication: _Publication, root: Path, masters: Path, ste
                   "year": tags.year, "genre": tags.genre, "isrc": tags.isrc, "upc": tags.upc,
                   "composer": tags.composer, "lyricist": tags.lyricist, "producer": tags.producer,
                   "copyright": tags.copyright, "label": tags.label, "language": run.song.language,
+                  "original": release.original.model_dump() if release.original else None,
                   "duration_seconds": round(seconds, 3)},
         "spec": {"path": str(run.song.path), "sha256": run.song.spec_sha256, "inputs": run.song.input_hashes},
         "engines": {"backing": asdict(backing_info), "vocals": asdict(vocals_info)},

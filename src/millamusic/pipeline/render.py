@@ -233,7 +233,8 @@ def backing_request_for(song: Song, options: RenderOptions):
             raise SpecError(bad)
     reference = str(song.reference_path) if song.reference_path else None
     return BackingRequest(seed=spec.seed, genre=spec.genre, style=tuple(spec.style), sample_rate=SAMPLE_RATE,
-                          options=engine_options, reference=reference)
+                          options=engine_options, reference=reference, reference_start=spec.reference_start,
+                          transpose=spec.transpose)
 
 
 def _backing(run: Run, score: Score, engine, request, info) -> Entry:

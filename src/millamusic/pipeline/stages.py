@@ -32,7 +32,7 @@ def compose_inputs(song: Song) -> dict:
     spec = song.spec
     return {
         "composer": COMPOSER_VERSION,
-        "spec": spec.model_dump(include={"title", "tempo", "key", "time_signature", "seed", "structure"}),
+        "spec": spec.model_dump(include={"title", "tempo", "key", "transpose", "time_signature", "seed", "structure"}),
         "language": song.language, "voice_range": song.voice_range,
         "lyrics": [[block.header, [line.text for line in block.lines]] for block in song.lyric_blocks],
         "melody": song.input_hashes.get("melody"),

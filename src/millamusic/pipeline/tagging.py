@@ -23,8 +23,8 @@ def engine_used(entry: Entry, record: str):
 def credits_for(song: Song, score: Score, backing_info, backing: Entry, vocals_info):
     prompt = json.loads((backing.path / "backing.json").read_text())["prompt"]
     spec = song.spec
-    return song_credits(artist=spec.artist, lyricist=spec.release.lyricist,
-                        melody_from_midi=score.melody_source.startswith("midi:"), composer=spec.release.composer,
+    return song_credits(artist=spec.artist, lyricist=spec.release.lyricist_credit,
+                        melody_from_midi=score.melody_source.startswith("midi:"), composer=spec.release.composer_credit,
                         seed=spec.seed, backing=backing_info, backing_prompt=prompt, vocals=vocals_info)
 
 
@@ -65,6 +65,14 @@ def bcp47(language: str) -> str:
     return "-".join([parts[0].lower()] + [p.upper() if len(p) == 2 else p for p in parts[1:]])
 
 
+def _original_fields(original) -> dict:
+    """A cover's original work as ReleaseTags fields (none for an original song)."""
+    if original is None:
+        return {}
+    return {"original_title": original.title, "original_artist": original.artist,
+            "original_songwriters": ", ".join(original.songwriters), "original_year": original.year}
+
+
 def release_tags(song: Song, score: Score, credits, lines):
     """The tags every delivery file of this song carries (the same for every profile)."""
 
@@ -74,8 +82,8 @@ def release_tags(song: Song, score: Score, credits, lines):
         title=spec.title, artist=spec.artist, album=release.album, album_artist=release.album_artist or spec.artist,
         track_number=release.track, track_total=release.track_total, disc_number=release.disc,
         year=release.year, genre=spec.genre.capitalize(), isrc=release.isrc, upc=release.upc,
-        composer=release.composer, lyricist=release.lyricist, copyright=release.copyright, label=release.label,
-        producer=release.producer, cover_image=cover[0], cover_mime=cover[1],
+        composer=release.composer_credit, lyricist=release.lyricist_credit, copyright=release.copyright,
+        label=release.label, producer=release.producer, **_original_fields(release.original), cover_image=cover[0], cover_mime=cover[1],
         lyrics_text="\n".join(line.text for line in score.lines), synced_words=sylt_words(lines),
         synced_lrc=lrc_text(lines, title=spec.title, artist=spec.artist, album=release.album, words=False),
         lyrics_language=_ISO_639_2.get(song.language.split("-")[0], "und"),

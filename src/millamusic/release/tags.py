@@ -17,10 +17,13 @@ from mutagen.id3 import (
     TCOM,
     TCON,
     TCOP,
+    TDOR,
     TDRC,
     TEXT,
     TIPL,
     TIT2,
+    TOLY,
+    TOPE,
     TPE1,
     TPE2,
     TPOS,
@@ -65,6 +68,11 @@ class ReleaseTags:
     copyright: str | None = None
     label: str | None = None
     producer: str | None = None
+    # a cover: the original work (release.original), so the file declares itself a cover
+    original_title: str | None = None
+    original_artist: str | None = None
+    original_songwriters: str | None = None
+    original_year: int | None = None
     cover_image: bytes | None = None
     cover_mime: str | None = None  # "image/jpeg" | "image/png"
     lyrics_text: str | None = None  # unsynced
@@ -110,6 +118,9 @@ class ReleaseTags:
                 object.__setattr__(self, "upc", normalise_upc(self.upc))
             except ValueError as error:
                 problems.append(f"upc: {error}")
+        original = (self.original_title, self.original_artist, self.original_songwriters)
+        if any(v is not None for v in original) and not all(str(v or "").strip() for v in original):
+            problems.append("a cover names its original title, artist and songwriters together")
         if (self.cover_image is None) != (self.cover_mime is None):
             problems.append("cover_image and cover_mime must be given together")
         if self.cover_mime is not None and self.cover_mime not in ("image/jpeg", "image/png"):
@@ -146,6 +157,13 @@ class ReleaseTags:
             return None
         return f"{self.track_number}/{self.track_total}" if self.track_total else str(self.track_number)
 
+    @property
+    def cover_of(self) -> str | None:
+        """'Original Title' by Original Artist (written by A, B): one line a person reads."""
+        if self.original_title is None:
+            return None
+        return f"Cover of '{self.original_title}' by {self.original_artist} (written by {self.original_songwriters})"
+
     def vorbis_comments(self) -> dict[str, str]:
         """FLAC/Vorbis comment fields, None fields left out."""
         fields = {
@@ -166,6 +184,11 @@ class ReleaseTags:
             "LABEL": self.label,
             "ORGANIZATION": self.label,
             "PRODUCER": self.producer,
+            "ORIGINALTITLE": self.original_title,
+            "ORIGINALARTIST": self.original_artist,  # Picard's name, like ID3's TOPE
+            "ORIGINALLYRICIST": self.original_songwriters,
+            "ORIGINALDATE": None if self.original_year is None else str(self.original_year),
+            "COVER_OF": self.cover_of,
             "LYRICS": self.lyrics_text,
             "SYNCEDLYRICS": self.synced_lrc,
             # Shown by ordinary players, so the disclosure is visible without special tools.
@@ -195,6 +218,9 @@ def id3_tags(tags: ReleaseTags):
         (TEXT, tags.lyricist),
         (TCOP, tags.copyright),
         (TPUB, tags.label),
+        (TOPE, tags.original_artist),
+        (TOLY, tags.original_songwriters),
+        (TDOR, None if tags.original_year is None else str(tags.original_year)),
     ]
     for frame, value in text_frames:
         if value is not None:
@@ -220,6 +246,8 @@ def id3_tags(tags: ReleaseTags):
         ("DIGITAL_SOURCE_TYPE", tags.digital_source_type),
         ("AI_CREDITS", tags.ai_credits_json),
         ("BARCODE", tags.upc),
+        ("ORIGINAL_TITLE", tags.original_title),
+        ("COVER_OF", tags.cover_of),
     ):
         if value is not None:
             id3.add(TXXX(encoding=utf8, desc=desc, text=[value]))

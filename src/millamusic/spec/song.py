@@ -112,6 +112,16 @@ class MasterSpec(StrictModel):
     profiles: ProfileNames = Field(default_factory=lambda: ["spotify"])
 
 
+class OriginalWork(StrictModel):
+    """The song a cover is of, as distributors ask for it: its title, who first released it, and
+    who wrote it (the composition's owners, who are paid for it)."""
+
+    title: Title
+    artist: Title  # the original artist: who first released the song
+    songwriters: list[Credit] = Field(min_length=1, max_length=20)  # as credited on the original
+    year: Whole | None = Field(default=None, ge=1800, le=2100)
+
+
 class ReleaseSpec(StrictModel):
     album: Title | None = None
     album_artist: Title | None = None
@@ -130,6 +140,21 @@ class ReleaseSpec(StrictModel):
         default=None, min_length=20, max_length=MAX_DISCLOSURE_CHARS)
     commercial: bool = True  # sold or streamed for money: models licensed non-commercially are refused
     acknowledge_noncommercial: bool = False  # ...unless this says the producer knows (recorded in release.json)
+    original: OriginalWork | None = None  # a cover: the original work it performs (tags, release.json, credits)
+
+    @property
+    def composer_credit(self) -> str | None:
+        """The composer tag: the spec's, else a cover's original songwriters."""
+        if self.composer is None and self.original is not None:
+            return ", ".join(self.original.songwriters)
+        return self.composer
+
+    @property
+    def lyricist_credit(self) -> str | None:
+        """The lyricist tag: the spec's, else a cover's original songwriters (a cover sings their words)."""
+        if self.lyricist is None and self.original is not None:
+            return ", ".join(self.original.songwriters)
+        return self.lyricist
 
 
 class SongSpec(StrictModel):
@@ -146,7 +171,9 @@ class SongSpec(StrictModel):
     structure: list[SectionSpec] = Field(min_length=1, max_length=MAX_SECTIONS)
     lyrics: Annotated[str, AfterValidator(check_lyrics_value)] = Field(min_length=1)
     melody: PathText | None = None
-    reference: PathText | None = None
+    reference: PathText | None = None  # a recording (covers): `millamusic cover` drafts a spec from one
+    reference_start: Number = Field(default=0.0, ge=0.0, le=MAX_SONG_SECONDS, allow_inf_nan=False)  # s where bar 1 starts in it
+    transpose: Whole = Field(default=0, ge=-12, le=12)  # semitones: key, chords and melody move together
     artwork: PathText | None = None
     soundfont: PathText | None = None
     engines: EnginesSpec = Field(default_factory=EnginesSpec)
@@ -177,7 +204,8 @@ class SongSpec(StrictModel):
 
     @property
     def key_value(self) -> Key:
-        return parse_key(self.key)
+        """The key the song is sung in: `key` moved by `transpose`."""
+        return parse_key(self.key).transposed(self.transpose)
 
 
 def _duration(seconds: float) -> str:

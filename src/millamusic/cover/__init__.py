@@ -1,0 +1,1 @@
+"""Covers: a reference recording measured (analysis) and drafted into a song spec (draft)."""

@@ -1,0 +1,137 @@
+"""A reference recording, measured: the bar grid, key, chords per bar, form and sung melody a
+cover is drafted from (millamusic.cover.draft turns this into a spec).
+
+Each measurement is one analysis module (beat_grid, features, form, melody_notes); this module
+reads the recording once, refuses what cannot be a song, and keeps the results typed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from millamusic.analysis.beat_grid import MIN_SECONDS, BeatGrid, NoBeatError, estimate_beat_grid
+from millamusic.analysis.features import KeyEstimate, chroma_frames, estimate_chords, estimate_key, mono
+from millamusic.analysis.form import SectionEstimate, find_sections
+from millamusic.analysis.melody_notes import MelodyTranscription, transcribe_melody
+from millamusic.core.audio import Audio, read_audio, resample
+from millamusic.core.errors import SpecError, SpecProblem
+from millamusic.spec.inputs import input_file_problem
+
+AUDIO_SUFFIXES = (".wav", ".flac", ".mp3", ".ogg")
+SPLIT_SCORE = 0.5  # both halves of a bar must fit their triads this well to be written as two chords
+MIN_SECTION_BARS = 2
+TAIL_DB = 12.0  # a last bar this far under the median bar is the ring-out, not music
+
+
+@dataclass(frozen=True)
+class BarChords:
+    bar: int  # 0-based, bar 1 of the draft is 0
+    chords: tuple[str, ...]  # one or two symbols ("Am" or "F G"); "N" where nothing pitched sounds
+    score: float  # how well the bar's chroma fits (the worse half when split): 0..1
+
+
+@dataclass(frozen=True)
+class ReferenceAnalysis:
+    path: Path
+    vocal_path: Path | None  # the separate sung stem the melody came from, when given
+    seconds: float
+    grid: BeatGrid
+    key: KeyEstimate
+    bars: tuple[BarChords, ...]
+    sections: tuple[SectionEstimate, ...]
+    melody: MelodyTranscription  # its `monophonic` says whether the notes can be trusted
+
+    def beat_of(self, seconds: float) -> float:
+        """A time in the recording -> beats from bar 1's first beat."""
+        return (seconds - self.grid.first_downbeat_seconds) / self.grid.seconds_per_beat
+
+
+def _refuse(path: Path, problem: str, fix: str) -> SpecError:
+    return SpecError([SpecProblem(str(path), None, None, "reference", path.name, problem, fix)])
+
+
+def read_reference(path: Path) -> Audio:
+    """The recording's samples, after the same checks a spec's `reference:` gets (readable, whole,
+    at most 20 minutes: checked from the header before anything is decoded). Raises SpecError."""
+    if not path.is_file():
+        raise _refuse(path, "file not found", "give the path of a WAV, FLAC, MP3 or OGG recording")
+    if path.suffix.lower() not in AUDIO_SUFFIXES:
+        raise _refuse(path, f"not an audio file we read (*{path.suffix})", "give a WAV, FLAC, MP3 or OGG recording")
+    problem = input_file_problem("reference", path)
+    if problem is not None:
+        raise _refuse(path, *problem)
+    audio = read_audio(path)
+    if audio.frames / audio.sample_rate < MIN_SECONDS:
+        raise _refuse(path, f"the recording is {audio.frames / audio.sample_rate:.1f} s long; a cover is drafted "
+                            f"from at least {MIN_SECONDS:g} s",
+                      "give the whole song (or at least a verse and a chorus)")
+    return audio
+
+
+def _sounding_bars(samples: np.ndarray, rate: int, grid: BeatGrid) -> int:
+    """Whole bars up to the last one that still sounds like the song (within TAIL_DB of the median
+    bar): the ring-out after the last chord is no bar the band should play."""
+    y = mono(samples)
+    starts = (grid.bar_starts() * rate).astype(int)
+    length = int(grid.beats_per_bar * grid.seconds_per_beat * rate)
+    level = np.array([10 * np.log10(np.mean(np.square(y[max(a, 0): a + length], dtype=np.float64)) + 1e-12)
+                      for a in starts])
+    sounding = np.flatnonzero(level > np.median(level) - TAIL_DB)
+    return int(sounding[-1]) + 1 if sounding.size else len(starts)
+
+
+def _bar_chords(samples: np.ndarray, rate: int, grid: BeatGrid, bars: int) -> tuple[BarChords, ...]:
+    """Per bar: one chord, or two when the halves clearly differ (a change on beat 3)."""
+    chroma, times = chroma_frames(mono(samples), rate)
+    starts = grid.bar_starts(bars)
+    length = grid.beats_per_bar * grid.seconds_per_beat
+    whole = estimate_chords(chroma, times, [(s, s + length) for s in starts])
+    halves = estimate_chords(chroma, times, [(s + k * length / 2, s + (k + 1) * length / 2)
+                                             for s in starts for k in (0, 1)]) if grid.beats_per_bar == 4 else None
+    out = []
+    for index, chord in enumerate(whole):
+        first, second = (halves[2 * index], halves[2 * index + 1]) if halves else (chord, chord)
+        if first.symbol != second.symbol and min(first.score, second.score) > SPLIT_SCORE and "N" not in (
+                first.symbol, second.symbol):
+            out.append(BarChords(index, (first.symbol, second.symbol), min(first.score, second.score)))
+        else:
+            out.append(BarChords(index, (chord.symbol,), chord.score))
+    return tuple(out)
+
+
+def analyse_reference(path: Path, *, vocal_stem: Path | None = None,
+                      tempo_hint: float | None = None) -> ReferenceAnalysis:
+    """Measure a reference recording (and, when given, a separate monophonic sung stem of it).
+
+    Raises SpecError (exit 2) naming the file for what cannot be drafted from: not audio, too
+    short or long, silent, no steady beat.
+    """
+    audio = read_reference(path)
+    samples, rate = audio.samples, audio.sample_rate
+    try:
+        grid = estimate_beat_grid(samples, rate, prior_bpm=tempo_hint)
+    except NoBeatError as error:
+        raise _refuse(path, str(error), "give a recording with a steady beat, or pass --tempo BPM "
+                                        "if the beat is there but was missed") from None
+    bars = _sounding_bars(samples, rate, grid)
+    if bars < 2 * MIN_SECTION_BARS:
+        raise _refuse(path, f"only {bars} whole bars after the first downbeat", "give the whole song")
+    try:
+        key = estimate_key(samples, rate)
+    except ValueError as error:
+        raise _refuse(path, str(error), "give a recording with pitched instruments or voice") from None
+    chords = _bar_chords(samples, rate, grid, bars)
+    sections = tuple(find_sections(samples, rate, grid.bar_starts(bars), min_bars=MIN_SECTION_BARS))
+    beats = np.array(grid.beat_seconds)
+    if vocal_stem is None:
+        melody = transcribe_melody(samples, rate, beat_seconds=beats)
+    else:
+        try:
+            melody = transcribe_melody(resample(read_reference(vocal_stem), rate).samples, rate, beat_seconds=beats)
+        except ValueError as error:  # a silent stem
+            raise _refuse(vocal_stem, str(error), "give the sung stem of this recording") from None
+    return ReferenceAnalysis(path=path, vocal_path=vocal_stem, seconds=audio.frames / rate, grid=grid, key=key,
+                             bars=chords, sections=sections, melody=melody)
