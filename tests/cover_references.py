@@ -169,3 +169,81 @@ REFERENCES = {
               ("Chorus", 8, ("D", "E", "A", "F#m")), ("Verse", 8, ("A", "E", "D", "E")),
               ("Chorus", 8, ("D", "E", "A", "F#m")), ("Outro", 4, ("D", "E", "A", "A")))),
 }
+
+
+# --------------------------------------------------------------------------- scores
+
+
+def _mir_chord(symbol: str) -> str:
+    """'Am' -> 'A:min', 'F#' -> 'F#:maj', 'N' -> 'N' (mir_eval's chord syntax)."""
+    from millamusic.music.theory import parse_chord
+
+    if symbol == "N":
+        return "N"
+    chord = parse_chord(symbol)
+    root = symbol[:2] if len(symbol) > 1 and symbol[1] in "#b" else symbol[0]
+    return f"{root}:{'min' if chord.is_minor else 'maj'}"
+
+
+@dataclass(frozen=True)
+class CoverScores:
+    tempo_error_percent: float
+    downbeat_error_ms: float
+    meter_right: bool
+    key_right: bool
+    chord_root: float  # mir_eval, duration-weighted over the truth's bars
+    chord_majmin: float
+    boundary_hit_rate: float  # truth section boundaries with a drafted one within one bar
+    melody_f1: float | None  # mir_eval transcription F1 of the analysed melody (50 ms, 50 cents)
+
+
+def score_analysis(reference: Reference, analysis) -> CoverScores:
+    """How close `analysis` (a millamusic.cover.analysis.ReferenceAnalysis) is to the truth."""
+    import mir_eval
+
+    score, grid = reference.score, analysis.grid
+    spb = score.seconds_per_beat
+    ref_intervals, ref_labels = [], []
+    for bar in score.bars:
+        division = bar.beats / len(bar.chords)
+        for i, symbol in enumerate(bar.chords):
+            start = (bar.start_beat + i * division) * spb
+            ref_intervals.append((start, start + division * spb))
+            ref_labels.append(_mir_chord(symbol))
+    bar_seconds = grid.beats_per_bar * grid.seconds_per_beat
+    est_intervals, est_labels = [], []
+    for bar, start in zip(analysis.bars, grid.bar_starts(len(analysis.bars))):
+        part = bar_seconds / len(bar.chords)
+        for i, symbol in enumerate(bar.chords):
+            est_intervals.append((start + i * part, start + (i + 1) * part))
+            est_labels.append(_mir_chord(symbol))
+    # mir_eval.chord.evaluate's own steps, without its segmentation scores: the estimate is cut to
+    # the truth's span (no-chord outside it), both are merged, and agreement is weighted by time.
+    ref_intervals = np.round(np.array(ref_intervals), 6)
+    est_i, est_l = mir_eval.util.adjust_intervals(np.round(np.array(est_intervals), 6), est_labels,
+                                                  ref_intervals.min(), ref_intervals.max(), "N", "N")
+    merged, ref_l, est_l = mir_eval.util.merge_labeled_intervals(ref_intervals, ref_labels, est_i, est_l)
+    durations = mir_eval.util.intervals_to_durations(merged)
+    chords = {measure: mir_eval.chord.weighted_accuracy(getattr(mir_eval.chord, measure)(ref_l, est_l), durations)
+              for measure in ("root", "majmin")}
+
+    truth_bounds = reference.bar_starts[[s.start_bar for s in score.sections[1:]]]
+    est_bounds = grid.bar_starts(len(analysis.bars))[[s.start_bar for s in analysis.sections[1:]]]
+    hits = [np.any(np.abs(est_bounds - t) <= reference.seconds_per_bar * 1.01) for t in truth_bounds]
+
+    f1 = None
+    if analysis.melody is not None and analysis.melody.notes:
+        ref_notes, ref_hz = reference.note_truth
+        est = np.array([(n.start_seconds, n.end_seconds) for n in analysis.melody.notes])
+        est_hz = np.array([440.0 * 2 ** ((n.midi - 69) / 12) for n in analysis.melody.notes])
+        _, _, f1, _ = mir_eval.transcription.precision_recall_f1_overlap(
+            ref_notes, ref_hz, est, est_hz, onset_tolerance=0.05, pitch_tolerance=50.0, offset_ratio=None)
+    return CoverScores(
+        tempo_error_percent=100.0 * (grid.bpm / score.tempo_bpm - 1.0),
+        downbeat_error_ms=1000.0 * grid.first_downbeat_seconds,  # the truth's bar 1 starts at 0
+        meter_right=grid.beats_per_bar == score.beats_per_bar,
+        key_right=analysis.key.name == score.key,
+        chord_root=float(chords["root"]), chord_majmin=float(chords["majmin"]),
+        boundary_hit_rate=float(np.mean(hits)) if hits else 1.0,
+        melody_f1=None if f1 is None else float(f1),
+    )

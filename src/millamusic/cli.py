@@ -213,9 +213,13 @@ def cover(reference: Path, title: str, lyrics_file: Path | None, vocal_stem: Pat
         console.print(f"  {finding}", markup=False, soft_wrap=True)
     form = " ".join(f"{s.name}({s.bars})" for s in draft.sections)
     console.print(f"  key {analysis.key.name}, form: {form}", markup=False, soft_wrap=True)
-    for path in written:
-        console.print(f"  wrote {path}", markup=False)
-    console.print(f"  next: edit {written[0]}, then `millamusic render {written[0]}`", markup=False)
+    for role, path in written.items():
+        if role == "reference":
+            console.print(f"  copied {reference} to {path}: a spec reads files only inside its catalogue "
+                          f"({path.parent.parent})", markup=False, soft_wrap=True)
+        else:
+            console.print(f"  wrote {path}", markup=False)
+    console.print(f"  next: edit {written['spec']}, then `millamusic render {written['spec']}`", markup=False)
 
 
 @main.command()

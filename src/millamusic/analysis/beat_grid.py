@@ -164,8 +164,8 @@ def estimate_beat_grid(samples: np.ndarray, sample_rate: int, *, prior_bpm: floa
     pulse = float(envelope[grid_frames[grid_frames < envelope.size]].mean() / max(envelope.mean(), 1e-12))
     if pulse < MIN_PULSE or on_grid < MIN_ON_GRID:
         raise NoBeatError(f"no clear beat: the onsets on the best steady grid ({60 / period:.1f} BPM) are only "
-                          f"{pulse:.1f}x as strong as elsewhere (a band with a beat: ~6x) and {on_grid:.0%} of the tracked beats "
-                          "fall on it (a band: over 50 %); rubato, free time or noise")
+                          f"{pulse:.1f}x as strong as elsewhere (a band with a beat: ~6x) and {on_grid:.0%} of the "
+                          "tracked beats fall on it (a band: over 50 %); rubato, free time or noise")
 
     # The grid from the first sound to the end: the tracker's first beats are often late.
     sounding = np.flatnonzero(envelope > 0.05 * envelope.max())
@@ -200,5 +200,6 @@ def estimate_beat_grid(samples: np.ndarray, sample_rate: int, *, prior_bpm: floa
         bpm=60.0 / period, beats_per_bar=beats_per_bar, beat_seconds=tuple(float(b) for b in beats),
         first_downbeat_seconds=float(beats[0]), meter_contrast=float(contrast),
         meter_runner_up=f"{runner[1]}/4 from beat {(runner[2] - phase) % runner[1] + 1}",
-        pulse=pulse, on_grid=on_grid, drift_percent=_drift_percent(envelope, HOP / sample_rate, grid_period), half_time=half_time,
+        pulse=pulse, on_grid=on_grid, drift_percent=_drift_percent(envelope, HOP / sample_rate, grid_period),
+        half_time=half_time,
     )

@@ -255,9 +255,27 @@ class ChordEstimate:
         return "N" if self.root_pc < 0 else NOTE_NAMES[self.root_pc] + ("m" if self.quality == "minor" else "")
 
 
-def estimate_chords(chroma: np.ndarray, frame_times: np.ndarray, spans: list[tuple[float, float]]) -> list[ChordEstimate]:
+def key_chord_prior(key: Key, bonus: float = 0.2) -> np.ndarray:
+    """(24,) to add to the triad correlations: `bonus` for the chords a pop/rock song in `key`
+    uses (the diatonic triads, the flat-seventh major chord, and in minor the major V), so a
+    power chord whose third is only hinted is read in the key (E, not Em, in A major)."""
+    t = key.tonic_pc
+    if key.mode == "major":
+        majors, minors = (t, t + 5, t + 7, t + 10), (t + 2, t + 4, t + 9)
+    else:
+        majors, minors = (t + 3, t + 7, t + 8, t + 10), (t, t + 5, t + 7)
+    prior = np.zeros(24)
+    prior[[m % 12 for m in majors]] = bonus
+    prior[[12 + m % 12 for m in minors]] = bonus
+    return prior
+
+
+def estimate_chords(chroma: np.ndarray, frame_times: np.ndarray, spans: list[tuple[float, float]],
+                    prior: np.ndarray | None = None) -> list[ChordEstimate]:
     """The major or minor triad that best fits each (start s, end s) span of a chroma from
     `chroma_frames`; the first SLOT_SKIP of each span is left out (attacks, late changes).
+    `prior` (24,) is added to the correlations before the choice (key_chord_prior); the
+    estimate's score stays the plain correlation.
 
     Raises ValueError for a span that lies past the end of the chroma.
     """
@@ -269,7 +287,7 @@ def estimate_chords(chroma: np.ndarray, frame_times: np.ndarray, spans: list[tup
             raise ValueError(f"the span {start:.2f}-{end:.2f} s is past the end of the signal "
                              f"({frame_times[-1] if len(frame_times) else 0:.2f} s)")
         r = templates @ _zscore(chroma[:, window].mean(axis=1))
-        best = int(np.argmax(r))
+        best = int(np.argmax(r if prior is None else r + prior))
         if not r.any():  # silence: say so rather than let it read as C major
             out.append(ChordEstimate(-1, "none", 0.0))
         else:
@@ -296,7 +314,8 @@ def chords_per_bar(samples: np.ndarray, sample_rate: int, score: Score) -> list[
             expected.append((bar.index, symbol))
             spans.append((start, start + division * spb))
     slots = []
-    for (bar_index, symbol), (start, end), estimate in zip(expected, spans, estimate_chords(chroma, frame_times, spans)):
+    estimates = estimate_chords(chroma, frame_times, spans)
+    for (bar_index, symbol), (start, end), estimate in zip(expected, spans, estimates):
         chord = parse_chord(symbol)
         slots.append(
             ChordSlot(

@@ -7,22 +7,32 @@ reads the recording once, refuses what cannot be a song, and keeps the results t
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 
 from millamusic.analysis.beat_grid import MIN_SECONDS, BeatGrid, NoBeatError, estimate_beat_grid
-from millamusic.analysis.features import KeyEstimate, chroma_frames, estimate_chords, estimate_key, mono
+from millamusic.analysis.features import (
+    KeyEstimate,
+    chroma_frames,
+    estimate_chords,
+    estimate_key,
+    key_chord_prior,
+    mono,
+)
 from millamusic.analysis.form import SectionEstimate, find_sections
 from millamusic.analysis.melody_notes import MelodyTranscription, transcribe_melody
 from millamusic.core.audio import Audio, read_audio, resample
 from millamusic.core.errors import SpecError, SpecProblem
+from millamusic.music.theory import NOTE_NAMES, Key
 from millamusic.spec.inputs import input_file_problem
 
 AUDIO_SUFFIXES = (".wav", ".flac", ".mp3", ".ogg")
-SPLIT_SCORE = 0.5  # both halves of a bar must fit their triads this well to be written as two chords
+SPLIT_SCORE = 0.6  # both halves of a bar must fit their triads this well to be written as two chords
+WHOLE_BAR_SCORE = 0.7  # ...and the whole bar fit its best triad worse than this
 MIN_SECTION_BARS = 2
+RELATIVE_MARGIN = 0.15  # profile margins under this between relative keys are settled by the chords
 TAIL_DB = 12.0  # a last bar this far under the median bar is the ring-out, not music
 
 
@@ -40,6 +50,7 @@ class ReferenceAnalysis:
     seconds: float
     grid: BeatGrid
     key: KeyEstimate
+    key_reason: str  # when the chords decided between relative keys: why ("" otherwise)
     bars: tuple[BarChords, ...]
     sections: tuple[SectionEstimate, ...]
     melody: MelodyTranscription  # its `monophonic` says whether the notes can be trusted
@@ -83,19 +94,48 @@ def _sounding_bars(samples: np.ndarray, rate: int, grid: BeatGrid) -> int:
     return int(sounding[-1]) + 1 if sounding.size else len(starts)
 
 
-def _bar_chords(samples: np.ndarray, rate: int, grid: BeatGrid, bars: int) -> tuple[BarChords, ...]:
-    """Per bar: one chord, or two when the halves clearly differ (a change on beat 3)."""
+def _settle_relative(key: KeyEstimate, bars: tuple[BarChords, ...], sections) -> tuple[KeyEstimate, str]:
+    """A major key and its relative minor share every note, so pitch profiles barely tell them
+    apart; songs start their sections and end on the tonic chord. When the runner-up is the
+    relative key and the profiles were close, the key whose tonic triad starts more sections (and
+    the last bar) wins. Returns the key and, when this decided, why."""
+    relative = Key((key.tonic_pc + (9 if key.mode == "major" else 3)) % 12,
+                   "minor" if key.mode == "major" else "major")
+    if key.runner_up != relative.name or key.margin >= RELATIVE_MARGIN:
+        return key, ""
+    heard = [bars[s.start_bar].chords[0] for s in sections] + [bars[-1].chords[-1]]
+
+    def tonic_chord(k: Key) -> str:
+        return NOTE_NAMES[k.tonic_pc] + ("m" if k.mode == "minor" else "")
+
+    this, other = (sum(chord == tonic_chord(k) for chord in heard) for k in (Key(key.tonic_pc, key.mode), relative))
+    if other <= this:
+        return key, ""
+    why = (f"{key.name} and {relative.name} fit the notes almost equally (margin {key.margin:.2f}); "
+           f"{relative.name} chosen: its tonic chord starts {other} of the {len(sections)} sections or ends the song "
+           f"({this} for {key.name})")
+    return replace(key, tonic_pc=relative.tonic_pc, mode=relative.mode, name=relative.name, runner_up=key.name), why
+
+
+def _bar_chords(samples: np.ndarray, rate: int, grid: BeatGrid, bars: int, key: Key) -> tuple[BarChords, ...]:
+    """Per bar: one chord, read in the song's key; two when the whole bar fits no triad well and
+    its halves fit two different chords of the key well (a change on beat 3)."""
     chroma, times = chroma_frames(mono(samples), rate)
     starts = grid.bar_starts(bars)
     length = grid.beats_per_bar * grid.seconds_per_beat
-    whole = estimate_chords(chroma, times, [(s, s + length) for s in starts])
-    halves = estimate_chords(chroma, times, [(s + k * length / 2, s + (k + 1) * length / 2)
-                                             for s in starts for k in (0, 1)]) if grid.beats_per_bar == 4 else None
+    prior = key_chord_prior(key)
+    whole = estimate_chords(chroma, times, [(s, s + length) for s in starts], prior)
+    halves = None
+    if grid.beats_per_bar == 4:  # a change on beat 3; a 3/4 bar has no middle
+        halves = estimate_chords(chroma, times, [(s + k * length / 2, s + (k + 1) * length / 2)
+                                                 for s in starts for k in (0, 1)], prior)
+    in_key = {i for i in range(24) if prior[i] > 0}
     out = []
     for index, chord in enumerate(whole):
         first, second = (halves[2 * index], halves[2 * index + 1]) if halves else (chord, chord)
-        if first.symbol != second.symbol and min(first.score, second.score) > SPLIT_SCORE and "N" not in (
-                first.symbol, second.symbol):
+        halves_in_key = all(h.root_pc + (12 if h.quality == "minor" else 0) in in_key for h in (first, second))
+        if (first.symbol != second.symbol and chord.score < WHOLE_BAR_SCORE and halves_in_key
+                and min(first.score, second.score) > SPLIT_SCORE and chord.symbol in (first.symbol, second.symbol)):
             out.append(BarChords(index, (first.symbol, second.symbol), min(first.score, second.score)))
         else:
             out.append(BarChords(index, (chord.symbol,), chord.score))
@@ -123,8 +163,9 @@ def analyse_reference(path: Path, *, vocal_stem: Path | None = None,
         key = estimate_key(samples, rate)
     except ValueError as error:
         raise _refuse(path, str(error), "give a recording with pitched instruments or voice") from None
-    chords = _bar_chords(samples, rate, grid, bars)
+    chords = _bar_chords(samples, rate, grid, bars, Key(key.tonic_pc, key.mode))
     sections = tuple(find_sections(samples, rate, grid.bar_starts(bars), min_bars=MIN_SECTION_BARS))
+    key, key_reason = _settle_relative(key, chords, sections)
     beats = np.array(grid.beat_seconds)
     if vocal_stem is None:
         melody = transcribe_melody(samples, rate, beat_seconds=beats)
@@ -134,4 +175,4 @@ def analyse_reference(path: Path, *, vocal_stem: Path | None = None,
         except ValueError as error:  # a silent stem
             raise _refuse(vocal_stem, str(error), "give the sung stem of this recording") from None
     return ReferenceAnalysis(path=path, vocal_path=vocal_stem, seconds=audio.frames / rate, grid=grid, key=key,
-                             bars=chords, sections=sections, melody=melody)
+                             key_reason=key_reason, bars=chords, sections=sections, melody=melody)

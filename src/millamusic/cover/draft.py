@@ -271,6 +271,8 @@ def draft_cover(analysis: ReferenceAnalysis, *, title: str, artist: str, genre: 
     findings = [f"tempo {grid.bpm:.2f} BPM, {grid.time_signature}, bar 1 at {grid.first_downbeat_seconds:.3f} s "
                 f"(harmony changes on the chosen downbeats {grid.meter_contrast:.2f} more than elsewhere; "
                 f"next reading: {grid.meter_runner_up})"]
+    if analysis.key_reason:
+        findings.append(analysis.key_reason)
     if grid.half_time:
         findings.append("the beat tracker heard double time; the draft halves it (pass --tempo to choose)")
     if abs(grid.drift_percent) > 1.0:

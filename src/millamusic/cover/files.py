@@ -84,15 +84,17 @@ def spec_text(draft: CoverDraft, *, reference: str, lyrics: str, melody: str | N
                  "# melody: none drafted (see above): the composer writes one")
     lines += [f"reference: {_quote(reference)}",
               f"reference_start: {max(0.0, grid.first_downbeat_seconds):.3f}   # where bar 1 starts in it (s)",
-              "", "release:", "  original:   # the song this covers: distributors require it"]
+              ""]
     if original is not None and original.artist and original.songwriters:
-        lines += [f"    title: {_quote(original.title)}", f"    artist: {_quote(original.artist)}",
+        lines += ["release:", "  original:   # the song this covers: distributors require it",
+                  f"    title: {_quote(original.title)}", f"    artist: {_quote(original.artist)}",
                   f"    songwriters: [{', '.join(_quote(s) for s in original.songwriters)}]"]
         if original.year:
             lines.append(f"    year: {original.year}")
     else:
-        lines[-1] = "  # original:   # the song this covers: fill it in before release (distributors require it)"
-        lines += [f"  #   title: {_quote(draft.title)}", "  #   artist: \"...\"", "  #   songwriters: [\"...\"]"]
+        lines += ["# release:", "#   original:   # the song this covers: fill it in before release (distributors "
+                  "require it)", f"#     title: {_quote(draft.title)}", "#     artist: \"...\"",
+                  "#     songwriters: [\"...\"]"]
     return "\n".join(lines) + "\n"
 
 
@@ -120,9 +122,10 @@ def midi_bytes(notes: list[DraftNote], bpm: float, beats_per_bar: int) -> bytes:
 
 
 def write_draft(draft: CoverDraft, out_spec: Path, *, artist_profile: Path | None, original: OriginalCredits | None,
-                force: bool = False) -> list[Path]:
+                force: bool = False) -> dict[str, Path]:
     """Write the draft's spec, lyric sheet and melody MIDI (and a copy of the reference when it
-    lies outside the spec's catalogue) into out_spec's folder; returns the files written.
+    lies outside the spec's catalogue) into out_spec's folder; returns the files written by role
+    (spec, lyrics, melody, reference).
 
     Raises SpecError (exit 2) when a file is already there and `force` is not given.
     """
@@ -164,7 +167,7 @@ def write_draft(draft: CoverDraft, out_spec: Path, *, artist_profile: Path | Non
         fsync_dir(folder)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
-    return [targets[role] for role in ("spec", "lyrics", "melody", "reference") if role in targets]
+    return targets
 
 
 def _validate(spec: Path, catalogue: Path, reference: Path) -> None:
