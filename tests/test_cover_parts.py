@@ -231,3 +231,29 @@ def test_a_recording_with_no_steady_beat_is_refused(tmp_path):
     soundfile.write(free, x * 0.5, rate)
     result, folder = _cover(tmp_path, free)
     _assert_refused(result, folder, "no clear beat")
+
+
+@pytest.mark.slow
+def test_a_recording_that_speeds_up_is_drafted_on_one_grid_and_the_drift_reported():
+    from millamusic.analysis.beat_grid import estimate_beat_grid
+
+    rate, seconds = 22050, 60.0
+    # beat times of a tempo rising steadily from 100 to 106 BPM: t(beat) from the integrated rate
+    beats, t, bpm = [], 0.0, 100.0
+    while t < seconds - 1:
+        beats.append(t)
+        bpm = 100.0 + 6.0 * t / seconds
+        t += 60.0 / bpm
+    x = np.zeros(int(rate * seconds), np.float32)
+    roots = [220.0, 174.6, 130.8, 196.0]  # A F C G, one chord per 4 beats
+    for index, start in enumerate(beats):
+        n = int(start * rate)
+        k = np.arange(int(0.25 * rate))
+        hit = np.sin(2 * np.pi * 60 * k / rate) * np.exp(-k / 800) * (1.0 if index % 4 == 0 else 0.6)
+        root = roots[(index // 4) % 4]
+        tone = sum(np.sin(2 * np.pi * root * r * k / rate) for r in (1, 1.26, 1.5)) * np.exp(-k / 4000) * 0.2
+        x[n:n + k.size] += (hit + tone)[: x.size - n].astype(np.float32)
+    grid = estimate_beat_grid(x, rate)
+    first, last = np.mean([100 + 6 * t / seconds for t in (0, 20)]), np.mean([100 + 6 * t / seconds for t in (40, 60)])
+    assert abs(grid.drift_percent - 100 * (last / first - 1)) < 1.5, grid.drift_percent
+    assert 100 < grid.bpm < 106
