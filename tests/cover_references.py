@@ -202,14 +202,9 @@ def score_analysis(reference: Reference, analysis) -> CoverScores:
     import mir_eval
 
     score, grid = reference.score, analysis.grid
-    spb = score.seconds_per_beat
-    ref_intervals, ref_labels = [], []
-    for bar in score.bars:
-        division = bar.beats / len(bar.chords)
-        for i, symbol in enumerate(bar.chords):
-            start = (bar.start_beat + i * division) * spb
-            ref_intervals.append((start, start + division * spb))
-            ref_labels.append(_mir_chord(symbol))
+    spans = score.chord_spans()
+    ref_intervals = [(start, end) for _, _, start, end in spans]
+    ref_labels = [_mir_chord(symbol) for _, symbol, _, _ in spans]
     bar_seconds = grid.beats_per_bar * grid.seconds_per_beat
     est_intervals, est_labels = [], []
     for bar, start in zip(analysis.bars, grid.bar_starts(len(analysis.bars))):

@@ -305,17 +305,10 @@ def chords_per_bar(samples: np.ndarray, sample_rate: int, score: Score) -> list[
     # No HPSS: librosa.effects.harmonic took 11-19 s on 2-3 minute arranger mixes and did not
     # change the match rate; cutting the chroma below E2 (see chroma_frames) is what beat the drums.
     chroma, frame_times = chroma_frames(y, sample_rate)
-    spb = score.seconds_per_beat
-    expected, spans = [], []
-    for bar in score.bars:
-        division = bar.beats / len(bar.chords)
-        for i, symbol in enumerate(bar.chords):
-            start = (bar.start_beat + i * division) * spb
-            expected.append((bar.index, symbol))
-            spans.append((start, start + division * spb))
+    expected = score.chord_spans()
     slots = []
-    estimates = estimate_chords(chroma, frame_times, spans)
-    for (bar_index, symbol), (start, end), estimate in zip(expected, spans, estimates):
+    estimates = estimate_chords(chroma, frame_times, [(start, end) for _, _, start, end in expected])
+    for (bar_index, symbol, start, end), estimate in zip(expected, estimates):
         chord = parse_chord(symbol)
         slots.append(
             ChordSlot(

@@ -105,6 +105,17 @@ class Score:
     def key_value(self) -> Key:
         return Key(self.tonic_pc, self.mode)
 
+    def chord_spans(self) -> list[tuple[int, str, float, float]]:
+        """(bar index, chord symbol, start s, end s) of every chord of every bar: a bar's symbols
+        split it equally."""
+        spans = []
+        for bar in self.bars:
+            division = bar.beats / len(bar.chords)
+            for i, symbol in enumerate(bar.chords):
+                start = self.beat_to_seconds(bar.start_beat + i * division)
+                spans.append((bar.index, symbol, start, self.beat_to_seconds(bar.start_beat + (i + 1) * division)))
+        return spans
+
     def chord(self, symbol: str) -> Chord:
         return parse_chord(symbol)
 
