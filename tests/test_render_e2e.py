@@ -102,10 +102,10 @@ def test_masters_format_loudness_and_true_peak(rendered):
     assert abs(first["loudness"]["spotify"]["integrated_lufs"] - loudness) < 0.05
 
 
-def test_wav_has_nothing_after_data(rendered):
+def test_wav_has_nothing_after_data_but_its_content_credentials(rendered):
     _, out, _, _ = rendered
     chunks = _riff_chunks(out / "masters" / "tiny-test-song" / "spotify" / "tiny-test-song.wav")
-    assert chunks[-1] == "data" and chunks[0] == "fmt "
+    assert chunks == ["fmt ", "data", "C2PA"]
     raw = (out / "masters" / "tiny-test-song" / "spotify" / "tiny-test-song.wav").read_bytes()
     assert struct.unpack("<H", raw[20:22])[0] == 1  # WAVE_FORMAT_PCM, not EXTENSIBLE
 
@@ -293,6 +293,7 @@ def test_check_passes_the_rendered_masters_and_fails_a_damaged_one(rendered, tmp
     result = CliRunner().invoke(main, ["check", str(wav), "--profile", "spotify"])
     assert result.exit_code == 1
     assert re.search(r"loudness\s+│\s+FAIL", result.output) and re.search(r"record\s+│\s+FAIL", result.output)
+    assert re.search(r"provenance\s+│\s+FAIL", result.output)  # rewritten after signing: the manifest is gone
     result = CliRunner().invoke(main, ["check", str(wav), "--profile", "vinyl"])
     assert result.exit_code == 2 and "spotify" in result.output
 

@@ -30,6 +30,7 @@ from millamusic.pipeline.stages import RenderOptions
 from millamusic.pipeline.status import AlbumStatus, album_status, song_status, status_json
 from millamusic.qa.check import check_paths, failed, results_table, summary
 from millamusic.qa.probe import CheckUsageError
+from millamusic.release.provenance import describe, read_provenance
 from millamusic.spec.album import load_album
 from millamusic.spec.artist import load_artist
 from millamusic.spec.song import is_album_spec, load_song, slugify
@@ -220,6 +221,25 @@ def cover(reference: Path, title: str, lyrics_file: Path | None, vocal_stem: Pat
         else:
             console.print(f"  wrote {path}", markup=False)
     console.print(f"  next: edit {written['spec']}, then `millamusic render {written['spec']}`", markup=False)
+
+
+@main.command()
+@click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False, exists=True, path_type=Path))
+def provenance(files: tuple[Path, ...]) -> None:
+    """Print the signed Content Credentials (C2PA) of delivered FILES in words: who made what, with
+    which model, signed by whom, and whether the file is unchanged since it was signed.
+
+    Exit 1 when a file has none or they do not validate."""
+
+    bad = 0
+    for path in files:
+        found = read_provenance(path)
+        click.echo(f"{path}:")
+        for line in describe(found):
+            click.echo(f"  {line}")
+        bad += (not found.present) or bool(found.failures)
+    if bad:
+        raise SystemExit(DELIVERY_CHECK_FAILED)
 
 
 @main.command()

@@ -239,6 +239,8 @@ def album_record(album, tracks: tuple[TrackResult, ...], releases: list[dict], a
             "cache_hits": track.cache_hits, "stages": track.stages,
             "contains_ai": release["contains_ai"], "digital_source_type": release["digital_source_type"],
             "credits": release["credits"], "release": track.release_path,
+            "ai_roles": {role: answer["answer"] for role, answer in release["ai_roles"]["distrokid"].items()},
+            "signed_by": release["provenance"]["signer"],
             "masters": {name: {
                 "integrated_lufs": delivered["master"]["integrated_lufs"],
                 "true_peak_dbtp": delivered["master"]["true_peak_dbtp"],
@@ -253,9 +255,25 @@ def album_record(album, tracks: tuple[TrackResult, ...], releases: list[dict], a
         "copyright": spec.copyright, "profiles": list(spec.master.profiles), "loudness_mode": spec.master.loudness,
         "album_lufs": album_lufs, "artwork": artwork,
         "disclosure": _album_disclosure(disclosures),
+        "provenance": _album_provenance(releases),
         "spec": {"path": str(album.path), "sha256": album.sha256},
         "tracks": rows,
     }
+
+
+def _album_provenance(releases: list[dict]) -> dict:
+    """Who signed the tracks' Content Credentials, and whether any track's AI answers differ: the
+    album-level summary a release manager reads before the upload form (each master is signed
+    on its own; an album has no file of its own to carry a manifest)."""
+    signers = sorted({release["provenance"]["signer"] for release in releases})
+    roles = {}
+    for release in releases:
+        for role, answer in release["ai_roles"]["distrokid"].items():
+            roles.setdefault(role, set()).add(answer["answer"])
+    return {"signed_by": signers, "self_signed": any(r["provenance"]["self_signed"] for r in releases),
+            "tracks_signed": len(releases),
+            "ai_roles": {role: "Yes" if answers == {"Yes"} else "No" if answers == {"No"} else "Some tracks"
+                         for role, answers in roles.items()}}
 
 
 def _album_disclosure(texts: list[str]) -> str:

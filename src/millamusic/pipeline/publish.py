@@ -18,6 +18,7 @@ from millamusic.core.files import fsync_dir, fsync_file, replace_folder
 from millamusic.pipeline.run import Run
 from millamusic.pipeline.stages import DELIVERY_FILES
 from millamusic.release.credits import contains_ai, digital_source_type
+from millamusic.release.distributor import ai_roles
 
 # --- publishing -------------------------------------------------------------------------------
 
@@ -85,6 +86,8 @@ def _publish(run: Run, publication: _Publication, root: Path, masters: Path, ste
         folder = _inside(root, masters / name)
         for role, (suffix, _) in DELIVERY_FILES.items():
             plan.append((export_entry, f"{slug}{suffix}", folder / f"{slug}{suffix}", f"{name}:{role}"))
+    first_export = next(iter(deliveries.values()))[2]  # every profile's export holds the same answers
+    plan.append((first_export, "distributor.txt", masters / "distributor.txt", "distributor"))
     plan.append((lyrics_entry, "lyrics.txt", masters / "lyrics.txt", "lyrics:txt"))
     plan.append((lyrics_entry, f"{slug}.lrc", lyrics / f"{slug}.lrc", "lyrics:lrc"))
     plan.append((lyrics_entry, f"{slug}.ttml", lyrics / f"{slug}.ttml", "lyrics:ttml"))
@@ -137,6 +140,9 @@ def _publish(run: Run, publication: _Publication, root: Path, masters: Path, ste
         "mix": json.loads((run.entries["mix"].path / "mix.json").read_text()),
         "credits": [asdict(c) for c in credits], "contains_ai": contains_ai(credits),
         "digital_source_type": digital_source_type(credits), "disclosure": tags.disclosure,
+        "ai_roles": ai_roles(credits, release.artwork_ai).to_dict(),
+        "provenance": {"standard": "C2PA Content Credentials (c2pa-python)", "signed_files": "every wav, flac and mp3",
+                       **json.loads((first_export.path / "signature.json").read_text())},
         "files": file_records,
     }
     release_path = masters / "release.json"

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from millamusic import SAMPLE_RATE
+from millamusic import SAMPLE_RATE, __version__
 from millamusic.compose import compose
 from millamusic.core.audio import Audio, load_npy, resample, save_npy
 from millamusic.core.cache import CorruptEntry, Entry, StageCache
@@ -46,12 +46,15 @@ from millamusic.pipeline.stages import (
 )
 from millamusic.pipeline.tagging import bcp47, credits_for, engine_used, release_tags, timed_lyrics
 from millamusic.release.credits import licence_allows_commercial
+from millamusic.release.distributor import AiRoles, ai_roles, distributor_text
 from millamusic.release.flac import write_flac
 from millamusic.release.lyric_files import write_lrc
 from millamusic.release.midi import midi_with_vocal
 from millamusic.release.mp3 import write_mp3_under
 from millamusic.release.pcm import decode, quantize, write_wav
+from millamusic.release.provenance import manifest_definition, sign_file
 from millamusic.release.report import measure_with_short_term, write_master_report
+from millamusic.release.signing import SigningIdentity, load_identity
 from millamusic.release.ttml import write_ttml
 from millamusic.spec.profiles import PROFILES, profile_choices, profile_names_problem
 from millamusic.spec.song import Song
@@ -157,6 +160,7 @@ def _render(song: Song, options: RenderOptions, progress: Progress | None, cache
         seconds = score.total_frames(SAMPLE_RATE) / SAMPLE_RATE  # every stem, the mix and the masters are this long
         lyrics_entry = _lyrics(run, score, lines, seconds)
         tags = release_tags(song, score, credits, lines)
+        signing = Signing(load_identity(), credits, ai_roles(credits, spec.release.artwork_ai))
         deliveries = {}
         for profile in profiles:
             if album_masters is not None:
@@ -164,7 +168,7 @@ def _render(song: Song, options: RenderOptions, progress: Progress | None, cache
                 run.entries[f"master[{profile.name}]"] = master_entry
             else:
                 master_entry = _master(run, mixed, profile)
-            deliveries[profile.name] = (profile, master_entry, _export(run, master_entry, tags, profile))
+            deliveries[profile.name] = (profile, master_entry, _export(run, master_entry, tags, profile, signing))
         stems_job.result()
     run.reports = [by_name.get(report.name, report) for report in run.in_order()]
     files, loudness = publish(run, deliveries, lyrics_entry, credits, tags, backing_info, vocals_info, seconds)
@@ -360,11 +364,20 @@ def _lyrics(run: Run, score: Score, lines: list, seconds: float) -> Entry:
     return run.stage("lyrics", inputs, produce)
 
 
-def _export(run: Run, master_entry: Entry, tags, profile) -> Entry:
+@dataclass(frozen=True)
+class Signing:
+    """Who signs the masters' Content Credentials, and what they say (the render's credits)."""
+
+    identity: SigningIdentity
+    credits: list
+    roles: AiRoles
+
+
+def _export(run: Run, master_entry: Entry, tags, profile, signing: Signing) -> Entry:
     """One profile's delivery files, each decoded back and measured (files.json)."""
 
     slug = run.song.slug
-    inputs = export_inputs(master_entry.content_hash, tags, profile, slug)
+    inputs = export_inputs(master_entry.content_hash, tags, profile, slug, signing.identity.fingerprint)
 
     def produce(folder: Path) -> None:
         mastered = load_npy(master_entry.verified("master.npy"))
@@ -392,6 +405,17 @@ def _export(run: Run, master_entry: Entry, tags, profile) -> Entry:
             for role, future in lossy.items():
                 result = future.result()
                 measured[role] = {**result.loudness.to_dict(), "trim_db": round(result.trim_db, 2)}
+        # Tagged first, signed last: the manifest binds every byte outside itself (audio and tags).
+        for role in ("wav", "flac", "mp3_320", "mp3_v0"):
+            manifest = manifest_definition(name[role].name, tags, signing.credits, signing.roles, __version__)
+            sign_file(name[role], manifest, signing.identity)
+        identity = signing.identity
+        (folder / "signature.json").write_text(json.dumps({"signer": identity.subject,
+                                                           "self_signed": identity.self_signed,
+                                                           "certificate_sha256": identity.fingerprint}, indent=1))
+        (folder / "distributor.txt").write_text(distributor_text(tags.title, tags.artist, signing.roles,
+                                                                 signer=identity.subject,
+                                                                 self_signed=identity.self_signed))
         (folder / "files.json").write_text(json.dumps(measured, indent=1))
 
     return run.stage("export", inputs, produce, variant=profile.name)

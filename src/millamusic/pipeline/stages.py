@@ -111,9 +111,11 @@ DELIVERY_FILES = {
 }
 
 
-def export_inputs(master_hash: str, tags, profile, slug: str) -> dict:
-    # the slug names the entry's files: a new slug (slugify's rules changed) is a new entry
-    return {"master": master_hash, "tags": _tag_inputs(tags), "profile": profile.to_dict(), "slug": slug}
+def export_inputs(master_hash: str, tags, profile, slug: str, signer: str) -> dict:
+    # the slug names the entry's files: a new slug (slugify's rules changed) is a new entry; `signer`
+    # is the signing identity's certificate fingerprint (who signs the Content Credentials)
+    return {"master": master_hash, "tags": _tag_inputs(tags), "profile": profile.to_dict(), "slug": slug,
+            "signer": signer}
 
 
 # Which of a song's source files each stage's inputs come from (directly or through the score).

@@ -39,6 +39,7 @@ from millamusic.pipeline.stages import (
     vocals_inputs,
 )
 from millamusic.pipeline.tagging import credits_for, engine_used, release_tags, timed_lyrics
+from millamusic.release.signing import load_identity
 from millamusic.spec.song import Song
 
 
@@ -135,7 +136,8 @@ class SongWalk:
             if missing:
                 self.waits(f"export[{profile.name}]", *missing)
             else:
-                self.check("export", export_inputs(master_hash, tags, profile, song.slug), profile.name)
+                self.check("export", export_inputs(master_hash, tags, profile, song.slug, load_identity().fingerprint),
+                           profile.name)
 
 
 def _compose_in_memory(song: Song):

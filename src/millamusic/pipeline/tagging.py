@@ -8,6 +8,7 @@ from millamusic.core.cache import Entry
 from millamusic.engines.base import EngineInfo
 from millamusic.music.score import Score
 from millamusic.release.credits import contains_ai, credits_json, digital_source_type, disclosure, song_credits
+from millamusic.release.distributor import ai_roles
 from millamusic.release.lyric_files import TimedLine, TimedWord, lrc_text, sylt_words
 from millamusic.release.tags import ReleaseTags
 from millamusic.spec.artwork import validate_cover
@@ -89,4 +90,5 @@ def release_tags(song: Song, score: Score, credits, lines):
         lyrics_language=_ISO_639_2.get(song.language.split("-")[0], "und"),
         disclosure=disclosure(spec.artist, credits, song.disclosure), contains_ai=contains_ai(credits),
         digital_source_type=digital_source_type(credits), ai_credits_json=credits_json(credits),
+        ai_roles=tuple(ai_roles(credits, release.artwork_ai).tag_fields().items()),
     )

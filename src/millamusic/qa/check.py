@@ -67,6 +67,7 @@ from millamusic.qa.rules import (
     rule_header,
     rule_identifiers,
     rule_loudness,
+    rule_provenance,
     rule_record,
     rule_tags,
     rule_true_peak,
@@ -82,6 +83,7 @@ _RULES: dict[str, Callable[[Probe], Verdict]] = {
     "cover": rule_cover,
     "lyrics": rule_lyrics,
     "ai": rule_ai,
+    "provenance": rule_provenance,
     "record": rule_record,
 }
 

@@ -162,12 +162,18 @@ def rule_lyrics(p: Probe) -> Verdict:
             fails += problems
         return worst(fails, [], f"LYRICS + SYNCEDLYRICS ({count} timed lines)")
     sylt = p.tagged().tags.getall("SYLT")
-    if unsynced is None and not sylt:
-        return "warn", "no USLT or SYLT lyrics (an instrumental?)"
+    synced_text = p.first("SYNCEDLYRICS")  # TXXX: the LRC, as FLAC carries it
+    if unsynced is None and not sylt and synced_text is None:
+        return "warn", "no USLT, SYLT or SYNCEDLYRICS lyrics (an instrumental?)"
     if unsynced is None:
         fails.append("USLT (unsynced lyrics) is missing or empty")
+    if not sylt and synced_text is not None:
+        # A signed MP3 has no SYLT: c2pa-rs (0.91) drops the frame when it writes its manifest into
+        # the ID3 tag, so the LRC in TXXX:SYNCEDLYRICS carries the timing (docs/provenance.md).
+        problems, count = _lrc_problems(synced_text, duration, "TXXX:SYNCEDLYRICS")
+        return worst(fails + problems, [], f"USLT + TXXX:SYNCEDLYRICS ({count} timed lines)")
     if not sylt:
-        fails.append("SYLT (synced lyrics) is missing")
+        fails.append("SYLT or TXXX:SYNCEDLYRICS (synced lyrics) is missing")
         count = 0
     else:
         problems, count = _sylt_problems(sylt, duration, int(p.tagged().info.sample_rate or 44100))

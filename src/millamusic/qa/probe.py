@@ -27,7 +27,8 @@ if TYPE_CHECKING:
 
 
 Status = Literal["ok", "warn", "fail", "n/a"]
-RULES = ("format", "header", "loudness", "true_peak", "tags", "identifiers", "cover", "lyrics", "ai", "record")
+RULES = ("format", "header", "loudness", "true_peak", "tags", "identifiers", "cover", "lyrics", "ai", "provenance",
+         "record")
 AUDIO_SUFFIXES = (".wav", ".flac", ".mp3")
 RELEASE_FILE = "release.json"
 RELEASE_SEARCH_DEPTH = 3  # release.json is looked for in the file's folder and up to 2 folders above
@@ -295,4 +296,4 @@ ID3_TEXT = {
 }
 
 
-ID3_TXXX = ("BARCODE", "AI_DISCLOSURE", "CONTAINS_AI", "DIGITAL_SOURCE_TYPE", "AI_CREDITS")
+ID3_TXXX = ("BARCODE", "AI_DISCLOSURE", "CONTAINS_AI", "DIGITAL_SOURCE_TYPE", "AI_CREDITS", "SYNCEDLYRICS")

@@ -14,6 +14,7 @@ from millamusic.spec.profiles import LOSSY_LOUDNESS_TOLERANCE_LU, LOUDNESS_TOLER
 if TYPE_CHECKING:
 
     pass
+from mutagen.id3 import ID3, ID3NoHeaderError
 from mutagen.mp3 import BitrateMode
 
 from millamusic.core.cache import sha256_file
@@ -31,6 +32,8 @@ from millamusic.qa.probe import (
 )
 from millamusic.release.credits import contains_ai_of, source_type_term
 from millamusic.release.pcm import check_wav_delivery
+from millamusic.release.provenance import read_provenance
+from millamusic.release.signing import SELF_SIGNED_ORG
 from millamusic.release.tags import CONTAINS_AI_VALUES, IPTC_DIGITAL_SOURCE_PREFIX
 from millamusic.spec.artwork import inspect_cover
 
@@ -105,7 +108,11 @@ def rule_header(p: Probe) -> Verdict:
                 return "fail", "an ID3v1 tag is appended to the FLAC; FLAC carries Vorbis comments only"
             return "ok", "fLaC stream, Vorbis comments"
         if head[:3] == b"ID3":
-            return "fail", "an ID3 tag is prepended to the FLAC; FLAC carries Vorbis comments only"
+            frames = _leading_id3_frames(p.path)
+            if frames == ["GEOB:c2pa manifest store"]:
+                return "ok", "fLaC stream, Vorbis comments; Content Credentials in a leading ID3 tag (libFLAC skips it)"
+            return "fail", (f"an ID3 tag ({', '.join(frames) or 'empty'}) is prepended to the FLAC; FLAC carries Vorbis "
+                            "comments only (a leading ID3 tag may hold only the C2PA manifest)")
         return "fail", f"does not start with 'fLaC' (starts with {head[:4]!r})"
     fails: list[str] = []
     warns: list[str] = []
@@ -116,6 +123,14 @@ def rule_header(p: Probe) -> Verdict:
     if id3v1:
         fails.append("an ID3v1 tag at the end (128-byte 'TAG' block); deliver ID3v2.4 only")
     return worst(fails, warns, "ID3v2.4, no ID3v1")
+
+
+def _leading_id3_frames(path) -> list[str]:
+    """The frames of an ID3v2 tag at the start of a file (where c2pa-rs keeps a FLAC's manifest)."""
+    try:
+        return sorted(ID3(path).keys())
+    except ID3NoHeaderError:
+        return []
 
 
 def _album_master(p: Probe) -> dict | None:
@@ -423,3 +438,46 @@ def rule_record(p: Probe) -> Verdict:
         return "fail", (f"changed since release.json was written: sha256 {digest[:12]}..., "
                         f"recorded {entry['sha256'][:12]}...")
     return "ok", f"sha256 {digest[:12]}... and {size} bytes as recorded"
+
+
+def rule_provenance(p: Probe) -> Verdict:
+    """Signed Content Credentials: present, bound to these exact bytes, and saying what the tags and
+    release.json say (the credits, ContainsAI)."""
+    if p.kind not in ("wav", "flac", "mp3"):
+        return "n/a", "only audio files carry Content Credentials"
+    provenance = read_provenance(p.path)
+    if provenance.state == "unreadable":
+        return "fail", f"the Content Credentials cannot be read ({provenance.failures[0]})"
+    if not provenance.present:
+        return "fail", ("no Content Credentials (C2PA manifest): the file was never signed or the manifest was "
+                        "stripped; deliver the file millamusic exported")
+    if "assertion.dataHash.mismatch" in provenance.failures:
+        return "fail", ("the file changed after it was signed (assertion.dataHash.mismatch): its audio or tags were "
+                        "edited; change the spec and render again instead of editing the file")
+    if provenance.failures:
+        return "fail", f"the Content Credentials do not validate: {', '.join(provenance.failures)}"
+    said = provenance.credits
+    fails = []
+    sources = []
+    if p.kind != "wav" and p.tagged().tags is not None:
+        sources.append(("the tags", p.first("AI_CREDITS"), p.first("CONTAINS_AI")))
+    if p.release is not None and p.release.data is not None:
+        record = p.release.data
+        sources.append(("release.json", json.dumps(record.get("credits")), record.get("contains_ai")))
+    for where, credits_text, contains in sources:
+        try:
+            credits = json.loads(credits_text) if credits_text else None
+        except ValueError:
+            credits = None
+        if credits != said.get("credits"):
+            fails.append(f"the manifest's stage credits differ from {where}'")
+        if contains != said.get("contains_ai"):
+            fails.append(f"the manifest says ContainsAI {said.get('contains_ai')!r}, {where} {contains!r}")
+    if fails:
+        return "fail", "; ".join(fails)
+    who = provenance.signer + (" (a local self-signed identity: proves the bytes, not the signer)"
+                               if SELF_SIGNED_ORG in provenance.signer else
+                               " (not on a trust list)" if provenance.untrusted else "")
+    stages = ", ".join(f"{c['stage']} {c['generator']}" for c in said.get("credits", []))
+    agree = " and ".join(where for where, _, _ in sources) or "nothing else"
+    return "ok", f"signed by {who}; bound to these bytes; {stages}; agrees with {agree}"

@@ -7,6 +7,7 @@ import os
 import struct
 from pathlib import Path
 
+
 import numpy as np
 import soundfile as sf
 
@@ -15,6 +16,7 @@ from millamusic.core.errors import ExportError
 from millamusic.core.files import atomic_path
 
 log = logging.getLogger(__name__)
+C2PA_CHUNK = b"C2PA"  # where c2pa-rs keeps a WAV's signed Content Credentials: after 'data'
 
 
 # --------------------------------------------------------------------------- PCM
@@ -108,7 +110,8 @@ def check_wav_delivery(
 
     Parses the RIFF chunks itself: RIFF/WAVE header and size, exactly one 'fmt ' (16 bytes,
     format tag 1 = WAVE_FORMAT_PCM, consistent block align and byte rate) followed by exactly
-    one 'data' chunk, no other chunks, nothing after 'data', no odd sizes, no truncation.
+    one 'data' chunk, no other chunks, nothing after 'data' but one 'C2PA' chunk (the signed Content
+    Credentials, release.provenance), no odd sizes, no truncation.
     The keyword arguments, when given, are checked too.
     """
     path = Path(path)
@@ -145,18 +148,20 @@ def check_wav_delivery(
                     "(truncated file)"
                 )
                 break
-            if csize % 2:
+            if csize % 2 and cid != C2PA_CHUNK:  # c2pa-rs writes an odd-sized manifest with RIFF's pad byte
                 problems.append(f"chunk {cid!r} at offset {pos} has odd size {csize}")
             if cid == b"fmt " and fmt is None:
                 fmt = fh.read(min(csize, 64))
             pos = end + (csize % 2)
     ids = [c[0] for c in chunks]
     for cid, offset, csize in chunks:
-        if cid not in (b"fmt ", b"data"):
+        if cid not in (b"fmt ", b"data", C2PA_CHUNK):
             problems.append(
                 f"unexpected chunk {cid!r} ({csize} bytes) at offset {offset}: a delivery WAV holds only "
-                "'fmt ' and 'data' (no LIST/INFO, id3, bext, PEAK...)"
+                "'fmt ' and 'data', and its Content Credentials in one 'C2PA' chunk (no LIST/INFO, id3, bext, PEAK...)"
             )
+    if ids.count(C2PA_CHUNK) > 1:
+        problems.append(f"{ids.count(C2PA_CHUNK)} 'C2PA' chunks (a signed WAV has one)")
     for needed in (b"fmt ", b"data"):
         count = ids.count(needed)
         if count == 0:
@@ -165,9 +170,10 @@ def check_wav_delivery(
             problems.append(f"{count} {needed!r} chunks (need exactly one)")
     if b"data" in ids:
         first_data = ids.index(b"data")
-        after = [(cid, off) for cid, off, _ in chunks[first_data + 1 :]]
+        after = [(cid, off) for cid, off, _ in chunks[first_data + 1 :] if cid != C2PA_CHUNK]
         for cid, off in after:
-            problems.append(f"chunk {cid!r} at offset {off} comes after the data chunk; nothing may follow 'data'")
+            problems.append(f"chunk {cid!r} at offset {off} comes after the data chunk; only the 'C2PA' chunk may "
+                            "follow 'data'")
         if b"fmt " in ids and ids.index(b"fmt ") > first_data:
             problems.append("the 'fmt ' chunk comes after the 'data' chunk")
     if fmt is not None:

@@ -73,6 +73,8 @@ class ReleaseTags:
     original_artist: str | None = None
     original_songwriters: str | None = None
     original_year: int | None = None
+    # the distributors' per-role AI answers (release.distributor.AiRoles.tag_fields): AI_VOCALS=Yes (...)
+    ai_roles: tuple[tuple[str, str], ...] = ()
     cover_image: bytes | None = None
     cover_mime: str | None = None  # "image/jpeg" | "image/png"
     lyrics_text: str | None = None  # unsynced
@@ -198,6 +200,7 @@ class ReleaseTags:
             "DIGITAL_SOURCE_TYPE": self.digital_source_type,
             "AI_CREDITS": self.ai_credits_json,
         }
+        fields.update(dict(self.ai_roles))
         return {k: v for k, v in fields.items() if v is not None}
 
 
@@ -238,7 +241,9 @@ def id3_tags(tags: ReleaseTags):
     entries = tags.synced_words or tags.synced_lyrics
     if entries:
         synced = [(text, int(round(t * 1000))) for t, text in entries]
-        id3.add(SYLT(encoding=utf8, lang=lang, format=2, type=1, desc="", text=synced))
+        # UTF-16, not UTF-8: c2pa-rs 0.91 rewrites the ID3 tag when it signs, and a UTF-8 SYLT makes it
+        # drop every frame (any other encoding: only the SYLT; the TXXX:SYNCEDLYRICS LRC stays)
+        id3.add(SYLT(encoding=Encoding.UTF16, lang=lang, format=2, type=1, desc="", text=synced))
     id3.add(COMM(encoding=utf8, lang="eng", desc="", text=[tags.disclosure]))
     for desc, value in (
         ("AI_DISCLOSURE", tags.disclosure),
@@ -248,6 +253,8 @@ def id3_tags(tags: ReleaseTags):
         ("BARCODE", tags.upc),
         ("ORIGINAL_TITLE", tags.original_title),
         ("COVER_OF", tags.cover_of),
+        ("SYNCEDLYRICS", tags.synced_lrc),
+        *tags.ai_roles,
     ):
         if value is not None:
             id3.add(TXXX(encoding=utf8, desc=desc, text=[value]))

@@ -141,6 +141,7 @@ class ReleaseSpec(StrictModel):
     commercial: bool = True  # sold or streamed for money: models licensed non-commercially are refused
     acknowledge_noncommercial: bool = False  # ...unless this says the producer knows (recorded in release.json)
     original: OriginalWork | None = None  # a cover: the original work it performs (tags, release.json, credits)
+    artwork_ai: bool | None = None  # was the cover art made with AI? (Apple's Artwork transparency tag)
 
     @property
     def composer_credit(self) -> str | None:
