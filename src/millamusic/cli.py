@@ -164,6 +164,10 @@ def render(spec: Path, out_root: Path, cache_dir: Path | None, force: bool, back
                       f"LRA {loud['lra_lu']:.1f} LU", markup=False)
         console.print(f"           {Path(result.files[f'{name}:wav']).parent}", markup=False, soft_wrap=True)
     console.print(f"  release  {result.release_path}")
+    signed = json.loads(Path(result.release_path).read_text())["provenance"]
+    local = (" - a local self-signed identity (set MILLAMUSIC_SIGNING_CERT and MILLAMUSIC_SIGNING_KEY to sign "
+             "as yourself; docs/provenance.md)") if signed["self_signed"] else ""
+    console.print(f"  signed   {signed['signer']}{local}", markup=False, soft_wrap=True)
     console.print(f"  done in {result.seconds:.1f} s")
 
 

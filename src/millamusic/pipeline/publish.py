@@ -19,6 +19,7 @@ from millamusic.pipeline.run import Run
 from millamusic.pipeline.stages import DELIVERY_FILES
 from millamusic.release.credits import contains_ai, digital_source_type
 from millamusic.release.distributor import ai_roles
+from millamusic.release.watermark import WATERMARK_STATUS
 
 # --- publishing -------------------------------------------------------------------------------
 
@@ -142,6 +143,7 @@ def _publish(run: Run, publication: _Publication, root: Path, masters: Path, ste
         "digital_source_type": digital_source_type(credits), "disclosure": tags.disclosure,
         "ai_roles": ai_roles(credits, release.artwork_ai).to_dict(),
         "provenance": {"standard": "C2PA Content Credentials (c2pa-python)", "signed_files": "every wav, flac and mp3",
+                       "watermark": WATERMARK_STATUS,
                        **json.loads((first_export.path / "signature.json").read_text())},
         "files": file_records,
     }
