@@ -105,6 +105,21 @@ def test_album_build_writes_every_track_with_album_tags_and_album_gain(built):
     assert result.exit_code == 0, result.output
 
 
+def test_every_track_is_signed_and_the_album_record_sums_up_who_signed(built):
+    from millamusic.release.provenance import read_provenance
+
+    _, out, record, _ = built
+    summary = record["provenance"]
+    assert summary["tracks_signed"] == 3 and summary["self_signed"] is True and len(summary["signed_by"]) == 1
+    assert summary["ai_roles"] == {"vocals": "Yes", "instrumental": "Yes", "lyrics": "No", "composition": "Yes"}
+    for track in record["tracks"]:
+        assert track["signed_by"] == summary["signed_by"][0]
+        for relative in track["masters"]["spotify"]["files"].values():
+            if relative.endswith((".wav", ".flac", ".mp3")):
+                found = read_provenance(out / relative)
+                assert found.present and not found.failures, (relative, found)
+
+
 def test_second_build_is_all_cache_hits_and_byte_identical(built):
     album, out, first, _ = built
     before = masters_bytes(out)
