@@ -28,6 +28,7 @@ from millamusic.release.pcm import write_wav
 from millamusic.release.report import write_master_report
 from millamusic.release.tags import IPTC_DIGITAL_SOURCE_PREFIX, ReleaseTags
 from millamusic.spec.profiles import PROFILES
+from tests.programs import require_program
 from tests.signals import two_tone_mix
 
 pytestmark = pytest.mark.slow  # writes and encodes a small album (setup 14 s, tests 2-3 s)
@@ -274,12 +275,9 @@ _PROBE = """
 
 
 def _browser() -> str:
-    for name in BROWSERS:
-        found = shutil.which(name)
-        if found:
-            return found
-    pytest.fail("no Chromium found (looked for chromium, chromium-browser, google-chrome): install Debian "
-                "`chromium` (apt-get install chromium; .ci/run installs it) to check the album report in a browser")
+    found = next((path for path in map(shutil.which, BROWSERS) if path), None)
+    return require_program(found, "Chromium (looked for chromium, chromium-browser, google-chrome)",
+                           "apt-get install chromium; .ci/run installs it")
 
 
 def _dump_dom(browser: str, page: Path, profile_dir: Path) -> tuple[str, str]:

@@ -257,3 +257,31 @@ def test_a_recording_that_speeds_up_is_drafted_on_one_grid_and_the_drift_reporte
     first, last = np.mean([100 + 6 * t / seconds for t in (0, 20)]), np.mean([100 + 6 * t / seconds for t in (40, 60)])
     assert abs(grid.drift_percent - 100 * (last / first - 1)) < 1.5, grid.drift_percent
     assert 100 < grid.bpm < 106
+
+
+# --------------------------------------------------------------------------- lyric sheets in song order
+
+
+def test_published_sheets_sing_the_nth_block_in_the_nth_section(write_spec):
+    text = write_spec().read_text().replace(
+        "  - {section: Chorus, bars: 2, chords: [C, G]}\n",
+        "  - {section: Chorus, bars: 2, chords: [C, G]}\n  - {section: Verse, bars: 2, chords: [Am, F]}\n"
+        "  - {section: Chorus, bars: 2, chords: [C, G]}\n  - {section: Chorus, bars: 2, chords: [C, G]}\n")
+    text = text.replace("  [Chorus]\n  Spin me round again\n",
+                        "  [Chorus]\n  Spin me round again\n  [Verse]\n  Another verse is here\n"
+                        "  [Chorus]\n  New words for the second one\n")
+    score = compose(load_song(write_spec(name="published.yaml", text=text)))
+    sung = [(score.sections[line.section_index].name, line.text) for line in score.lines]
+    assert sung == [("Verse", "Hold the light tonight"), ("Chorus", "Spin me round again"),
+                    ("Verse", "Another verse is here"), ("Chorus", "New words for the second one"),
+                    ("Chorus", "New words for the second one")]  # no third block: the last one again
+
+
+def test_more_blocks_than_sections_of_a_name_is_a_located_error(write_spec):
+    text = write_spec().read_text().replace("  [Chorus]\n  Spin me round again\n",
+                                            "  [Chorus]\n  Spin me round again\n  [Chorus]\n  Once more\n")
+    with pytest.raises(SpecError) as error:
+        load_song(write_spec(name="extra.yaml", text=text))
+    said = str(error.value)
+    assert "block 2 named [Chorus], but `structure` has 1 section of that name" in said
+    assert "add another Chorus section" in said

@@ -28,6 +28,7 @@ import millamusic.pipeline.render as render_module
 from millamusic.cli import main
 from millamusic.core.audio import save_npy
 from millamusic.core.cache import ENTRY_FILE, StageCache, _legacy_content_hash, read_entry
+from millamusic.release.provenance import unsigned_bytes
 from tests.conftest import SHORT_SONG
 
 pytestmark = pytest.mark.slow  # whole renders under injected faults: 1-3 s each
@@ -61,9 +62,14 @@ class Project:
         assert result.exit_code == 0, result.output
         return json.loads(result.stdout)
 
-    def published(self) -> dict[str, bytes]:
-        """Relative path -> bytes of every file under masters/, stems/ and lyrics/."""
-        return {p.relative_to(self.out).as_posix(): p.read_bytes() for folder in PUBLISHED
+    def published(self, *, signed: bool = True) -> dict[str, bytes]:
+        """Relative path -> bytes of every file under masters/, stems/ and lyrics/; `signed=False`:
+        a master's without its C2PA manifest, which every export signs afresh (a new salt and
+        nonce), so only a re-exported master's audio and tags can be the same bytes."""
+        def read(p: Path) -> bytes:
+            return p.read_bytes() if signed or p.parent.parent.parent.name != "masters" else unsigned_bytes(p)
+
+        return {p.relative_to(self.out).as_posix(): read(p) for folder in PUBLISHED
                 for p in sorted((self.out / folder).rglob("*")) if p.is_file()}
 
     def entries(self, stage: str) -> list[Path]:
@@ -217,7 +223,7 @@ def test_entries_written_before_file_records_still_hit_and_are_still_checked(tmp
 
 
 def test_corrupt_entries_in_a_real_render_are_recomputed_to_the_same_release(project):
-    before = project.published()
+    before = project.published(signed=False)
     harm = {
         "compose": lambda e: (e / ENTRY_FILE).write_text("{ garbage"),
         "backing": lambda e: os.truncate(e / "drums.npy", 1000),
@@ -239,7 +245,7 @@ def test_corrupt_entries_in_a_real_render_are_recomputed_to_the_same_release(pro
         "export[spotify]": (False, f"cache entry corrupt: {SLUG}.flac checksum mismatch; recomputed"),
     }
     assert stages["backing"][1].startswith("cache entry corrupt: drums.npy is 1000 bytes, recorded ")
-    after = project.published()
+    after = project.published(signed=False)
     assert sorted(after) == sorted(before)
     different = [name for name in after if name.endswith(SAME_BYTES) and after[name] != before[name]]
     assert not different, f"recomputed entries gave other files: {different}"
@@ -277,6 +283,7 @@ def test_a_corrupt_file_found_when_read_is_recomputed_and_the_render_goes_on(pro
     monkeypatch.setattr(cache_module, "EAGER_VERIFY_BYTES", 0)
     project.rendered()  # the copy's release.json names the copy's spec
     before = project.published()
+    unsigned_before = project.published(signed=False)
     _flip_byte(project.entry("mix") / "mix.npy")
     assert all(cached for cached, _ in _stages(project.rendered()).values())
     assert project.published() == before, "an unchanged re-render publishes nothing"
@@ -296,9 +303,9 @@ def test_a_corrupt_file_found_when_read_is_recomputed_and_the_render_goes_on(pro
     _flip_byte(spotify / f"{SLUG}.flac", 5000)
     stages = _stages(project.rendered("--profile", "spotify"))  # publish copies the spotify files again
     assert stages["export[spotify]"] == (False, f"cache entry corrupt: {SLUG}.flac checksum mismatch; recomputed")
-    after = project.published()
-    assert sorted(after) == sorted(before)
-    assert [name for name in after if after[name] != before[name]] == [f"masters/{SLUG}/release.json"]
+    after = project.published(signed=False)  # the re-exported masters are signed afresh
+    assert sorted(after) == sorted(unsigned_before)
+    assert [name for name in after if after[name] != unsigned_before[name]] == [f"masters/{SLUG}/release.json"]
     _assert_release_matches_its_folder(project.out)
     assert not project.hidden(), project.hidden()
 
@@ -312,7 +319,7 @@ def test_publish_writes_only_what_changed(project):
     """An unchanged re-render writes nothing; a new mastering target leaves the stems and lyrics
     alone; a published file edited afterwards is put back."""
     project.rendered()  # the copy's release.json names the copy's spec
-    before, files = _stats(project.out), project.published()
+    before, unsigned = _stats(project.out), project.published(signed=False)
     project.rendered()
     assert _stats(project.out) == before, "an unchanged re-render wrote files"
 
@@ -330,7 +337,8 @@ def test_publish_writes_only_what_changed(project):
     _flip_byte(wav, 100)  # same size, later mtime: a hand edit
     (project.out / "stems" / SLUG / "bass.wav").unlink()
     project.rendered("--profile", "spotify")
-    assert project.published() == {**files, f"masters/{SLUG}/release.json": project.published()[
+    # the hand edit reached the cache entry through the hard link: the export ran again and signed afresh
+    assert project.published(signed=False) == {**unsigned, f"masters/{SLUG}/release.json": project.published()[
         f"masters/{SLUG}/release.json"]}, "the edited and the deleted file were not put back"
     _assert_release_matches_its_folder(project.out)
     assert not project.hidden(), project.hidden()

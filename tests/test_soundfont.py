@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-import os
 import shutil
 from pathlib import Path
 
@@ -15,6 +14,7 @@ from millamusic.cli import exit_code_for
 from millamusic.core.errors import EngineUnavailable, RenderError
 from millamusic.instruments import soundfont
 from millamusic.instruments.soundfont import FLUIDSYNTH_HINT, check_soundfont, render_midi
+from tests.programs import require_program
 from tests.sf2_builder import write_sine_soundfont
 
 RATE = 44100
@@ -24,12 +24,7 @@ DRUM_CHANNEL = 9
 
 def require_fluidsynth() -> None:
     """Skip when fluidsynth is absent (it is optional), but fail on CI, which installs it."""
-    if soundfont.fluidsynth_program() is not None:
-        return
-    if os.environ.get("CI", "").lower() not in ("", "0", "false"):
-        pytest.fail(f"CI is set but the fluidsynth program is not on PATH; the CI image must {FLUIDSYNTH_HINT}")
-    pytest.skip("the optional fluidsynth program is not installed (apt-get install fluidsynth / brew install "
-                "fluid-synth); set CI=1 to make this a failure")
+    require_program(soundfont.fluidsynth_program(), "the optional fluidsynth program", FLUIDSYNTH_HINT)
 
 
 @pytest.fixture

@@ -15,7 +15,7 @@ import mido
 import numpy as np
 
 from millamusic.core.errors import SpecError, SpecProblem
-from millamusic.music.lyrics import display_line, line_words
+from millamusic.music.lyrics import display_line, line_words, sung_blocks
 from millamusic.music.score import Bar, LyricLine, Note, Score, Section, Word
 from millamusic.music.theory import Key, parse_chord, transpose_chord
 from millamusic.spec.song import Song
@@ -43,7 +43,7 @@ def compose(song: Song) -> Score:
         notes = _notes_from_midi(song, sections, bars, lines, line_syllables, sheet_lines)
         melody_source = f"midi:{song.input_hashes['melody']}"
     else:
-        notes = _compose_melody(song, key, sections, bars, lines, line_syllables)
+        notes = _compose_melody(song, key, sections, bars, lines, line_syllables, sheet_lines)
         melody_source = "composed"
     return Score(
         title=spec.title, tempo_bpm=float(spec.tempo), beats_per_bar=spec.beats_per_bar, beat_unit=4,
@@ -77,14 +77,14 @@ class _SyllableRef:
 
 
 def _lyric_lines(song: Song, sections: list[Section]):
-    """One LyricLine per sung line, in song order; a block is sung in every section of its name."""
-    by_header = {block.header.lower(): block for block in song.lyric_blocks}
+    """One LyricLine per sung line, in song order (music.lyrics.sung_blocks: the nth block of a name
+    in the nth section of that name)."""
+    blocks = sung_blocks([section.name for section in sections], list(song.lyric_blocks))
     lines: list[LyricLine] = []
     words: list[Word] = []
     line_syllables: list[list[_SyllableRef]] = []
     sheet_lines: list[int] = []  # line number in the lyric file of each sung line
-    for section_index, section in enumerate(sections):
-        block = by_header.get(section.name.lower())
+    for section_index, block in enumerate(blocks):
         if block is None:
             continue  # instrumental section
         for sheet_line in block.lines:
@@ -105,7 +105,7 @@ def _lyric_lines(song: Song, sections: list[Section]):
 
 # --- composed melody ---------------------------------------------------------------------------
 
-def _compose_melody(song, key: Key, sections, bars, lines, line_syllables) -> list[Note]:
+def _compose_melody(song, key: Key, sections, bars, lines, line_syllables, sheet_lines) -> list[Note]:
     lowest, highest = song.voice_range or DEFAULT_RANGE
     centre = _centre_pitch(key, lowest)
     notes: list[Note] = []
@@ -113,7 +113,6 @@ def _compose_melody(song, key: Key, sections, bars, lines, line_syllables) -> li
     lines_by_section: dict[int, list[int]] = {}
     for line_index, line in enumerate(lines):
         lines_by_section.setdefault(line.section_index, []).append(line_index)
-    sheet_lines = {block.header.lower(): block.lines for block in song.lyric_blocks}
 
     for section_index, line_indices in lines_by_section.items():
         section = sections[section_index]
@@ -122,13 +121,12 @@ def _compose_melody(song, key: Key, sections, bars, lines, line_syllables) -> li
         low, high = _register(SECTION_REGISTER[section.kind], centre, lowest, highest)
         for position, (line_index, (span_start, span_beats)) in enumerate(zip(line_indices, spans)):
             refs = line_syllables[line_index]
-            sheet_line = sheet_lines[section.name.lower()][position]
             # Same section name + same line -> same melody, so a chorus repeats as a chorus.
             rng = np.random.default_rng(_stable_seed(song.spec.seed, section.name.lower(), position))
             rhythm = _phrase_rhythm(len(refs), span_beats, [r.stressed for r in refs], rng)
             if rhythm is None:
                 problems.append(SpecProblem(
-                    song.lyrics_file, sheet_line.line, 1, "lyrics", sheet_line.text,
+                    song.lyrics_file, sheet_lines[line_index], 1, "lyrics", lines[line_index].text,
                     f"{len(refs)} syllables do not fit in {span_beats:g} beats of [{section.name}] "
                     f"(at most {int(span_beats * 4 - 4)} sixteenth notes)",
                     f"give [{section.name}] more bars, split the line, or use fewer lines in that section"))

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from millamusic.compose import DEFAULT_RANGE, PHRASE_REST_BEATS
 from millamusic.core.errors import SpecError
 from millamusic.cover.analysis import ReferenceAnalysis
-from millamusic.music.lyrics import LyricBlock, SheetLine, line_words, parse_sheet
+from millamusic.music.lyrics import LyricBlock, SheetLine, line_words, parse_sheet, sung_blocks
 
 MIN_SPLIT_BEATS = 0.25  # a note is split for a second syllable only if both halves are this long
 SKELETON_SYLLABLE = "la"
@@ -224,10 +224,8 @@ def map_sheet(sections: list[DraftSection], blocks: list[LyricBlock]) -> tuple[l
 def fit_melody(sections: list[DraftSection], blocks: list[LyricBlock], notes: list[DraftNote], beats_per_bar: int,
                language: str) -> tuple[list[DraftNote] | None, str]:
     """The melody with exactly one note per sung syllable of the sheet, section by section."""
-    by_header = {block.header.lower(): block for block in blocks}
     fitted: list[DraftNote] = []
-    for section in sections:
-        block = by_header.get(section.name.lower())
+    for section, block in zip(sections, sung_blocks([s.name for s in sections], blocks)):
         if block is None:
             continue
         heard = _in_section(notes, section, beats_per_bar)

@@ -395,3 +395,21 @@ def _cut_between(lower: str, vowel_end: int, next_vowel: int, family: str = "en"
     if family == "sv" and consonants[-2:] in ("sj", "tj", "kj"):
         return next_vowel - 2  # one sound: "fär-sjuk"
     return next_vowel - 1  # the last consonant starts the next syllable: "äls-kar", "kart-ta"
+
+
+def sung_blocks(section_names: list[str], blocks: list[LyricBlock]) -> list[LyricBlock | None]:
+    """The block each section sings, in song order, as published lyric sheets are written: the nth
+    [Chorus] block in the nth section named Chorus (repeating a block's words is fine); a section
+    with no block of its own sings the last block of its name; None: an instrumental section.
+    Headers match section names case-insensitively."""
+    by_name: dict[str, list[LyricBlock]] = {}
+    for block in blocks:
+        by_name.setdefault(block.header.lower(), []).append(block)
+    seen: dict[str, int] = {}
+    out = []
+    for name in section_names:
+        key = name.lower()
+        found = by_name.get(key)
+        out.append(found[min(seen.get(key, 0), len(found) - 1)] if found else None)
+        seen[key] = seen.get(key, 0) + 1
+    return out

@@ -218,7 +218,7 @@ class _PublishedRelease:
             return False
         if not all(self.holds(self.root / name, want) for name, want in record["files"].items()):
             return False
-        return self.folder_is(masters, {*deliveries, "lyrics.txt", "release.json"}) and all(
+        return self.folder_is(masters, {*deliveries, "lyrics.txt", "distributor.txt", "release.json"}) and all(
             self.folder_is(masters / name, {f"{record['slug']}{suffix}" for suffix, _ in DELIVERY_FILES.values()})
             for name in deliveries)
 

@@ -15,7 +15,10 @@ from __future__ import annotations
 import json
 import os
 from dataclasses import dataclass, field
+from io import BytesIO
 from pathlib import Path
+
+from mutagen.id3 import ID3, ID3NoHeaderError
 
 from millamusic.core.errors import ExportError
 from millamusic.release.credits import IPTC, StageCredit, source_type_term
@@ -164,3 +167,34 @@ def describe(provenance: Provenance) -> list[str]:
             lines.append("Distributor answers (AI made it?): " + ", ".join(
                 f"{role} {answer['answer']}" for role, answer in roles.items()))
     return lines
+
+
+def unsigned_bytes(path: Path) -> bytes:
+    """The file's bytes without its C2PA manifest: what two renders of the same song share.
+
+    A signature is never the same twice (c2pa-rs salts every assertion and ECDSA draws a fresh
+    nonce), so signed masters of two cold renders differ in the manifest alone; comparing these
+    bytes shows that everything else (audio, tags) is identical.
+    """
+    data = path.read_bytes()
+    suffix = path.suffix.lower()
+    if suffix == ".flac" and data[:3] == b"ID3":
+        return data[data.index(b"fLaC"):]  # the manifest's ID3 tag sits in front of the stream
+    if suffix == ".wav":
+        at = data.find(b"C2PA", 12)
+        if at < 0:
+            return data
+        size = int.from_bytes(data[at + 4: at + 8], "little")
+        kept = data[:at] + data[at + 8 + size + size % 2:]
+        return kept[:4] + (len(kept) - 8).to_bytes(4, "little") + kept[8:]
+    if suffix == ".mp3":
+        buffer = BytesIO(data)
+        try:
+            tags = ID3(buffer)
+        except ID3NoHeaderError:
+            return data
+        tags.delall("GEOB")
+        buffer.seek(0)
+        tags.save(buffer, padding=lambda info: 0)
+        return buffer.getvalue()
+    return data

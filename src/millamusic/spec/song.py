@@ -470,21 +470,24 @@ def _is_block_scalar(document: Any) -> bool:
 
 
 def _match_lyrics_to_sections(spec: SongSpec, blocks: list[LyricBlock], lyrics_file: str) -> list[SpecProblem]:
-    names = {section.section.lower() for section in spec.structure}
+    sections: dict[str, int] = {}
+    for section in spec.structure:
+        sections[section.section.lower()] = sections.get(section.section.lower(), 0) + 1
     problems = []
     seen: dict[str, int] = {}
     for block in blocks:
         key = block.header.lower()
-        if key not in names:
+        seen[key] = seen.get(key, 0) + 1
+        if key not in sections:
             problems.append(SpecProblem(lyrics_file, block.line, 1, "lyrics", f"[{block.header}]",
                                         "header names no section in `structure`",
                                         f"use one of: {', '.join(sorted({s.section for s in spec.structure}))}"))
-        elif key in seen:
+        elif seen[key] > sections[key]:  # the nth block is sung in the nth section of its name
+            count = sections[key]
             problems.append(SpecProblem(lyrics_file, block.line, 1, "lyrics", f"[{block.header}]",
-                                        f"section already has lyrics (line {seen[key]})",
-                                        "name repeated sections apart (Chorus 1, Chorus 2) or write the lyrics once: "
-                                        "a block is sung in every section of that name"))
-        seen.setdefault(key, block.line)
+                                        f"block {seen[key]} named [{block.header}], but `structure` has "
+                                        f"{count} section{'s' if count != 1 else ''} of that name",
+                                        f"remove this block, or add another {block.header} section to `structure`"))
     if blocks and not any(block.lines for block in blocks):
         problems.append(SpecProblem(lyrics_file, blocks[0].line, 1, "lyrics", "", "no sung lines", "add lyric lines"))
     return problems

@@ -1,0 +1,24 @@
+"""Programs pip cannot install (Chromium, FluidSynth): their tests skip on a machine without them,
+with the reason, and fail where they must run. .ci/run sets REQUIRE_ENV, so CI never skips them
+silently; CI=1 (set by most CI services) does the same."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+REQUIRE_ENV = "MILLAMUSIC_REQUIRE_PROGRAMS"
+
+
+def required() -> bool:
+    return any(os.environ.get(name, "").lower() not in ("", "0", "false") for name in (REQUIRE_ENV, "CI"))
+
+
+def require_program(found: str | None, what: str, install: str) -> str:
+    """`found` (the program's path) or skip/fail saying what is missing and how to install it."""
+    if found:
+        return found
+    if required():
+        pytest.fail(f"{REQUIRE_ENV} (or CI) is set but {what} is not installed: {install}")
+    pytest.skip(f"{what} is not installed ({install}); set {REQUIRE_ENV}=1 to make this a failure")
