@@ -285,3 +285,26 @@ def test_more_blocks_than_sections_of_a_name_is_a_located_error(write_spec):
     said = str(error.value)
     assert "block 2 named [Chorus], but `structure` has 1 section of that name" in said
     assert "add another Chorus section" in said
+
+
+@pytest.mark.slow
+def test_a_six_eight_recording_is_not_refused_and_gets_its_bar_length():
+    """6/8 (two dotted quarters of three eighths) is read in pairs of eighths as 3/4 bars of the
+    right length; the spec takes no compound meter yet and the downbeat of such a reading is not
+    reliable (issue 21's open part, docs/covers.md)."""
+    from millamusic.analysis.beat_grid import estimate_beat_grid
+
+    rate, eighth = 22050, 60.0 / 60.0 / 3  # 60 dotted-quarter beats a minute
+    x = np.zeros(int(rate * (24 * 6 * eighth + 2)), np.float32)
+    k = np.arange(int(0.3 * rate))
+    noise = np.random.default_rng(0).normal(0, 1, k.size)
+    for bar in range(24):
+        root = (220.0, 174.6, 130.8, 196.0)[bar % 4]
+        for e in range(6):
+            n = int((bar * 6 + e) * eighth * rate)
+            accent = 1.0 if e == 0 else 0.7 if e == 3 else 0.3
+            hit = np.sin(2 * np.pi * 60 * k / rate) * np.exp(-k / 700) * (accent if e in (0, 3) else 0.0)
+            tone = sum(np.sin(2 * np.pi * root * r * k / rate) for r in (1, 1.26, 1.5)) * np.exp(-k / 3000) * accent
+            x[n:n + k.size] += (hit + noise * np.exp(-k / 150) * 0.15 + tone * 0.12)[: x.size - n].astype(np.float32)
+    grid = estimate_beat_grid(x, rate)
+    assert abs(grid.beats_per_bar * grid.seconds_per_beat - 2.0) < 0.02  # the 6/8 bar lasts 2 s
