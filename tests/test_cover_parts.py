@@ -52,12 +52,13 @@ def test_transpose_moves_key_chords_and_midi_melody_together(write_spec, tmp_pat
     plain = compose(load_song(write_spec(name="plain.yaml")))
     moved = compose(load_song(write_spec(name="moved.yaml", extra="transpose: 3\n")))
     assert (plain.key, moved.key) == ("A minor", "C minor")
-    assert [bar.chords for bar in moved.bars] == [tuple(transpose_chord(c, 3) for c in bar.chords) for bar in plain.bars]
+    assert [bar.chords for bar in moved.bars] == [tuple(transpose_chord(c, 3) for c in bar.chords)
+                                                  for bar in plain.bars]
     # a MIDI melody moves with the song: the file stays in the reference's key
     notes = [DraftNote(float(i), 1.0, 60 + i) for i in range(10)]
     (tmp_path / "songs" / "tune.mid").write_bytes(midi_bytes(notes, 120.0, 4))
     lyrics = "lyrics: |\n  [Verse]\n  one two three four five\n  [Chorus]\n  six sev en eight nine\n"
-    spec = write_spec(name="tune.yaml", extra=f"melody: tune.mid\ntranspose: -2\n").read_text()
+    spec = write_spec(name="tune.yaml", extra="melody: tune.mid\ntranspose: -2\n").read_text()
     spec_path = tmp_path / "songs" / "tune.yaml"
     spec_path.write_text(spec.split("lyrics: |")[0] + lyrics + "release:" + spec.split("release:")[1])
     score = compose(load_song(spec_path))
@@ -287,24 +288,51 @@ def test_more_blocks_than_sections_of_a_name_is_a_located_error(write_spec):
     assert "add another Chorus section" in said
 
 
-@pytest.mark.slow
-def test_a_six_eight_recording_is_not_refused_and_gets_its_bar_length():
-    """6/8 (two dotted quarters of three eighths) is read in pairs of eighths as 3/4 bars of the
-    right length; the spec takes no compound meter yet and the downbeat of such a reading is not
-    reliable (issue 21's open part, docs/covers.md)."""
-    from millamusic.analysis.beat_grid import estimate_beat_grid
-
-    rate, eighth = 22050, 60.0 / 60.0 / 3  # 60 dotted-quarter beats a minute
-    x = np.zeros(int(rate * (24 * 6 * eighth + 2)), np.float32)
+def six_eight(dotted_quarter_bpm: float, *, bars: int = 24, rate: int = 22050) -> np.ndarray:
+    """A 6/8 groove: kick on the 1st eighth, snare on the 4th (the two dotted-quarter beats), soft
+    hats on every eighth, a chord per bar."""
+    rng = np.random.default_rng(0)
+    eighth = 60.0 / dotted_quarter_bpm / 3
+    x = np.zeros(int(rate * (bars * 6 * eighth + 2)), np.float32)
     k = np.arange(int(0.3 * rate))
-    noise = np.random.default_rng(0).normal(0, 1, k.size)
-    for bar in range(24):
+    for bar in range(bars):
         root = (220.0, 174.6, 130.8, 196.0)[bar % 4]
         for e in range(6):
             n = int((bar * 6 + e) * eighth * rate)
-            accent = 1.0 if e == 0 else 0.7 if e == 3 else 0.3
-            hit = np.sin(2 * np.pi * 60 * k / rate) * np.exp(-k / 700) * (accent if e in (0, 3) else 0.0)
-            tone = sum(np.sin(2 * np.pi * root * r * k / rate) for r in (1, 1.26, 1.5)) * np.exp(-k / 3000) * accent
-            x[n:n + k.size] += (hit + noise * np.exp(-k / 150) * 0.15 + tone * 0.12)[: x.size - n].astype(np.float32)
-    grid = estimate_beat_grid(x, rate)
-    assert abs(grid.beats_per_bar * grid.seconds_per_beat - 2.0) < 0.02  # the 6/8 bar lasts 2 s
+            sound = rng.normal(0, 1, k.size) * np.exp(-k / 100) * 0.08
+            if e == 0:
+                sound += np.sin(2 * np.pi * 60 * k / rate) * np.exp(-k / 700)
+            if e == 3:
+                sound += rng.normal(0, 1, k.size) * np.exp(-k / 400) * 0.5
+            sound += sum(np.sin(2 * np.pi * root * r * k / rate) for r in (1, 1.26, 1.5)) * np.exp(-k / 3000) * (
+                0.12 if e == 0 else 0.05)
+            x[n:n + k.size] += sound[: x.size - n].astype(np.float32)
+    return x
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("dotted_quarter_bpm", [50.0, 66.0, 80.0])
+def test_six_eight_is_heard_with_its_bars_and_downbeat(dotted_quarter_bpm):
+    """Read in pairs of eighths as 3/4 bars of the right length and phase, and said to be 6/8
+    (the spec takes no compound meter yet: the draft writes 3/4 and says so)."""
+    from millamusic.analysis.beat_grid import estimate_beat_grid
+
+    grid = estimate_beat_grid(six_eight(dotted_quarter_bpm), 22050)
+    bar = 2 * 60.0 / dotted_quarter_bpm
+    assert grid.heard_meter == "6/8" and grid.time_signature == "3/4"
+    assert abs(grid.beats_per_bar * grid.seconds_per_beat / bar - 1) < 0.01
+    offset = grid.first_downbeat_seconds % bar
+    assert min(offset, bar - offset) < 0.05, grid.first_downbeat_seconds
+
+
+
+
+@pytest.mark.slow
+def test_a_six_eight_cover_is_drafted_in_its_bars_and_says_so(tmp_path):
+    reference = tmp_path / "ballad.wav"
+    soundfile.write(reference, six_eight(60.0), 22050)
+    result, folder = _cover(tmp_path, reference)
+    assert result.exit_code == 0, result.output
+    spec = (folder / "draft.yaml").read_text()
+    assert "6/8 heard" in spec and "time_signature: 3/4" in spec and "tempo: 90" in spec
+    assert load_song(folder / "draft.yaml").spec.time_signature == "3/4"

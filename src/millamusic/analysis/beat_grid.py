@@ -26,6 +26,8 @@ STEADY_TOLERANCE = 0.1  # a tracked beat within 10 % of a period of the fitted g
 HALF_TIME_ABOVE_BPM = 120.0  # double-time readings happen to slow songs: only halve tempos above this
 HALF_TIME_MIN_BPM = 60.0
 HALF_TIME_CONTRAST = 1.8
+COMPOUND_ACCENT = 1.3  # how much the 4th half-beat must outweigh the 3rd and 5th for 6/8
+HALF_BEAT_CONTRAST = 1.5  # the grid moves half a beat only when the harmony changes that much more clearly there
 MIN_STEADY = 0.8  # share of steady beat intervals (_steady_share): bands 0.92-1.0, rubato 0.59
 MIN_PULSE = 2.0  # onset strength on the grid's beats vs everywhere: ~6 for a band, ~1 for noise
 
@@ -46,6 +48,12 @@ class BeatGrid:
     steady: float  # share of the tracked beat-to-beat intervals within 10 % of their median
     drift_percent: float  # tempo of the last third vs the first third of the recording
     half_time: bool  # the tracker's double-time reading was halved
+    compound: bool = False  # 3/4 bars that are 6/8 bars: accents on the 1st and 4th of six eighths
+
+    @property
+    def heard_meter(self) -> str:
+        """The meter as a musician writes it: 6/8 for compound bars (read here as 3/4 of eighth pairs)."""
+        return "6/8" if self.compound else self.time_signature
 
     @property
     def time_signature(self) -> str:
@@ -200,13 +208,34 @@ def estimate_beat_grid(samples: np.ndarray, sample_rate: int, *, prior_bpm: floa
         beats, period = beats[phase::2], 2 * period
         change = _changes(chroma, frame_times, beats)
     ranked = [r for r in _best_period(change, (3, 4)) if r[0] > -1]
+    # Where two phases of the grid are about as strong (a 6/8 bar read in pairs of eighths hits one
+    # accent either way), the comb may sit half a beat off: the harmony, changing on bar lines,
+    # says which half is the beat.
+    shifted = beats[1:] - period / 2
+    shifted_ranked = [r for r in _best_period(_changes(chroma, frame_times, shifted), (3, 4)) if r[0] > -1]
+    if shifted_ranked and shifted_ranked[0][0] > HALF_BEAT_CONTRAST * ranked[0][0]:
+        beats, ranked = shifted, shifted_ranked
     contrast, beats_per_bar, phase = ranked[0]
     runner = next((r for r in ranked[1:] if r[1] != beats_per_bar), ranked[1])
     beats = beats[phase:]
+    compound = beats_per_bar == 3 and _compound(envelope, sample_rate, beats, period)
     return BeatGrid(
         bpm=60.0 / period, beats_per_bar=beats_per_bar, beat_seconds=tuple(float(b) for b in beats),
         first_downbeat_seconds=float(beats[0]), meter_contrast=float(contrast),
         meter_runner_up=f"{runner[1]}/4 from beat {(runner[2] - phase) % runner[1] + 1}",
         pulse=pulse, steady=steady, drift_percent=_drift_percent(envelope, HOP / sample_rate, grid_period),
-        half_time=half_time,
+        half_time=half_time, compound=compound,
     )
+
+
+def _compound(envelope: np.ndarray, sample_rate: int, beats: np.ndarray, period: float) -> bool:
+    """Whether 3/4 bars are 6/8 bars: the onset strength at each of a bar's six half-beats,
+    averaged over the bars. 3/4 accents the 1st, 3rd and 5th (its three beats); 6/8 the 1st and
+    4th (two dotted quarters), so its 4th outweighs the 3rd and 5th."""
+    starts = np.asarray(beats[::3][:-1])
+    frames = np.round((starts[:, None] + np.arange(6)[None, :] * period / 2) * sample_rate / HOP).astype(int)
+    # the strongest onset within ~25 ms of each half-beat: a hit is rarely on the exact frame
+    reach = max(1, round(0.025 * sample_rate / HOP))
+    near = np.stack([envelope[np.clip(frames + d, 0, envelope.size - 1)] for d in range(-reach, reach + 1)])
+    accent = near.max(axis=0).mean(axis=0)
+    return bool(accent[3] > COMPOUND_ACCENT * max(accent[2], accent[4]))

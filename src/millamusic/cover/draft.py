@@ -269,6 +269,10 @@ def draft_cover(analysis: ReferenceAnalysis, *, title: str, artist: str, genre: 
     findings = [f"tempo {grid.bpm:.2f} BPM, {grid.time_signature}, bar 1 at {grid.first_downbeat_seconds:.3f} s "
                 f"(harmony changes on the chosen downbeats {grid.meter_contrast:.2f} more than elsewhere; "
                 f"next reading: {grid.meter_runner_up})"]
+    if grid.compound:
+        findings.append(f"6/8 heard (two dotted-quarter beats of three eighths, {grid.bpm * 2 / 3:.1f} a minute); "
+                        f"the spec has no compound meters yet, so the draft writes 3/4 at {grid.bpm:.2f} BPM (the "
+                        "eighths in pairs): the same bars and chords, a simple-meter groove")
     if analysis.key_reason:
         findings.append(analysis.key_reason)
     if grid.half_time:
