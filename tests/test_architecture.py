@@ -29,7 +29,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("engines",),
     ("spec",),
     ("compose",),
-    ("mix", "cover"),
+    ("mix", "cover", "starter"),
     ("mastering",),
     ("release",),
     ("qa",),

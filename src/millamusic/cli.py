@@ -34,6 +34,7 @@ from millamusic.release.provenance import describe, read_provenance
 from millamusic.spec.album import load_album
 from millamusic.spec.artist import load_artist
 from millamusic.spec.song import is_album_spec, load_song, slugify
+from millamusic.starter import write_starter
 
 # render, album and status find the stage cache the same way (see _cache_dir)
 cache_dir_option = click.option("--cache-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
@@ -225,6 +226,33 @@ def cover(reference: Path, title: str, lyrics_file: Path | None, vocal_stem: Pat
         else:
             console.print(f"  wrote {path}", markup=False)
     console.print(f"  next: edit {written['spec']}, then `millamusic render {written['spec']}`", markup=False)
+
+
+@main.command()
+@click.argument("title")
+@click.option("--genre", type=click.Choice(["pop", "rock"]), default="pop", show_default=True)
+@click.option("--artist-profile", type=click.Path(dir_okay=False, exists=True, path_type=Path), default=None,
+              help="The artist profile the song names (voice, range, disclosure) and whose name it takes.")
+@click.option("--artist", default=None, help="The performing artist [default: the profile's name].")
+@click.option("--songs", "songs_dir", type=click.Path(file_okay=False, path_type=Path), default=Path("songs"),
+              show_default=True, help="Where the spec goes.")
+@click.option("--lyrics", "lyrics_dir", type=click.Path(file_okay=False, path_type=Path), default=Path("lyrics"),
+              show_default=True, help="Where the lyric sheet goes.")
+@click.option("--force", is_flag=True, help="Replace a song of that title.")
+def new(title: str, genre: str, artist_profile: Path | None, artist: str | None, songs_dir: Path, lyrics_dir: Path,
+        force: bool) -> None:
+    """Start a new song called TITLE: a commented spec in songs/ and a lyric sheet in lyrics/ that
+    render as they are, for you to edit."""
+
+    profile = load_artist(artist_profile) if artist_profile else None
+    performer = artist or (profile.profile.name if profile else None)
+    if not performer:
+        raise click.UsageError("name the performing artist: --artist NAME or --artist-profile FILE")
+    spec, sheet = write_starter(title, genre=genre, artist=performer, artist_profile=artist_profile,
+                                songs=songs_dir, lyrics=lyrics_dir, force=force)
+    click.echo(f"wrote {spec}")
+    click.echo(f"wrote {sheet}")
+    click.echo(f"next: write your words in {sheet}, then `millamusic render {spec}`")
 
 
 @main.command()
