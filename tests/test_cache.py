@@ -1,4 +1,5 @@
 import os
+from pathlib import Path
 
 import pytest
 
@@ -61,6 +62,28 @@ def test_sweep_removes_only_dead_writers_temps(tmp_path):
     kept.write_bytes(b"master")
     assert sweep_stale_temps(tmp_path) == 2
     assert sorted(p.name for p in tmp_path.rglob("*")) == sorted([live.name, other_host.name, "song.wav", "stage"])
+
+
+def test_sweep_walks_past_a_folder_that_vanishes_and_never_into_a_live_temp(tmp_path, monkeypatch):
+    """Another process publishes beside the sweep (an album's tracks on Ray): a folder it swaps
+    away while the sweep walks is skipped, not an error; what a live writer's temp holds is its own."""
+    from millamusic.core import cache
+    from millamusic.core.cache import owner_tag, sweep_stale_temps
+
+    live = tmp_path / "masters" / f".track-one.tmp-{owner_tag()}-a3c7"
+    (live / "spotify").mkdir(parents=True)
+    (live / "spotify" / f".x.{owner_tag()}.tmp.wav").write_bytes(b"mine")
+    (tmp_path / "masters" / "track-two" / "spotify").mkdir(parents=True)
+    real_scandir = os.scandir
+
+    def vanishing(path):
+        if Path(path).name == "track-two":  # swapped away by its publisher between listing and walking
+            raise FileNotFoundError(2, "No such file or directory", str(path))
+        return real_scandir(path)
+
+    monkeypatch.setattr(cache.os, "scandir", vanishing)
+    assert sweep_stale_temps(tmp_path) == 0
+    assert (live / "spotify" / f".x.{owner_tag()}.tmp.wav").is_file()
 
 
 @pytest.mark.skipif(not os.path.isdir("/proc/self"), reason="zombie detection reads /proc")

@@ -209,6 +209,30 @@ def owner_alive(tag: str) -> bool:
     return state not in ("Z", "X")
 
 
+def _is_temp(name: str) -> bool:
+    return name.startswith(".") and (".tmp" in name or name.startswith(".old-"))
+
+
+def _temp_names(folder: Path):
+    """Every temp file or folder under `folder`. Never descends into a temp (its writer owns what is
+    inside), and a folder that vanishes while it is walked is skipped: other processes publish
+    beside us (an album's tracks on Ray swap their folders in while this one sweeps)."""
+    try:
+        entries = list(os.scandir(folder))
+    except (FileNotFoundError, NotADirectoryError):
+        return
+    for entry in entries:
+        if _is_temp(entry.name):
+            yield Path(entry.path)
+            continue
+        try:
+            is_dir = entry.is_dir(follow_symlinks=False)
+        except FileNotFoundError:
+            continue
+        if is_dir:
+            yield from _temp_names(Path(entry.path))
+
+
 def sweep_stale_temps(folder: Path) -> int:
     """Remove temp files and folders (names with '.tmp') under `folder` left by dead writers on
     this host; returns how many. Live writers' temps and anything else are left alone."""
@@ -216,9 +240,7 @@ def sweep_stale_temps(folder: Path) -> int:
     folder = Path(folder)
     if not folder.is_dir():
         return 0
-    for path in folder.rglob(".*"):
-        if ".tmp" not in path.name and not path.name.startswith(".old-"):
-            continue
+    for path in _temp_names(folder):
         tag = next((part for part in path.name.replace("-", ".").split(".") if "@" in part), None)
         if tag is None or owner_alive(tag):
             continue
