@@ -207,9 +207,9 @@ def score_analysis(reference: Reference, analysis) -> CoverScores:
     ref_labels = [_mir_chord(symbol) for _, symbol, _, _ in spans]
     bar_seconds = grid.beats_per_bar * grid.seconds_per_beat
     est_intervals, est_labels = [], []
-    for bar, start in zip(analysis.bars, grid.bar_starts(len(analysis.bars))):
-        part = bar_seconds / len(bar.chords)
-        for i, symbol in enumerate(bar.chords):
+    for chords, start in zip(analysis.bars, grid.bar_starts(len(analysis.bars))):
+        part = bar_seconds / len(chords)
+        for i, symbol in enumerate(chords):
             est_intervals.append((start + i * part, start + (i + 1) * part))
             est_labels.append(_mir_chord(symbol))
     # mir_eval.chord.evaluate's own steps, without its segmentation scores: the estimate is cut to

@@ -41,11 +41,8 @@ class BeatGrid:
     bpm: float
     beats_per_bar: int  # 3 or 4
     beat_seconds: tuple[float, ...]  # the fitted grid, from the first beat of bar 1 to the end
-    first_downbeat_seconds: float  # where bar 1 starts in the recording
     meter_contrast: float  # how much more the harmony changes on the chosen downbeats than elsewhere (0..1)
     meter_runner_up: str  # the other reading ("3/4 from beat 2"), for the draft's comments
-    pulse: float  # onset strength on the grid's beats vs everywhere (MIN_PULSE)
-    steady: float  # share of the tracked beat-to-beat intervals within 10 % of their median
     drift_percent: float  # tempo of the last third vs the first third of the recording
     half_time: bool  # the tracker's double-time reading was halved
     compound: bool = False  # 3/4 bars that are 6/8 bars: accents on the 1st and 4th of six eighths
@@ -58,6 +55,11 @@ class BeatGrid:
     @property
     def time_signature(self) -> str:
         return f"{self.beats_per_bar}/4"
+
+    @property
+    def first_downbeat_seconds(self) -> float:
+        """Where bar 1 starts in the recording."""
+        return self.beat_seconds[0]
 
     @property
     def seconds_per_beat(self) -> float:
@@ -146,10 +148,12 @@ def _best_period(change: np.ndarray, periods: tuple[int, ...]) -> list[tuple[flo
     return sorted(scored, reverse=True)
 
 
-def estimate_beat_grid(samples: np.ndarray, sample_rate: int, *, prior_bpm: float | None = None) -> BeatGrid:
+def estimate_beat_grid(samples: np.ndarray, sample_rate: int, *, prior_bpm: float | None = None,
+                       chroma: tuple[np.ndarray, np.ndarray] | None = None) -> BeatGrid:
     """The bar grid of a recording ((n,) or (channels, n) samples). `prior_bpm` (a producer's
     hint) picks the metrical level; without it a double-time reading of a slow song is halved
-    when the chords change only every 8 tracked beats.
+    when the chords change only every 8 tracked beats. `chroma`: `chroma_frames` of these samples,
+    when the caller has it already.
 
     Raises NoBeatError when the recording is under MIN_SECONDS, silent, or has no steady beat.
     """
@@ -162,13 +166,14 @@ def estimate_beat_grid(samples: np.ndarray, sample_rate: int, *, prior_bpm: floa
     level = np.sqrt(np.mean(np.square(y, dtype=np.float64)))
     if level < 1e-4:
         raise NoBeatError(f"the recording is silent (RMS {20 * np.log10(max(level, 1e-12)):.0f} dBFS)")
+    envelope = librosa.onset.onset_strength(y=y, sr=sample_rate, hop_length=HOP)
     try:
-        tracked = np.array(estimate_tempo(y, sample_rate, hop_length=HOP, prior_bpm=prior_bpm).beat_seconds)
+        tracked = np.array(estimate_tempo(y, sample_rate, hop_length=HOP, prior_bpm=prior_bpm,
+                                          envelope=envelope).beat_seconds)
     except ValueError as error:
         raise NoBeatError(str(error)) from None
     if len(tracked) < MIN_TRACKED_BEATS:
         raise NoBeatError(f"found {len(tracked)} beats in {seconds:.1f} s: no steady beat")
-    envelope = librosa.onset.onset_strength(y=y, sr=sample_rate, hop_length=HOP)
     period, offset = _fit_grid(envelope, HOP / sample_rate, _steady_period(tracked))
     steady = _steady_share(tracked)
     grid_frames = np.round(np.arange(offset, seconds - period, period) * sample_rate / HOP).astype(int)
@@ -188,7 +193,7 @@ def estimate_beat_grid(samples: np.ndarray, sample_rate: int, *, prior_bpm: floa
     start = offset + np.ceil((first_sound - 0.5 * period - offset) / period) * period
     beats = np.arange(start, seconds, period)
 
-    chroma, frame_times = chroma_frames(y, sample_rate)
+    chroma, frame_times = chroma if chroma is not None else chroma_frames(y, sample_rate)
     change = _changes(chroma, frame_times, beats)
     half_time = False
     ranked = _best_period(change, (3, 4, 6, 8))
@@ -221,9 +226,9 @@ def estimate_beat_grid(samples: np.ndarray, sample_rate: int, *, prior_bpm: floa
     compound = beats_per_bar == 3 and _compound(envelope, sample_rate, beats, period)
     return BeatGrid(
         bpm=60.0 / period, beats_per_bar=beats_per_bar, beat_seconds=tuple(float(b) for b in beats),
-        first_downbeat_seconds=float(beats[0]), meter_contrast=float(contrast),
+        meter_contrast=float(contrast),
         meter_runner_up=f"{runner[1]}/4 from beat {(runner[2] - phase) % runner[1] + 1}",
-        pulse=pulse, steady=steady, drift_percent=_drift_percent(envelope, HOP / sample_rate, grid_period),
+        drift_percent=_drift_percent(envelope, HOP / sample_rate, grid_period),
         half_time=half_time, compound=compound,
     )
 

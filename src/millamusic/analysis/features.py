@@ -92,21 +92,23 @@ def _bpm_from_beats(times: np.ndarray) -> float:
 
 
 def estimate_tempo(samples: np.ndarray, sample_rate: int, *, hop_length: int = 256,
-                   prior_bpm: float | None = None) -> TempoEstimate:
+                   prior_bpm: float | None = None, envelope: np.ndarray | None = None) -> TempoEstimate:
     """Tempo of (n,) or (channels, n) samples from librosa's beat tracker.
 
     Raises ValueError when fewer than 4 beats are found (silence, noise, a very short signal).
     Without a prior the tracker can land on half or double the felt tempo (librosa favours tempos
     near 120: a 72 BPM ballad with 8th-note hats reads as 144). `prior_bpm` (e.g. the spec's
     tempo) centres librosa's tempo prior there; it only picks the metrical level, the returned
-    `bpm` is still measured from the beats the tracker found.
+    `bpm` is still measured from the beats the tracker found. `envelope`: librosa's onset strength
+    of these samples at `hop_length`, when the caller has it already.
     """
     import librosa  # librosa: ~1 s with its numba/scipy imports
 
     y = mono(samples)
     if y.size < 2048:
         raise ValueError(f"signal too short for beat tracking: {y.size} samples ({y.size / sample_rate:.3f} s)")
-    envelope = librosa.onset.onset_strength(y=y, sr=sample_rate, hop_length=hop_length)
+    if envelope is None:
+        envelope = librosa.onset.onset_strength(y=y, sr=sample_rate, hop_length=hop_length)
     # librosa's global tempo at its default ~512-sample hop: its tempogram (an 8 s window at every
     # frame) at hop 256 peaked at ~2.4 GB and took 5-10 s on 3 minutes. Mean-pooling the envelope is
     # free; the beat tracker below still places beats on the fine envelope. (Max-pooling flipped a
@@ -166,18 +168,19 @@ class KeyEstimate:
     margin: float  # correlation of the winner minus the runner-up's; small = ambiguous
 
 
-def estimate_key(samples: np.ndarray, sample_rate: int, *, ending_weight: float = ENDING_WEIGHT) -> KeyEstimate:
+def estimate_key(samples: np.ndarray, sample_rate: int, *, ending_weight: float = ENDING_WEIGHT,
+                 chroma: tuple[np.ndarray, np.ndarray] | None = None) -> KeyEstimate:
     """Key of (n,) or (channels, n) samples: Krumhansl-Kessler profiles vs the chroma, best of 24.
 
     The song's mean chroma knows no chord order: a loop like Am-F-C-G has exactly the pitch
     content of C-G-Am-F, and relative keys share a scale. Songs come to rest on the tonic, so the
     profiles are also correlated with the chroma of the ending (the last ENDING_SECONDS that
     sound) and the two correlations are added, the ending's scaled by `ending_weight` (0: whole
-    song only). `margin` says how clear the decision was. Raises ValueError for a signal with no
-    pitched content.
+    song only). `margin` says how clear the decision was. `chroma`: `chroma_frames` of these
+    samples, when the caller has it already. Raises ValueError for a signal with no pitched content.
     """
     y = mono(samples)
-    chroma, _ = chroma_frames(y, sample_rate)
+    chroma, _ = chroma if chroma is not None else chroma_frames(y, sample_rate)
     mean = _zscore(chroma.mean(axis=1))
     if not mean.any():
         raise ValueError("no pitched content to estimate a key from (silence?)")

@@ -44,12 +44,13 @@ class SectionEstimate:
     energy_db: float  # mean RMS level of the section in dB (the caller names the loudest repeated one Chorus)
 
 
-def _bar_features(y: np.ndarray, sample_rate: int, bar_starts: np.ndarray):
+def _bar_features(y: np.ndarray, sample_rate: int, bar_starts: np.ndarray, chroma: np.ndarray | None):
     """Per bar: chroma (bars, 12) zero-mean unit-norm, timbre (bars, N_MFCC) standardised over
     the song, and level (bars,) in dB."""
     import librosa  # librosa: ~1 s with its numba/scipy imports
 
-    chroma, _ = chroma_frames(y, sample_rate)
+    if chroma is None:
+        chroma, _ = chroma_frames(y, sample_rate)
     mfcc = librosa.feature.mfcc(y=y, sr=sample_rate, n_mfcc=N_MFCC + 1, hop_length=CHROMA_HOP)[1:]
     rms = librosa.feature.rms(y=y, hop_length=CHROMA_HOP)[0]
     level = 20 * np.log10(rms + 1e-9)
@@ -166,9 +167,11 @@ def _labels(dist: np.ndarray, starts: list[int], n: int) -> list[str]:
     return labels
 
 
-def find_sections(samples: np.ndarray, sample_rate: int, bar_starts, *, min_bars: int = 2) -> list[SectionEstimate]:
+def find_sections(samples: np.ndarray, sample_rate: int, bar_starts, *, min_bars: int = 2,
+                  chroma: tuple[np.ndarray, np.ndarray] | None = None) -> list[SectionEstimate]:
     """Sections of a recording on its bar grid: boundaries where the music stops repeating what
-    came before it, labels by bar-for-bar similarity."""
+    came before it, labels by bar-for-bar similarity. `chroma`: `chroma_frames` of these samples,
+    when the caller has it already."""
     y = mono(samples)
     bar_starts = np.asarray(bar_starts, dtype=float)
     if bar_starts.ndim != 1 or len(bar_starts) < 2:
@@ -176,7 +179,7 @@ def find_sections(samples: np.ndarray, sample_rate: int, bar_starts, *, min_bars
     if np.any(np.diff(bar_starts) <= 0):
         raise ValueError("bar_starts must be strictly increasing (seconds of each bar's first beat)")
     n = len(bar_starts)
-    chroma, timbre, level = _bar_features(y, sample_rate, bar_starts)
+    chroma, timbre, level = _bar_features(y, sample_rate, bar_starts, None if chroma is None else chroma[0])
     dist = _distance(chroma, timbre)
     novelty = _novelty(dist, timbre)
     starts = _boundaries(novelty, max(1, min(min_bars, n)))

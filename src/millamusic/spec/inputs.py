@@ -41,26 +41,42 @@ MAX_INPUT_BYTES = {"melody": 1 << 20, "reference": 1 << 30, "artwork": 20 << 20,
 MAX_REFERENCE_SECONDS = 20 * 60
 
 
+REFERENCE_SUFFIXES = (".wav", ".flac", ".mp3", ".ogg")  # what libsndfile decodes for us
+REFERENCE_FIX = "export the reference again as WAV, FLAC, MP3 or OGG"
+AUDIO_READ_ERRORS = (soundfile.LibsndfileError, RuntimeError, ValueError)  # what libsndfile raises on bad audio
+
+
+def reference_header_problem(path: Path) -> tuple[str, str] | None:
+    """(problem, fix) when a recording's header already says it is unusable: not audio libsndfile
+    reads, over MAX_REFERENCE_SECONDS, or a WAV cut short. Reads no audio."""
+    try:
+        info = soundfile.info(str(path))
+    except AUDIO_READ_ERRORS as error:
+        return f"not a readable audio file ({error})", REFERENCE_FIX
+    if info.duration > MAX_REFERENCE_SECONDS:
+        return (f"the recording is {info.duration / 60:.0f} minutes long, over the "
+                f"{MAX_REFERENCE_SECONDS // 60}-minute limit", "trim it to the song")
+    if info.format == "WAV":  # libsndfile reads a cut-off WAV without complaint: compare the header's size
+        with open(path, "rb") as handle:
+            head = handle.read(12)
+        declared = int.from_bytes(head[4:8], "little") + 8
+        if head[:4] == b"RIFF" and declared > path.stat().st_size:
+            return (f"the WAV is truncated: its header says {declared} bytes, the file has {path.stat().st_size}",
+                    REFERENCE_FIX)
+    return None
+
+
 def _reference_problem(path: Path) -> tuple[str, str] | None:
     """(problem, fix) when the reference recording is not whole, readable audio; decodes it all
     (in blocks) so a corrupt or truncated file is refused here, not minutes into a render."""
-
-    fix = "export the reference again as WAV, FLAC, MP3 or OGG"
+    problem = reference_header_problem(path)
+    if problem is not None:
+        return problem
     try:
-        info = soundfile.info(str(path))
-        if info.duration > MAX_REFERENCE_SECONDS:
-            return (f"the recording is {info.duration / 60:.0f} minutes long, over the "
-                    f"{MAX_REFERENCE_SECONDS // 60}-minute limit", "trim it to the song")
-        if info.format == "WAV":  # libsndfile reads a cut-off WAV without complaint: compare the header's size
-            with open(path, "rb") as handle:
-                head = handle.read(12)
-            declared = int.from_bytes(head[4:8], "little") + 8
-            if head[:4] == b"RIFF" and declared > path.stat().st_size:
-                return f"the WAV is truncated: its header says {declared} bytes, the file has {path.stat().st_size}", fix
         for _ in soundfile.blocks(str(path), blocksize=1 << 16):
             pass
-    except (soundfile.LibsndfileError, RuntimeError, ValueError) as error:
-        return f"not a readable audio file ({error})", fix
+    except AUDIO_READ_ERRORS as error:
+        return f"not a readable audio file ({error})", REFERENCE_FIX
     return None
 
 
@@ -91,12 +107,17 @@ def _melody_problem(path: Path) -> tuple[str, str] | None:
 _CONTENT_CHECKS = {"reference": _reference_problem, "artwork": _artwork_problem, "melody": _melody_problem}
 
 
-def input_file_problem(field_name: str, path: Path) -> tuple[str, str] | None:
-    """(problem, fix) when a file named by `field_name` is over its size limit or not what it
-    should be (checked before any work starts); None when it is fine."""
+def input_size_problem(field_name: str, path: Path) -> tuple[str, str] | None:
+    """(problem, fix) when a file named by `field_name` is over its size limit."""
     size = path.stat().st_size
     if size > MAX_INPUT_BYTES[field_name]:
         return (f"the file is {size / 2**20:.0f} MB, over the {MAX_INPUT_BYTES[field_name] >> 20} MB limit for "
                 f"`{field_name}`", "use a smaller file (see docs/errors.md for the limits)")
+    return None
+
+
+def input_file_problem(field_name: str, path: Path) -> tuple[str, str] | None:
+    """(problem, fix) when a file named by `field_name` is over its size limit or not what it
+    should be (checked before any work starts); None when it is fine."""
     check = _CONTENT_CHECKS.get(field_name)
-    return check(path) if check else None
+    return input_size_problem(field_name, path) or (check(path) if check else None)

@@ -65,7 +65,14 @@ from millamusic.spec.fields import (
     check_paragraph,
     field_problem,
 )
-from millamusic.spec.inputs import RESERVED_NAMES, default_catalogue, input_file_problem, outside, outside_catalogue
+from millamusic.spec.inputs import (
+    REFERENCE_SUFFIXES,
+    RESERVED_NAMES,
+    default_catalogue,
+    input_file_problem,
+    outside,
+    outside_catalogue,
+)
 from millamusic.spec.yaml import MAX_SPEC_BYTES, parse_yaml, position, pydantic_problems, read_spec_bytes
 
 SECTION_KINDS = ("intro", "verse", "prechorus", "chorus", "bridge", "solo", "breakdown", "outro", "other")
@@ -173,7 +180,8 @@ class SongSpec(StrictModel):
     lyrics: Annotated[str, AfterValidator(check_lyrics_value)] = Field(min_length=1)
     melody: PathText | None = None
     reference: PathText | None = None  # a recording (covers): `millamusic cover` drafts a spec from one
-    reference_start: Number = Field(default=0.0, ge=0.0, le=MAX_SONG_SECONDS, allow_inf_nan=False)  # s where bar 1 starts in it
+    # seconds into the reference where bar 1 starts
+    reference_start: Number = Field(default=0.0, ge=0.0, le=MAX_SONG_SECONDS, allow_inf_nan=False)
     transpose: Whole = Field(default=0, ge=-12, le=12)  # semitones: key, chords and melody move together
     artwork: PathText | None = None
     soundfont: PathText | None = None
@@ -341,7 +349,7 @@ def load_song(path: str | Path, catalogue: str | Path | None = None) -> Song:
     base = path.resolve().parent
     files: dict[str, Path | None] = {}
     hashes: dict[str, str] = {}
-    for field_name, kinds in (("melody", (".mid", ".midi")), ("reference", (".wav", ".flac", ".mp3", ".ogg")),
+    for field_name, kinds in (("melody", (".mid", ".midi")), ("reference", REFERENCE_SUFFIXES),
                               ("artwork", (".jpg", ".jpeg", ".png")), ("soundfont", (".sf2",))):
         value = getattr(spec, field_name)
         files[field_name] = None
