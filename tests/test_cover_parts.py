@@ -159,15 +159,15 @@ def test_musicgen_reference_chroma_moves_with_the_song():
 
 
 def test_section_estimates_name_intro_chorus_verse_outro():
-    from millamusic.cover.analysis import ReferenceAnalysis
     from millamusic.cover.draft import name_sections
 
     found = (SectionEstimate(0, 4, "A", -30.0), SectionEstimate(4, 8, "B", -20.0), SectionEstimate(12, 8, "C", -15.0),
              SectionEstimate(20, 8, "B", -20.0), SectionEstimate(28, 8, "C", -15.0), SectionEstimate(36, 4, "D", -25.0))
-    analysis = ReferenceAnalysis.__new__(ReferenceAnalysis)
-    object.__setattr__(analysis, "sections", found)
-    sung = set(range(4, 36))
-    assert [s.name for s in name_sections(analysis, sung)] == ["Intro", "Verse", "Chorus", "Verse", "Chorus", "Outro"]
+    names = [s.name for s in name_sections(found, set(range(4, 36)))]
+    assert names == ["Intro", "Verse", "Chorus", "Verse", "Chorus", "Outro"]
+    # no melody heard: the middle sections cannot be told instrumental, and a lone one is a Bridge
+    unsung = [s.name for s in name_sections(found[:3] + (SectionEstimate(20, 8, "E", -18.0),) + found[4:], set())]
+    assert unsung == ["Intro", "Bridge", "Chorus", "Bridge 2", "Chorus", "Outro"]
 
 
 # --------------------------------------------------------------------------- bad input
@@ -192,6 +192,11 @@ def test_not_audio_is_refused_with_the_file_named(tmp_path):
     result, folder = _cover(tmp_path, fake)
     _assert_refused(result, folder, "not a readable audio file")
     assert "song.wav" in result.output
+
+
+def test_half_an_original_work_is_refused_before_listening(tmp_path):
+    result, folder = _cover(tmp_path, tmp_path / "not-read-yet.wav", "--original-artist", "The Originals")
+    _assert_refused(result, folder, "--original-artist with at least one --songwriter")
 
 
 def test_a_two_second_clip_is_refused(tmp_path):

@@ -13,6 +13,7 @@ from importlib.metadata import version
 from pathlib import Path
 
 import click
+from pydantic import ValidationError
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
@@ -21,7 +22,7 @@ from millamusic.compose import compose
 from millamusic.core.errors import EngineUnavailable, ExportError, MillaError, RenderError, SpecError
 from millamusic.cover.analysis import analyse_reference
 from millamusic.cover.draft import draft_cover
-from millamusic.cover.files import OriginalCredits, write_draft
+from millamusic.cover.files import write_draft
 from millamusic.engines import REGISTRY, SPEECH_SOURCES, missing_modules, missing_speech_modules
 from millamusic.instruments.soundfont import is_soundfont
 from millamusic.pipeline.album import AlbumOptions, build_album
@@ -33,7 +34,7 @@ from millamusic.qa.probe import CheckUsageError
 from millamusic.release.provenance import describe, read_provenance
 from millamusic.spec.album import load_album
 from millamusic.spec.artist import load_artist
-from millamusic.spec.song import is_album_spec, load_song, slugify
+from millamusic.spec.song import OriginalWork, is_album_spec, load_song, slugify
 from millamusic.starter import write_starter
 
 # render, album and status find the stage cache the same way (see _cache_dir)
@@ -205,6 +206,16 @@ def cover(reference: Path, title: str, lyrics_file: Path | None, vocal_stem: Pat
     performer = artist or (profile.profile.name if profile else None)
     if not performer:
         raise click.UsageError("name the performing artist: --artist NAME or --artist-profile FILE")
+    if bool(original_artist) != bool(songwriters):
+        raise click.UsageError("name the original work whole: --original-artist with at least one --songwriter "
+                               "(release.original), or neither (the draft then leaves it for you to fill in)")
+    original = None
+    if original_artist:
+        try:
+            original = OriginalWork(title=title, artist=original_artist, songwriters=list(songwriters),
+                                    year=original_year)
+        except ValidationError as error:
+            raise click.UsageError(f"release.original: {error.errors()[0]['msg']}") from None
     sheet = lyrics_file.read_text(encoding="utf-8") if lyrics_file else None
     out_spec = out_spec or Path("songs") / f"{slugify(title)}.yaml"
     console.print(f"[bold]{escape(title)}[/]: listening to {escape(str(reference))}")
@@ -213,7 +224,6 @@ def cover(reference: Path, title: str, lyrics_file: Path | None, vocal_stem: Pat
                         language=profile.profile.voice.language if profile else "en-us",
                         voice_range=profile.range_midi if profile else None, sheet=sheet,
                         sheet_file=str(lyrics_file or ""))
-    original = OriginalCredits(title, original_artist, songwriters, original_year) if original_artist else None
     written = write_draft(draft, out_spec, artist_profile=artist_profile, original=original, force=force)
     for finding in draft.findings:
         console.print(f"  {finding}", markup=False, soft_wrap=True)

@@ -11,6 +11,7 @@ import re
 from collections import Counter
 from dataclasses import dataclass, field
 
+from millamusic.analysis.form import SectionEstimate
 from millamusic.compose import DEFAULT_RANGE, PHRASE_REST_BEATS
 from millamusic.core.errors import SpecError
 from millamusic.cover.analysis import ReferenceAnalysis
@@ -65,13 +66,12 @@ def _base(name: str) -> str:
     return _HEADER_SYNONYMS.get(joined, " ".join(words))
 
 
-def name_sections(analysis: ReferenceAnalysis, sung_bars: set[int]) -> list[DraftSection]:
+def name_sections(found: tuple[SectionEstimate, ...], sung_bars: set[int]) -> list[DraftSection]:
     """Names for the measured sections. Unsung music at the start is the Intro, at the end the
     Outro; the loudest repeated music is the Chorus; the repeated music sung most (else longest)
     is the Verse; other repeated music always right before a Chorus is the Pre-Chorus; music heard
     once is a Bridge (sung) or a Solo. Repeats share a name; `sung_bars` empty means no melody
     was heard, and then only the first and last sections can be instrumental."""
-    found = analysis.sections
     counts = Counter(s.label for s in found)
     repeated = list(dict.fromkeys(s.label for s in found if counts[s.label] > 1))
 
@@ -156,8 +156,8 @@ def fit_notes(notes: list[DraftNote], syllables: int) -> list[DraftNote] | None:
     out = list(notes)
     while len(out) > syllables > 0:
         i = min(range(len(out)), key=lambda k: (out[k].length_beats, k))
-        j = i - 1 if i > 0 else 0
-        a, b = (out[j], out[j + 1]) if i > 0 else (out[0], out[1])
+        j = max(i - 1, 0)  # into the note before it (the first note takes the second)
+        a, b = out[j], out[j + 1]
         merged = DraftNote(a.start_beat, b.start_beat + b.length_beats - a.start_beat,
                            a.pitch if a.length_beats >= b.length_beats else b.pitch)
         out[j: j + 2] = [merged]
@@ -284,7 +284,7 @@ def draft_cover(analysis: ReferenceAnalysis, *, title: str, artist: str, genre: 
     if not melody.monophonic:
         findings.append(f"no melody drafted: {melody.reason}")
     sung_bars = {int(n.start_beat // grid.beats_per_bar) for n in notes}
-    sections = name_sections(analysis, sung_bars)
+    sections = name_sections(analysis.sections, sung_bars)
     blocks: list[LyricBlock] = []
     if sheet is not None:
         blocks, problems = parse_sheet(sheet, file=sheet_file)

@@ -13,7 +13,6 @@ import json
 import os
 import shutil
 import tempfile
-from dataclasses import dataclass
 from io import BytesIO
 from pathlib import Path
 
@@ -24,19 +23,9 @@ from millamusic.core.errors import SpecError, SpecProblem
 from millamusic.core.files import fsync_dir, fsync_file
 from millamusic.cover.draft import CoverDraft, DraftNote, DraftSection
 from millamusic.spec.inputs import default_catalogue, outside_catalogue
-from millamusic.spec.song import load_song, slugify
+from millamusic.spec.song import OriginalWork, load_song, slugify
 
 TICKS_PER_BEAT = 480
-
-
-@dataclass(frozen=True)
-class OriginalCredits:
-    """release.original as the producer gives it on the command line."""
-
-    title: str
-    artist: str | None
-    songwriters: tuple[str, ...]
-    year: int | None = None
 
 
 def _quote(text: str) -> str:
@@ -46,7 +35,7 @@ def _quote(text: str) -> str:
 def _chords_text(draft: CoverDraft, section: DraftSection) -> str:
     """The section's chords, shortened to the loop that repeats through it (the spec repeats a
     shorter list to fill the section)."""
-    bars = [draft.analysis.bars[b].chords for b in range(section.start_bar, section.start_bar + section.bars)]
+    bars = [draft.analysis.bars[b] for b in range(section.start_bar, section.start_bar + section.bars)]
     key = draft.analysis.key
     tonic = key.name.split()[0] + ("m" if key.mode == "minor" else "")
     filled, last = [], None
@@ -60,7 +49,7 @@ def _chords_text(draft: CoverDraft, section: DraftSection) -> str:
 
 
 def spec_text(draft: CoverDraft, *, reference: str, lyrics: str, melody: str | None, artist_profile: str | None,
-              original: OriginalCredits | None) -> str:
+              original: OriginalWork | None) -> str:
     analysis, grid = draft.analysis, draft.analysis.grid
     key = analysis.key
     lines = [f"# Cover draft by `millamusic cover` from {analysis.path.name}: edit it, then render it.",
@@ -85,7 +74,7 @@ def spec_text(draft: CoverDraft, *, reference: str, lyrics: str, melody: str | N
     lines += [f"reference: {_quote(reference)}",
               f"reference_start: {max(0.0, grid.first_downbeat_seconds):.3f}   # where bar 1 starts in it (s)",
               ""]
-    if original is not None and original.artist and original.songwriters:
+    if original is not None:
         lines += ["release:", "  original:   # the song this covers: distributors require it",
                   f"    title: {_quote(original.title)}", f"    artist: {_quote(original.artist)}",
                   f"    songwriters: [{', '.join(_quote(s) for s in original.songwriters)}]"]
@@ -121,7 +110,7 @@ def midi_bytes(notes: list[DraftNote], bpm: float, beats_per_bar: int) -> bytes:
     return buffer.getvalue()
 
 
-def write_draft(draft: CoverDraft, out_spec: Path, *, artist_profile: Path | None, original: OriginalCredits | None,
+def write_draft(draft: CoverDraft, out_spec: Path, *, artist_profile: Path | None, original: OriginalWork | None,
                 force: bool = False) -> dict[str, Path]:
     """Write the draft's spec, lyric sheet and melody MIDI (and a copy of the reference when it
     lies outside the spec's catalogue) into out_spec's folder; returns the files written by role
