@@ -38,7 +38,7 @@ from millamusic.release.distributor import ai_roles  # noqa: E402
 from millamusic.release.flac import write_flac  # noqa: E402
 from millamusic.release.mp3 import write_mp3_under  # noqa: E402
 from millamusic.release.pcm import write_wav  # noqa: E402
-from millamusic.release.provenance import manifest_definition, read_provenance, sign_file  # noqa: E402
+from millamusic.release.provenance import read_provenance, sign_masters  # noqa: E402
 from millamusic.release.signing import SigningIdentity, certificate_chain  # noqa: E402
 from millamusic.release.tags import ReleaseTags  # noqa: E402
 from millamusic.spec.profiles import PROFILES  # noqa: E402
@@ -80,9 +80,8 @@ def main() -> None:
                 copy = path.with_name(f"copy-{path.name}")
                 shutil.copyfile(path, copy)
                 before = copy.stat().st_size
-                manifest = manifest_definition(copy.name, tags, credits, roles, "bench")
                 t0 = time.perf_counter()
-                sign_file(copy, manifest, identity)
+                sign_masters([copy], tags=tags, credits=credits, roles=roles, identity=identity, version="bench")
                 t1 = time.perf_counter()
                 found = read_provenance(copy)
                 t2 = time.perf_counter()

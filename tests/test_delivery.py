@@ -23,7 +23,7 @@ from millamusic.release.flac import write_flac
 from millamusic.release.lyric_files import TimedLine, TimedWord, lrc_text, sylt_words, write_lrc
 from millamusic.release.mp3 import write_mp3, write_mp3_under
 from millamusic.release.pcm import write_wav
-from millamusic.release.provenance import manifest_definition, sign_file
+from millamusic.release.provenance import sign_masters
 from millamusic.release.signing import load_identity
 from millamusic.release.tags import IPTC_DIGITAL_SOURCE_PREFIX, ReleaseTags
 from millamusic.release.ttml import write_ttml
@@ -100,8 +100,8 @@ class Release:
 def sign_as_rendered(tags: ReleaseTags, *paths: Path) -> None:
     """Sign delivery files with the tests' local identity, as the export stage does (tags first)."""
     credits = [StageCredit(**credit) for credit in json.loads(tags.ai_credits_json)]
-    for path in paths:
-        sign_file(path, manifest_definition(path.name, tags, credits, ai_roles(credits), "test"), load_identity())
+    sign_masters(list(paths), tags=tags, credits=credits, roles=ai_roles(credits), identity=load_identity(),
+                 version="test")
 
 
 @dataclass(frozen=True)

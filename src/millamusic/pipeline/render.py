@@ -52,7 +52,7 @@ from millamusic.release.lyric_files import write_lrc
 from millamusic.release.midi import midi_with_vocal
 from millamusic.release.mp3 import write_mp3_under
 from millamusic.release.pcm import decode, quantize, write_wav
-from millamusic.release.provenance import manifest_definition, sign_file
+from millamusic.release.provenance import sign_masters
 from millamusic.release.report import measure_with_short_term, write_master_report
 from millamusic.release.signing import SigningIdentity, load_identity
 from millamusic.release.ttml import write_ttml
@@ -406,9 +406,8 @@ def _export(run: Run, master_entry: Entry, tags, profile, signing: Signing) -> E
                 result = future.result()
                 measured[role] = {**result.loudness.to_dict(), "trim_db": round(result.trim_db, 2)}
         # Tagged first, signed last: the manifest binds every byte outside itself (audio and tags).
-        for role in ("wav", "flac", "mp3_320", "mp3_v0"):
-            manifest = manifest_definition(name[role].name, tags, signing.credits, signing.roles, __version__)
-            sign_file(name[role], manifest, signing.identity)
+        sign_masters([name[role] for role in ("wav", "flac", "mp3_320", "mp3_v0")], tags=tags,
+                     credits=signing.credits, roles=signing.roles, identity=signing.identity, version=__version__)
         identity = signing.identity
         (folder / "signature.json").write_text(json.dumps({"signer": identity.subject,
                                                            "self_signed": identity.self_signed,

@@ -122,6 +122,7 @@ class SongWalk:
         if self.backing is not None and self.vocals is not None:
             credits = credits_for(song, self.score, self.backing_info, self.backing, engine_used(self.vocals, "vocals.json"))
             tags = release_tags(song, self.score, credits, lines)
+        signer = load_identity().fingerprint  # who signs the masters is in the export key
         for profile in delivery_profiles(self.options.profiles or tuple(song.spec.master.profiles)):
             if album_masters is not None:
                 master_hash, master_stage = album_masters.get(profile.name), f"album_master[{profile.name}]"
@@ -136,7 +137,7 @@ class SongWalk:
             if missing:
                 self.waits(f"export[{profile.name}]", *missing)
             else:
-                self.check("export", export_inputs(master_hash, tags, profile, song.slug, load_identity().fingerprint),
+                self.check("export", export_inputs(master_hash, tags, profile, song.slug, signer),
                            profile.name)
 
 

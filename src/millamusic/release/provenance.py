@@ -69,23 +69,28 @@ def manifest_definition(file_name: str, tags: ReleaseTags, credits: list[StageCr
     }
 
 
-def sign_file(path: Path, manifest: dict, identity: SigningIdentity) -> None:
-    """Sign `path` in place (through a temp file: a failed signing leaves it as it was)."""
+def sign_masters(paths: list[Path], *, tags: ReleaseTags, credits: list[StageCredit], roles: AiRoles,
+                 identity: SigningIdentity, version: str) -> None:
+    """Sign each tagged delivery file in place with its manifest (manifest_definition), one signer
+    for them all; each goes through a temp file, so a failed signing leaves it as it was."""
     import c2pa  # c2pa-python: loads the c2pa-rs native library (~0.2 s)
 
-    mime = MIME[path.suffix.lower()]
     signer = c2pa.Signer.from_info(c2pa.C2paSignerInfo(c2pa.C2paSigningAlg.ES256, identity.chain_pem,
                                                        identity.key_pem, None))  # no TSA: offline
-    temp = path.with_name(f".{path.name}.signing{path.suffix}")
     try:
-        with c2pa.Builder(manifest) as builder, open(path, "rb") as source, open(temp, "w+b") as target:
-            builder.sign(signer, mime, source, target)
-        os.replace(temp, path)
-    except c2pa.C2paError as error:
-        raise ExportError(f"cannot sign {path.name} with the Content Credentials identity "
-                          f"({identity.source}): {error}") from error
+        for path in paths:
+            manifest = manifest_definition(path.name, tags, credits, roles, version)
+            temp = path.with_name(f".{path.name}.signing{path.suffix}")
+            try:
+                with c2pa.Builder(manifest) as builder, open(path, "rb") as source, open(temp, "w+b") as target:
+                    builder.sign(signer, MIME[path.suffix.lower()], source, target)
+                os.replace(temp, path)
+            except c2pa.C2paError as error:
+                raise ExportError(f"cannot sign {path.name} with the Content Credentials identity "
+                                  f"({identity.source}): {error}") from error
+            finally:
+                temp.unlink(missing_ok=True)
     finally:
-        temp.unlink(missing_ok=True)
         signer.close()
 
 
@@ -93,8 +98,7 @@ def sign_file(path: Path, manifest: dict, identity: SigningIdentity) -> None:
 class Provenance:
     """What a file's Content Credentials say, read and validated."""
 
-    present: bool
-    state: str  # "Trusted" | "Valid" | "Invalid" | "absent"
+    state: str  # "Trusted" | "Valid" | "Invalid"; "absent" (no manifest) | "unreadable" (not a file c2pa parses)
     failures: tuple[str, ...]  # validation codes other than the signer being unknown
     untrusted: bool  # signed by an identity no trust anchor vouches for (e.g. self-signed)
     signer: str  # "CN, O"
@@ -104,6 +108,10 @@ class Provenance:
     credits: dict = field(default_factory=dict)  # the CREDITS_LABEL assertion
     release: dict = field(default_factory=dict)  # the RELEASE_LABEL assertion
 
+    @property
+    def present(self) -> bool:
+        return self.state not in ("absent", "unreadable")
+
 
 def read_provenance(path: Path) -> Provenance:
     import c2pa  # c2pa-python: loads the c2pa-rs native library (~0.2 s)
@@ -112,9 +120,9 @@ def read_provenance(path: Path) -> Provenance:
         with c2pa.Reader(MIME.get(path.suffix.lower(), "application/octet-stream"), open(path, "rb")) as reader:
             store = json.loads(reader.json())
     except c2pa.C2paError.ManifestNotFound:
-        return Provenance(False, "absent", (), False, "", "", "")
+        return Provenance("absent", (), False, "", "", "")
     except c2pa.C2paError as error:  # not a file c2pa can parse (damaged, or no audio at all)
-        return Provenance(False, "unreadable", (str(error),), False, "", "", "")
+        return Provenance("unreadable", (str(error),), False, "", "", "")
     codes = [status.get("code", "") for status in store.get("validation_status") or []]
     manifest = store["manifests"][store["active_manifest"]]
     assertions = {a["label"]: a.get("data", {}) for a in manifest.get("assertions", [])}
@@ -122,7 +130,7 @@ def read_provenance(path: Path) -> Provenance:
     made_by = (manifest.get("claim_generator_info") or [{}])[0]
     generator = f"{made_by.get('name', '?')} {made_by.get('version', '')}".strip()
     return Provenance(
-        present=True, state=store.get("validation_state", "Invalid"),
+        state=store.get("validation_state", "Invalid"),
         failures=tuple(c for c in codes if c != "signingCredential.untrusted"),
         untrusted="signingCredential.untrusted" in codes,
         signer=", ".join(v for v in (info.get("common_name"), info.get("issuer")) if v),
