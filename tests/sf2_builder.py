@@ -11,9 +11,8 @@ Each pdta sub-chunk is an array of fixed-size records that ends with a terminal 
 (EOP, EOI, EOS, or all zeros); the terminal record's index fields give the array lengths
 of the next level down, so a reader can find where the last real zone ends.
 
-FluidSynth looks a missing melodic program up again only in bank 0 (same program), and a
-missing drum kit as bank 128 program 0. So the font has bank 0 programs 0..127 and the drum
-kit at bank 128 program 0; every preset points at the same sine instrument.
+By default the font has bank 0 programs 0..127 and the drum kit at bank 128 program 0, so it
+plays every General MIDI part; every preset points at the same sine instrument.
 """
 
 from __future__ import annotations
@@ -112,9 +111,15 @@ def _loop_cycle(sample_rate: int, frequency: float) -> tuple[int, int]:
     return best
 
 
+ALL_PRESETS = tuple((0, program) for program in range(128)) + ((DRUM_BANK, 0),)
+
+
 def write_sine_soundfont(path: Path | str, *, sample_rate: int = 44100, root_key: int = 69,
-                         seconds: float = 1.0) -> Path:
-    """Write a SoundFont whose every preset plays a looping sine, in tune (root 69 = 440 Hz)."""
+                         seconds: float = 1.0, presets: tuple[tuple[int, int], ...] = ALL_PRESETS) -> Path:
+    """Write a SoundFont whose every preset plays a looping sine, in tune (root 69 = 440 Hz).
+
+    `presets`: the (bank, program) slots it has; leave some out to test a font that lacks them.
+    """
     path = Path(path)
     frequency = 440.0 * 2.0 ** ((root_key - 69) / 12)
     cycles, loop_points = _loop_cycle(sample_rate, frequency)
@@ -147,7 +152,7 @@ def write_sine_soundfont(path: Path | str, *, sample_rate: int = 44100, root_key
     igen.append(b"\0" * 4)
 
     # Presets: bank 0 programs 0..127 and the drum kit, one zone each, all on instrument 0.
-    slots = [(0, program) for program in range(128)] + [(DRUM_BANK, 0)]
+    slots = list(presets)
     phdr = [_preset(f"Sine {bank}:{program}", program, bank, i) for i, (bank, program) in enumerate(slots)]
     pbag = [_bag(i, 0) for i in range(len(slots))]
     pgen = [_gen(GEN_INSTRUMENT, 0) for _ in slots]
