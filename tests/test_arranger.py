@@ -119,7 +119,7 @@ def masked_by_floor_tom(result: BackingResult, t: float) -> bool:
 # --- the engine's identity ------------------------------------------------------------------------
 def test_info_and_registry():
     info = Arranger.info
-    assert (info.name, info.kind, info.version, info.model) == ("arranger", "backing", "0.2.0", "embedded")
+    assert (info.name, info.kind, info.version, info.model) == ("arranger", "backing", "0.3.0", "embedded")
     assert info.generator == "algorithmic" and info.licence == "MIT (millamusic)"
     from millamusic.engines import load_engine
 

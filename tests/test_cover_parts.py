@@ -56,7 +56,7 @@ def test_transpose_moves_key_chords_and_midi_melody_together(write_spec, tmp_pat
                                                   for bar in plain.bars]
     # a MIDI melody moves with the song: the file stays in the reference's key
     notes = [DraftNote(float(i), 1.0, 60 + i) for i in range(10)]
-    (tmp_path / "songs" / "tune.mid").write_bytes(midi_bytes(notes, 120.0, 4))
+    (tmp_path / "songs" / "tune.mid").write_bytes(midi_bytes(notes, 120.0, "4/4"))
     lyrics = "lyrics: |\n  [Verse]\n  one two three four five\n  [Chorus]\n  six sev en eight nine\n"
     spec = write_spec(name="tune.yaml", extra="melody: tune.mid\ntranspose: -2\n").read_text()
     spec_path = tmp_path / "songs" / "tune.yaml"
@@ -139,9 +139,10 @@ def test_skeleton_sheet_has_one_la_per_note_and_phrase():
 
 def test_melody_midi_reads_back_with_tempo_and_meter():
     notes = [DraftNote(0, 1, 60), DraftNote(1, 1, 60), DraftNote(2.5, 0.5, 67)]
-    midi = mido.MidiFile(file=__import__("io").BytesIO(midi_bytes(notes, 96.0, 3)))
+    midi = mido.MidiFile(file=__import__("io").BytesIO(midi_bytes(notes, 96.0, "3/4")))
     metas = {m.type: m for m in midi.tracks[0] if m.is_meta}
-    assert round(mido.tempo2bpm(metas["set_tempo"].tempo), 3) == 96.0 and metas["time_signature"].numerator == 3
+    assert round(mido.tempo2bpm(metas["set_tempo"].tempo), 3) == 96.0
+    assert (metas["time_signature"].numerator, metas["time_signature"].denominator) == (3, 4)
     ons = [m.note for m in midi.tracks[0] if m.type == "note_on"]
     assert ons == [60, 60, 67]  # a repeated pitch is struck again
 
@@ -318,8 +319,7 @@ def six_eight(dotted_quarter_bpm: float, *, bars: int = 24, rate: int = 22050) -
 @pytest.mark.slow
 @pytest.mark.parametrize("dotted_quarter_bpm", [50.0, 66.0, 80.0])
 def test_six_eight_is_heard_with_its_bars_and_downbeat(dotted_quarter_bpm):
-    """Read in pairs of eighths as 3/4 bars of the right length and phase, and said to be 6/8
-    (the spec takes no compound meter yet: the draft writes 3/4 and says so)."""
+    """Read in pairs of eighths as 3/4 bars of the right length and phase, and said to be 6/8."""
     from millamusic.analysis.beat_grid import estimate_beat_grid
 
     grid = estimate_beat_grid(six_eight(dotted_quarter_bpm), 22050)
@@ -339,5 +339,10 @@ def test_a_six_eight_cover_is_drafted_in_its_bars_and_says_so(tmp_path):
     result, folder = _cover(tmp_path, reference)
     assert result.exit_code == 0, result.output
     spec = (folder / "draft.yaml").read_text()
-    assert "6/8 heard" in spec and "time_signature: 3/4" in spec and "tempo: 90" in spec
-    assert load_song(folder / "draft.yaml").spec.time_signature == "3/4"
+    # 6/8 at the dotted-quarter tempo it was played at (60), not 3/4 at the eighth pairs' 90
+    assert "6/8 heard" in spec and "time_signature: 6/8" in spec and "tempo: 60" in spec
+    song = load_song(folder / "draft.yaml")
+    assert song.spec.time_signature == "6/8" and song.spec.tempo == pytest.approx(60, abs=0.5)
+    score = compose(song)
+    assert (score.beats_per_bar, score.beat_unit) == (6, 8)
+    assert score.seconds_per_beat * 6 == pytest.approx(2.0, rel=0.01)  # a bar of two dotted quarters at 60

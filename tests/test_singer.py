@@ -123,7 +123,7 @@ def test_espeak_speaks_with_events_in_order():
 
 def test_info_is_stable():
     info = Singer.info
-    assert (info.name, info.kind, info.version, info.generator) == ("singer", "vocals", "0.3.0", "algorithmic")
+    assert (info.name, info.kind, info.version, info.generator) == ("singer", "vocals", "0.5.0", "algorithmic")
     assert info.model.startswith("espeak-ng ") and info.model.endswith("+ WORLD (pyworld)")
     assert "GPL-3.0-or-later" in info.licence and "BSD" in info.licence
 
@@ -358,7 +358,8 @@ def test_double_and_harmony_sing_the_chorus():
     from millamusic.voice.syllables import third_above
 
     chorus = [n for n in score.notes if n.line_index == 1]
-    up = Score(**{**score.__dict__, "notes": tuple(Note(n.start_beat, n.length_beats, third_above(n.pitch, (0, 2, 4, 5, 7, 9, 11)),
+    major = (0, 2, 4, 5, 7, 9, 11)
+    up = Score(**{**score.__dict__, "notes": tuple(Note(n.start_beat, n.length_beats, third_above(n.pitch, major),
                                                          n.syllable, n.word_index, n.line_index) for n in chorus)})
     errors = pitch_errors_cents(up, f0, t)
     assert np.median(np.abs(errors)) < 15.0, errors
@@ -425,7 +426,8 @@ def test_speech_sources_come_from_one_registry(monkeypatch):
     with pytest.raises(EngineUnavailable, match="valid sources: espeak, piper"):
         load_speech_source("festival")
     real_find_spec = importlib.util.find_spec
-    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "onnx" else real_find_spec(name, *a))
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name == "onnx" else real_find_spec(name, *a))
     with pytest.raises(EngineUnavailable, match=r"missing: onnx\). Fix: pip install 'millamusic\[piper\]'"):
         load_speech_source("piper")
     assert set(SPEECH_SOURCES) == {"espeak", "piper"}

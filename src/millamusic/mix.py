@@ -13,7 +13,7 @@ from pedalboard import Compressor, HighpassFilter, PeakFilter, Pedalboard, Rever
 
 from millamusic.core.audio import Audio
 
-MIX_VERSION = "3"
+MIX_VERSION = "4"  # 4: backing_vocals stem, spread
 
 
 @dataclass(frozen=True)
@@ -24,6 +24,7 @@ class StemSettings:
     compress: tuple[float, float] | None = None  # (threshold dB, ratio)
     presence_db: float = 0.0  # peak EQ at 3 kHz: intelligibility for vocals, bite for guitars
     reverb_send: float = 0.0  # 0..1 wet level of the shared plate
+    spread_ms: float = 0.0  # right channel this much later than the left: a mono part widened (Haas)
 
 
 # One place for the default balance. Unknown stem names get DEFAULT_STEM.
@@ -40,9 +41,12 @@ STEM_SETTINGS: dict[str, StemSettings] = {
     # the double thickens the lead from under it; the harmony sits behind, in more reverb
     "lead_double": StemSettings(gain_db=-8.0, highpass_hz=150.0, compress=(-22.0, 3.0), reverb_send=0.3),
     "harmony": StemSettings(gain_db=-7.0, pan=0.2, highpass_hz=150.0, compress=(-22.0, 3.0), reverb_send=0.35),
+    # the backing part ("(hold on)") answers the lead from behind and to the side: under it, wide, wetter
+    "backing_vocals": StemSettings(gain_db=-6.0, pan=-0.25, highpass_hz=180.0, compress=(-24.0, 3.0),
+                                   reverb_send=0.4, spread_ms=12.0),
 }
 DEFAULT_STEM = StemSettings(gain_db=-4.0, highpass_hz=60.0)
-VOCAL_STEMS = ("lead", "lead_double", "harmony")
+VOCAL_STEMS = ("lead", "lead_double", "harmony", "backing_vocals")
 
 
 @dataclass(frozen=True)
@@ -130,7 +134,8 @@ def mix(stems: Mapping[str, Audio], config: MixConfig = MIX) -> tuple[Audio, Mix
             chain.append(Compressor(threshold_db=settings.compress[0], ratio=settings.compress[1],
                                     attack_ms=processing.attack_ms, release_ms=processing.release_ms))
         processed = Pedalboard(chain)(audio.to_stereo().samples, rate) if chain else audio.to_stereo().samples
-        processed = _pan(processed * np.float32(10 ** (settings.gain_db / 20)), settings.pan)
+        processed = _pan(_spread(processed, rate, settings.spread_ms) * np.float32(10 ** (settings.gain_db / 20)),
+                         settings.pan)
         (vocal_bus if name in config.vocal_stems else backing_bus)[:] += processed
         if settings.reverb_send:
             reverb_bus += processed * np.float32(settings.reverb_send)
@@ -155,6 +160,17 @@ def _pan(stereo: np.ndarray, pan: float) -> np.ndarray:
     angle = (pan + 1) * np.pi / 4
     gains = np.array([[np.cos(angle)], [np.sin(angle)]], np.float32) * np.float32(np.sqrt(2))
     return stereo * gains
+
+
+def _spread(stereo: np.ndarray, rate: int, spread_ms: float) -> np.ndarray:
+    """The right channel delayed by `spread_ms` (the length kept): a centred part heard wide."""
+    shift = int(round(spread_ms * rate / 1000))
+    if shift <= 0:
+        return stereo
+    out = stereo.copy()
+    out[1, shift:] = stereo[1, :-shift]
+    out[1, :shift] = 0.0
+    return out
 
 
 def _duck_gain(vocal: np.ndarray, rate: int, ducking: Ducking) -> np.ndarray:

@@ -301,7 +301,7 @@ def estimate_chords(chroma: np.ndarray, frame_times: np.ndarray, spans: list[tup
 def chords_per_bar(samples: np.ndarray, sample_rate: int, score: Score) -> list[ChordSlot]:
     """One ChordSlot per chord symbol of every bar of `score`, estimated from (n,) or (channels, n) samples.
 
-    Bar times come from score.seconds_per_beat with beat 0 at sample 0. Raises ValueError when
+    Bar times come from the score's tempo map (Score.chord_spans) with beat 0 at sample 0. Raises ValueError when
     the signal ends before a slot starts.
     """
     y = mono(samples)

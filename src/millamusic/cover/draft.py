@@ -15,7 +15,7 @@ from millamusic.analysis.form import SectionEstimate
 from millamusic.compose import DEFAULT_RANGE, PHRASE_REST_BEATS
 from millamusic.core.errors import SpecError
 from millamusic.cover.analysis import ReferenceAnalysis
-from millamusic.music.lyrics import LyricBlock, SheetLine, line_words, parse_sheet, sung_blocks
+from millamusic.music.lyrics import LyricBlock, SheetLine, line_words, parse_sheet, split_backing, sung_blocks
 
 MIN_SPLIT_BEATS = 0.25  # a note is split for a second syllable only if both halves are this long
 SKELETON_SYLLABLE = "la"
@@ -172,7 +172,8 @@ def fit_notes(notes: list[DraftNote], syllables: int) -> list[DraftNote] | None:
 
 
 def _sung_notes(text: str, language: str) -> int:
-    return sum(word.notes for word in line_words(text, language))
+    """The lead's notes in a sheet line: a backing part in parentheses is not sung by the lead."""
+    return sum(word.notes for word in line_words(split_backing(text)[0], language))
 
 
 def _in_section(notes: list[DraftNote], section: DraftSection, beats_per_bar: int) -> list[DraftNote]:
@@ -261,18 +262,26 @@ def choose_transpose(notes: list[DraftNote] | None, voice_range: tuple[int, int]
                                                                else "")
 
 
+def spec_meter(grid) -> tuple[str, float]:
+    """(time_signature, tempo) the draft writes. The grid reads 6/8 as 3/4 bars of eighth pairs;
+    the spec writes 6/8 with `tempo` counting its dotted quarters (three eighths: 2/3 of the pairs' rate)."""
+    if grid.compound:
+        return "6/8", grid.bpm * 2 / 3
+    return grid.time_signature, grid.bpm
+
+
 def draft_cover(analysis: ReferenceAnalysis, *, title: str, artist: str, genre: str, language: str,
                 voice_range: tuple[int, int] | None, sheet: str | None, sheet_file: str) -> CoverDraft:
     grid = analysis.grid
     total_beats = len(analysis.bars) * grid.beats_per_bar
     melody = analysis.melody
-    findings = [f"tempo {grid.bpm:.2f} BPM, {grid.time_signature}, bar 1 at {grid.first_downbeat_seconds:.3f} s "
+    signature, tempo = spec_meter(grid)
+    findings = [f"tempo {tempo:.2f} BPM, {signature}, bar 1 at {grid.first_downbeat_seconds:.3f} s "
                 f"(harmony changes on the chosen downbeats {grid.meter_contrast:.2f} more than elsewhere; "
                 f"next reading: {grid.meter_runner_up})"]
     if grid.compound:
-        findings.append(f"6/8 heard (two dotted-quarter beats of three eighths, {grid.bpm * 2 / 3:.1f} a minute); "
-                        f"the spec has no compound meters yet, so the draft writes 3/4 at {grid.bpm:.2f} BPM (the "
-                        "eighths in pairs): the same bars and chords, a simple-meter groove")
+        findings.append(f"6/8 heard (two dotted-quarter beats of three eighths, accented on the 1st and 4th eighth, "
+                        f"rather than 3/4's three beats at {grid.bpm:.2f}): `tempo` counts the dotted quarter")
     if analysis.key_reason:
         findings.append(analysis.key_reason)
     if grid.half_time:

@@ -21,7 +21,7 @@ import mido
 from millamusic.compose import compose
 from millamusic.core.errors import SpecError, SpecProblem
 from millamusic.core.files import fsync_dir, fsync_file
-from millamusic.cover.draft import CoverDraft, DraftNote, DraftSection
+from millamusic.cover.draft import CoverDraft, DraftNote, DraftSection, spec_meter
 from millamusic.spec.inputs import default_catalogue, outside_catalogue
 from millamusic.spec.song import OriginalWork, load_song, slugify
 
@@ -52,6 +52,7 @@ def spec_text(draft: CoverDraft, *, reference: str, lyrics: str, melody: str | N
               original: OriginalWork | None) -> str:
     analysis, grid = draft.analysis, draft.analysis.grid
     key = analysis.key
+    signature, tempo = spec_meter(grid)
     lines = [f"# Cover draft by `millamusic cover` from {analysis.path.name}: edit it, then render it.",
              "# What was heard (and what was not):"]
     lines += [f"#  - {finding}" for finding in draft.findings]
@@ -59,9 +60,9 @@ def spec_text(draft: CoverDraft, *, reference: str, lyrics: str, melody: str | N
     if artist_profile:
         lines.append(f"artist_profile: {_quote(artist_profile)}")
     lines += [f"genre: {draft.genre}", "style: []",
-              f"tempo: {round(grid.bpm, 2):g}",
+              f"tempo: {round(tempo, 2):g}" + ("   # dotted quarters a minute" if grid.compound else ""),
               f"key: {key.name}   # confidence {key.margin:.2f} over {key.runner_up} (0 = a coin toss)",
-              f"time_signature: {grid.time_signature}",
+              f"time_signature: {signature}",
               f"transpose: {draft.transpose}   # semitones from the recording's key into the singer's range",
               "seed: 0", "", "structure:"]
     for section in draft.sections:
@@ -87,13 +88,16 @@ def spec_text(draft: CoverDraft, *, reference: str, lyrics: str, melody: str | N
     return "\n".join(lines) + "\n"
 
 
-def midi_bytes(notes: list[DraftNote], bpm: float, beats_per_bar: int) -> bytes:
+def midi_bytes(notes: list[DraftNote], bpm: float, time_signature: str) -> bytes:
+    """The melody in quarter notes (`bpm`: quarters a minute; the draft's beats are quarters, a 6/8
+    bar three of them), under the spec's time signature."""
+    numerator, denominator = (int(part) for part in time_signature.split("/"))
     midi = mido.MidiFile(ticks_per_beat=TICKS_PER_BEAT)
     track = mido.MidiTrack()
     midi.tracks.append(track)
     track.append(mido.MetaMessage("track_name", name="melody (transcribed)", time=0))
     track.append(mido.MetaMessage("set_tempo", tempo=mido.bpm2tempo(bpm), time=0))
-    track.append(mido.MetaMessage("time_signature", numerator=beats_per_bar, denominator=4, time=0))
+    track.append(mido.MetaMessage("time_signature", numerator=numerator, denominator=denominator, time=0))
     events = []
     for note in notes:
         start = round(note.start_beat * TICKS_PER_BEAT)
@@ -144,7 +148,7 @@ def write_draft(draft: CoverDraft, out_spec: Path, *, artist_profile: Path | Non
         staged["lyrics"].write_text(draft.lyrics, encoding="utf-8")
         if "melody" in staged:
             staged["melody"].write_bytes(midi_bytes(draft.melody, draft.analysis.grid.bpm,
-                                                    draft.analysis.grid.beats_per_bar))
+                                                    spec_meter(draft.analysis.grid)[0]))
         if "reference" in staged:
             shutil.copyfile(reference, staged["reference"])
         staged["spec"].write_text(text, encoding="utf-8")

@@ -8,7 +8,7 @@ Everything a genre or style decides is data in `millamusic.instruments.presets` 
 in docs/arranger.md); this module picks and merges the preset and holds the engine. The part
 writing is in `millamusic.instruments.parts`, the audio rendering in
 `millamusic.instruments.rendering` (instrument synthesis in `millamusic.instruments.synth`; with a
-user's SoundFont the parts are rendered by FluidSynth instead, `millamusic.instruments.soundfont`)
+user's SoundFont the parts are rendered by TinySoundFont instead, `millamusic.instruments.soundfont`)
 and the MIDI file in `millamusic.instruments.midi_file`.
 """
 
@@ -75,7 +75,8 @@ def resolve_preset(genre: str, style: tuple[str, ...] = (), options: dict | None
         raise RenderError(f"arranger options {unknown} are not known; valid options: {', '.join(OPTION_NAMES)}")
     genre_name = genre.strip().lower()
     if genre_name not in GENRE_DEFAULT:
-        raise RenderError(f"arranger has no preset for genre {genre!r}; valid genres: {', '.join(sorted(GENRE_DEFAULT))}")
+        raise RenderError(f"arranger has no preset for genre {genre!r}; "
+                          f"valid genres: {', '.join(sorted(GENRE_DEFAULT))}")
     words = [w.strip().lower() for w in style if w.strip()]
     used: list[str] = []
     name = options.get("preset")
@@ -105,8 +106,10 @@ def arrange(score: Score, request: BackingRequest) -> Arrangement:
     """The note events of every part (what is rendered and written to MIDI)."""
     name, preset, used = resolve_preset(request.genre, tuple(request.style), request.options)
     contexts = bar_contexts(score, preset)
+    # Parts are written in beats (a bar's pattern is the same at any tempo; rendering places the
+    # beats on the tempo map). Their few ms of human timing convert at the opening tempo.
     spb = score.seconds_per_beat
-    tail_beats = score.tail_seconds / spb
+    tail_beats = score.tail_beats
     parts = [Part("drums", 0, DRUM_CHANNEL, drum_events(contexts, preset, part_rng(request.seed, "drums"), spb))]
     channels = (c for c in range(16) if c != DRUM_CHANNEL)
     for part_name, cfg in preset["instruments"].items():
@@ -127,7 +130,7 @@ class Arranger(BackingEngine):
     info: ClassVar[EngineInfo] = EngineInfo(
         name="arranger",
         kind="backing",
-        version="0.2.0",
+        version="0.3.0",  # 0.3: SoundFont parts through TinySoundFont (was FluidSynth)
         model="embedded",
         licence="MIT (millamusic)",
         generator="algorithmic",

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from dataclasses import replace
 from pathlib import Path
 from typing import ClassVar
 
@@ -28,7 +29,7 @@ from millamusic.voice.diffsinger_phonemes import PhonemeSet, attach_phonemes, su
 from millamusic.voice.diffsinger_timing import Phrase, f0_curve, fit_durations, phrases
 from millamusic.voice.melody import drift, vibrato
 
-VERSION = "0.1.0"
+VERSION = "0.2.1"  # 0.2: a backing-vocal part as the stem backing_vocals (by the embedded singer); 0.2.1: singer 0.5
 PEAK_DBFS = -6.0  # the lead stem's peak: headroom for the mix
 # The melody's shape, shared with the singer (same names, same ranges, same defaults)
 SHARED_OPTIONS = ("vibrato_rate_hz", "vibrato_depth_cents", "vibrato_delay_s", "portamento_s", "drift_cents")
@@ -138,8 +139,14 @@ class DiffSinger(VocalEngine):
             "options_not_used": sorted(set(request.options) - set(DEFAULT_OPTIONS) - set(PROFILE_OPTIONS)
                                        - set(OTHER_VOICES)),
         }
-        return VocalResult(stems={"lead": stem}, syllables=tuple(sung), details=details,
-                           engine_info=self.describe(request))
+        stems, info = {"lead": stem}, self.describe(request)
+        if score.backing_notes:
+            # the voicebank sings the lead; the backing part ("(hold on)") is the embedded singer's
+            # backing voice, and the credits say so
+            stems["backing_vocals"] = singer.sing_backing(score, request)
+            details["backing_vocals"] = f"embedded singer {singer.Singer.info.version} ({singer.Singer.info.model})"
+            info = replace(info, model=f"{info.model}; backing vocals: embedded singer ({singer.Singer.info.model})")
+        return VocalResult(stems=stems, syllables=tuple(sung), details=details, engine_info=info)
 
     @staticmethod
     def _phrase_audio(bank: Voicebank, phrase: Phrase, durations: np.ndarray, f0: np.ndarray, settings: Settings,

@@ -57,7 +57,7 @@ from millamusic.voice.kokoro_symbols import attach_symbols, sung_syllables
 from millamusic.voice.melody import chorus_lines, double_take
 from millamusic.voice.syllables import third_above
 
-VERSION = "0.1.0"
+VERSION = "0.2.0"  # 0.2: the backing-vocal part sung as the stem backing_vocals
 SR = kokoro_model.SAMPLE_RATE
 PEAK_DBFS = -6.0
 DEFAULT_PACK = {"jf_alpha": 0.5, "jf_tebukuro": 0.5}
@@ -131,9 +131,17 @@ class Kokoro(VocalEngine):
             doubled = [s for s in syllables if s.line in chorus] if opts["double_track"] == "chorus" else syllables
             takes["lead_double"] = double_take(doubled, request.seed, PHRASE_GAP_S)
         if opts["harmony"]:
-            scale = score.key_value.scale_pcs
-            takes["harmony"] = [replace(s, pitches=[(a, b, third_above(m, scale)) for a, b, m in s.pitches])
+            def scale_at(seconds: float) -> tuple[int, ...]:  # a section may modulate (its own `key:`)
+                return score.key_at(score.seconds_to_beat(seconds)).scale_pcs
+
+            takes["harmony"] = [replace(s, pitches=[(a, b, third_above(m, scale_at(a))) for a, b, m in s.pitches])
                                 for s in syllables if s.line in chorus_lines(score)]
+        if score.backing_notes:  # the backing part ("(hold on)"): its own words and notes, its own stem
+            backing_score = replace(score, notes=score.backing_notes, words=score.backing_words)
+            backing = sung_syllables(backing_score)
+            backing_problems = attach_symbols(backing_score, backing, request.language, opts["pronunciations"])
+            problems["backing_vowel_count_mismatches"] = backing_problems.get("vowel_count_mismatches", [])
+            takes["backing_vocals"] = [s for s in backing if s.nucleus]
         frames = score.total_frames(request.sample_rate)
         jobs = []  # (take, plan)
         sung_at: list[tuple[float, float]] = []

@@ -310,13 +310,30 @@ _DRUM_WORDS = {"intro": "light drums", "verse": "steady drums", "lift": "buildin
                "breakdown": "sparse drums", "outro": "drums"}
 
 
+def prompt_name(score: Score, section_index: int) -> str:
+    """Which prompt a section is played from: its kind, and the tempo and key it starts in where
+    they are not the song's (a last chorus up a tone at 110 bpm: "chorus, 110 bpm, B minor")."""
+    section = score.sections[section_index]
+    beat = score.bars[section.start_bar].start_beat
+    tempo, key = score.tempo_at(beat), score.section_key(section_index).name
+    if round(tempo) == round(score.tempo_bpm) and key == score.key:
+        return section.kind
+    return f"{section.kind}, {round(tempo)} bpm, {key}"
+
+
 def section_prompts(score: Score, request: BackingRequest, extra: str) -> dict[str, str]:
-    """One text prompt per section kind: genre, style, who plays (the arranger's preset), tempo, key."""
+    """One text prompt per section kind (and tempo and key, where a section changes them): genre,
+    style, who plays (the arranger's preset), tempo, key. A window is prompted with the tempo and
+    key of the section it starts in: the model is told one tempo a window, so a ritardando is not
+    in its prompt."""
 
     _, preset, _ = resolve_preset(request.genre, request.style)
     style = ", ".join(request.style)
     prompts = {}
-    for kind in dict.fromkeys(section.kind for section in score.sections):
+    names = {prompt_name(score, i): i for i in range(len(score.sections))}
+    for prompt, index in names.items():
+        kind = score.sections[index].kind
+        tempo = score.tempo_at(score.bars[score.sections[index].start_bar].start_beat)
         plan = preset["sections"].get(kind, preset["sections"]["other"])
         level = plan["level"]
         players = [_DRUM_WORDS.get(level, "drums")] if preset["drums"]["grooves"].get(level) else []
@@ -325,8 +342,8 @@ def section_prompts(score: Score, request: BackingRequest, extra: str) -> dict[s
                 players.append(_PART_WORDS.get(name) or _VOICE_WORDS.get(part["voice"], name.replace("_", " ")))
         band = ", ".join(dict.fromkeys(players)) or "sparse"
         text = (f"{style + ' ' if style else ''}{request.genre} instrumental backing track, {kind}: {band}, "
-                f"{round(score.tempo_bpm)} bpm, {score.key}")
-        prompts[kind] = f"{text}. {extra.strip()}" if extra.strip() else text
+                f"{round(tempo)} bpm, {score.section_key(index).name}")
+        prompts[prompt] = f"{text}. {extra.strip()}" if extra.strip() else text
     return prompts
 
 
@@ -486,7 +503,7 @@ class MusicGen(BackingEngine):
         window = round(settings["window_seconds"] * FRAME_RATE)
         windows = plan_windows(frames, window, round(settings["context_seconds"] * FRAME_RATE))
         prompts = section_prompts(score, request, settings["prompt"])
-        texts = [prompts[_section_kind(score, w.new_start / FRAME_RATE)] for w in windows]
+        texts = [prompts[_section_prompt(score, w.new_start / FRAME_RATE)] for w in windows]
         chroma = None
         if guide is not None:
             whole, offset = guide_chroma(guide, guide_from, request)
@@ -507,10 +524,20 @@ class MusicGen(BackingEngine):
         decoded = time.perf_counter()
 
         audio = resample(Audio(raw, MUSICGEN_RATE), request.sample_rate).to_stereo()
+        # The grid fit knows one tempo and one key: a song with a tempo map is not stretched (one
+        # stretch would pull every other section off its tempo), and one that changes key is not
+        # pitch-shifted (the whole-song key estimate mixes its keys); the warnings say so.
+        changes_key = any(section.key is not None for section in score.sections)
+        stretch = settings["fit_tempo"] and not score.tempo_changes
         fit = fit_to_grid(audio, tempo_bpm=score.tempo_bpm, key=score.key_value,
                           frames=score.total_frames(request.sample_rate),
-                          tempo_tolerance=settings["tempo_tolerance"] if settings["fit_tempo"] else math.inf,
-                          key_policy=settings["fit_key"], max_key_shift=settings["max_key_shift"])
+                          tempo_tolerance=settings["tempo_tolerance"] if stretch else math.inf,
+                          key_policy="warn" if changes_key else settings["fit_key"],
+                          max_key_shift=settings["max_key_shift"])
+        map_warnings = (["the song changes tempo: the backing was not stretched onto the tempo map"]
+                        if score.tempo_changes and settings["fit_tempo"] else [])
+        map_warnings += (["the song changes key: the backing was not pitch-shifted"]
+                         if changes_key and settings["fit_key"] == "shift" else [])
         samples = fit.audio.samples.copy()
         fade_tail(samples, score, request.sample_rate)  # the model does not know the song ends at the last bar
         peak = float(np.max(np.abs(samples)))
@@ -531,7 +558,7 @@ class MusicGen(BackingEngine):
                       "stretch": fit.stretch, "offset_seconds": fit.offset_seconds},
             "key": {"spec": score.key, "measured": fit.measured_key, "margin": _finite(fit.key_margin),
                     "pitch_shift": fit.pitch_shift},
-            "prompts": prompts, "warnings": list(fit.warnings),
+            "prompts": prompts, "warnings": list(fit.warnings) + map_warnings,
         }
         prompt = " | ".join(f"{kind}: {text}" for kind, text in prompts.items())
         return BackingResult(stems={"backing": Audio(samples, request.sample_rate)}, midi=b"", prompt=prompt,
@@ -543,11 +570,11 @@ def _finite(value: float) -> float | None:
     return None if value is None or not math.isfinite(value) else round(float(value), 4)
 
 
-def _section_kind(score: Score, seconds: float) -> str:
-    """The kind of section sounding at `seconds` (the last one past the end)."""
-    beat = seconds / score.seconds_per_beat
-    kind = score.sections[0].kind
-    for section in score.sections:
+def _section_prompt(score: Score, seconds: float) -> str:
+    """The prompt name of the section sounding at `seconds` (the last one past the end)."""
+    beat = score.seconds_to_beat(seconds)
+    name = prompt_name(score, 0)
+    for index, section in enumerate(score.sections):
         if score.bars[section.start_bar].start_beat <= beat:
-            kind = section.kind
-    return kind
+            name = prompt_name(score, index)
+    return name

@@ -18,20 +18,37 @@ How a song is sung:
    requested rate.
 
 This module holds the engine, its options and the glue: the speech source, the takes
-(lead, double, harmony) and the finished stems.
+(lead, double, harmony, backing vocals), the line and phrase caches and the finished stems.
+
+A phrase's samples depend only on its own inputs (its spoken lines, its placed syllables and
+pitches, the take's options and a seed derived from the take and what the phrase sings), so
+they are kept in a phrase cache under `VocalRequest.reuse_dir` (set by the pipeline), beside
+what each spoken line gives its syllables (the line cache): editing one lyric line speaks
+that line again and re-sings its phrases; every other phrase comes from the cache, and the
+stems are byte-identical to a render without the cache.
+
+The backing-vocal part of the lyric sheet ("Hold me close (hold on)", Score.backing_notes) is
+sung as its own take, `backing_vocals`, by a voice that is not the lead: a smaller, airier
+vocal tract with less vibrato (BACKING_VOICE), spoken and re-sung like the lead.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
+import tempfile
+import threading
+import zipfile
 from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Callable, ClassVar
+from typing import Callable, ClassVar, Iterable, NamedTuple
 
 import numpy as np
 
 from millamusic.core.audio import Audio, resample
+from millamusic.core.cache import owner_tag
 from millamusic.core.errors import RenderError
 from millamusic.engines import load_speech_source
 from millamusic.engines.base import EngineInfo, VocalEngine, VocalRequest, VocalResult
@@ -41,9 +58,20 @@ from millamusic.voice import piper
 from millamusic.voice.espeak_voices import ANALYSIS_F0, VARIANTS
 from millamusic.voice.melody import chorus_lines, double_take, word_text
 from millamusic.voice.retiming import PHRASE_GAP_S, Unit, place_units, split_phrases, sung_units
-from millamusic.voice.speech_analysis import FRAME_MS, FRAME_S, Analysis, analyse_line, source_of
+from millamusic.voice.speech_analysis import (
+    FRAME_MS,
+    FRAME_S,
+    Analysis,
+    SpokenLine,
+    analyse_line,
+    line_from_file,
+    line_to_file,
+    source_of,
+)
 from millamusic.voice.syllables import clean_word, spoken_words, syllable_groups, third_above
-from millamusic.voice.world_singing import breath_before, sing_phrase
+from millamusic.voice.world_singing import breath_before, phrase_start, sing_phrase
+
+VERSION = "0.5.0"  # 0.5: per-phrase seeds from what the phrase sings, phrases summed as float32 (phrase cache)
 
 PEAK_DBFS = -6.0  # the lead stem is normalised to this peak: headroom for the mix
 
@@ -78,6 +106,26 @@ _OPTION_RANGES = {
     "breathiness": (0.0, 1.0),
 }
 _FLAG_OPTIONS = ("harmony",)
+# Options that do not change a phrase's samples: left out of its cache key, so turning the
+# harmony on does not sing the lead again (the speech rate and source are in the line's key;
+# the breath before a phrase is made anew every render).
+_NOT_PHRASE_OPTIONS = ("double_track", "harmony", "breath_db", "speech_rate_wpm", *SOURCE_OPTIONS,
+                       *KOKORO_OPTIONS, *KOKORO_PROFILE_OPTIONS)
+ESPEAK_PITCH_RANGE = 15  # espeak's intonation range for the spoken lines: flat speech analyses cleanly
+
+# How the backing voice differs from the lead's options: another singer, not a copy of her.
+BACKING_VOICE = {"formant_shift": 1.05, "breathiness": 0.25, "vibrato_depth_cents": 0.5, "drift_cents": 1.6}
+
+
+def backing_options(opts: dict) -> dict:
+    """The lead's options turned into the backing voice's: formants and breath moved, vibrato
+    shallower, drift wider (BACKING_VOICE: shifts are factors or added air), within the option ranges."""
+    lo, hi = _OPTION_RANGES["formant_shift"]
+    return {**opts,
+            "formant_shift": min(max(opts["formant_shift"] * BACKING_VOICE["formant_shift"], lo), hi),
+            "breathiness": min(opts["breathiness"] + BACKING_VOICE["breathiness"], 1.0),
+            "vibrato_depth_cents": opts["vibrato_depth_cents"] * BACKING_VOICE["vibrato_depth_cents"],
+            "drift_cents": opts["drift_cents"] * BACKING_VOICE["drift_cents"]}
 
 
 def _espeak_model() -> str:
@@ -121,6 +169,9 @@ class Speaker:
     f0_range: tuple[float, float]  # f0 search range for analysing the spoken voice (Hz)
     speak: Callable[[str], espeak.Utterance]
     engine_info: EngineInfo | None = None  # what the credits name when it is not the embedded voice
+    # everything besides the text that decides the speech (program versions, voice, settings):
+    # part of the line cache's key; None: its lines are not cached
+    identity: str | None = None
 
 
 def _check_request(request: VocalRequest) -> tuple[Speaker, dict]:
@@ -146,8 +197,10 @@ def espeak_speaker(request: VocalRequest, opts: dict) -> Speaker:
     espeak.install_variant(name, text)
     voice = f"{(request.language or '').strip().lower()}+{name}"
     rate = int(opts["speech_rate_wpm"])
+    identity = json.dumps(["espeak", espeak.version(), voice, text, rate, ESPEAK_PITCH_RANGE])
     return Speaker("espeak", voice, espeak.sample_rate(), ANALYSIS_F0[request.voice],
-                   lambda line: espeak.speak(line, voice, rate_wpm=rate, pitch_range=15))
+                   lambda line: espeak.speak(line, voice, rate_wpm=rate, pitch_range=ESPEAK_PITCH_RANGE),
+                   identity=identity)
 
 
 def piper_speaker(request: VocalRequest, opts: dict) -> Speaker:  # noqa: ARG001 (the registry's signature)
@@ -161,9 +214,14 @@ def piper_speaker(request: VocalRequest, opts: dict) -> Speaker:  # noqa: ARG001
                       model=f"Piper voice {Path(model).name} (onnxruntime) + WORLD (pyworld)",
                       licence=f"voice: {voice.licence}; WORLD: modified BSD", generator="trained",
                       weights_hash=voice.sha256)
+    import onnxruntime  # loaded by load_voice; its version is part of what the voice says
+
+    identity = json.dumps(["piper", voice.sha256, voice.language, voice.noise_scale, voice.length_scale,
+                           voice.noise_w, sorted(voice.phoneme_id_map.items()), espeak.version(),
+                           onnxruntime.__version__])
     # Piper voices speak with their own natural pitch, male or female: search widely
     return Speaker("piper", Path(model).name, voice.sample_rate, (60.0, 500.0),
-                    lambda line: piper.speak(line, voice), info)
+                    lambda line: piper.speak(line, voice), info, identity)
 
 
 def _speak_words(words: list[str], speaker: Speaker) -> tuple[espeak.Utterance, list[tuple[int, int]]]:
@@ -179,44 +237,127 @@ def _speak_words(words: list[str], speaker: Speaker) -> tuple[espeak.Utterance, 
     return speaker.speak(" ".join(text_parts)), spans
 
 
-def _attach_sources(score: Score, units: list[Unit], speaker: Speaker, pool: Executor | None = None) -> list[dict]:
-    """Speak each lyric line once and give every unit its source frames.
+# --- the spoken lines ---------------------------------------------------------------------------
+class _Lines:
+    """The spoken lines of one render, each spoken and analysed at most once.
 
-    The lines are spoken one after another on this thread (the speech source keeps global
-    state) and, given a `pool`, analysed side by side on it while the next line is
-    spoken. The analysis has no randomness: the result is the same either way.
+    `add` (on the render's thread, in line order) takes a line from the line cache or speaks it
+    and analyses it on the pool while the next line is spoken; `spoken` gives a line's small
+    SpokenLine; `analyses` the full WORLD analyses of the lines a phrase to sing needs, a
+    cached line spoken and analysed again only then. Speaking is serialised by a lock (the
+    speech source keeps global state); the analysis has no randomness, so it is the same
+    whichever way it was made.
+    """
 
-    Returns the words whose espeak vowel count differed from their sung syllable count.
+    def __init__(self, speaker: Speaker, pool: Executor | None, folder: Path | None):
+        self.speaker, self.pool = speaker, pool
+        self.folder = folder
+        self.texts: dict[str, tuple[int, list[str]]] = {}  # key -> (first lyric line, words spoken)
+        self.light: dict[str, SpokenLine] = {}
+        self.full: dict[str, Future] = {}
+        self.from_cache = 0
+        self._lock = threading.Lock()
+
+    def key(self, texts: list[str]) -> str:
+        text = json.dumps([VERSION, self.speaker.name, self.speaker.identity, self.speaker.sample_rate,
+                           self.speaker.f0_range, texts])
+        return hashlib.sha256(text.encode()).hexdigest()
+
+    def add(self, line: int, texts: list[str]) -> str:
+        """The key of lyric line `line` spoken as the words `texts` (a repeated line: the same key)."""
+        key = self.key(texts)
+        if key in self.texts:
+            return key
+        self.texts[key] = (line, texts)
+        cached = self._load(key)
+        if cached is not None:
+            self.light[key] = cached
+            self.from_cache += 1
+        else:
+            with self._lock:
+                self.full[key] = self._start(key)
+        return key
+
+    def spoken(self, key: str) -> SpokenLine:
+        if key not in self.light:
+            self.light[key] = SpokenLine.of(key, self.full[key].result())
+            self._store(self.light[key])
+        return self.light[key]
+
+    def analyses(self, keys: Iterable[str]) -> dict[str, Analysis]:
+        keys = sorted(set(keys))
+        with self._lock:  # lines from the cache that a phrase to sing needs: spoken again, one at a time
+            for key in keys:
+                if key not in self.full:
+                    self.full[key] = self._start(key)
+        return {key: self.full[key].result() for key in keys}
+
+    def _start(self, key: str) -> Future:
+        """Speak the line now (the caller holds the lock) and analyse it on the pool."""
+        line, texts = self.texts[key]
+        try:
+            spoken = _speak_words(texts, self.speaker)
+        except espeak.EspeakError as exc:
+            said = " ".join(texts)
+            raise RenderError(f"singer: {self.speaker.name} failed on line {line} ({said!r}): {exc}") from exc
+        if self.pool is not None:
+            return self.pool.submit(analyse_line, *spoken, self.speaker.f0_range)
+        done: Future = Future()
+        done.set_result(analyse_line(*spoken, self.speaker.f0_range))
+        return done
+
+    def _path(self, key: str) -> Path | None:
+        return None if self.folder is None else self.folder / "lines" / key[:2] / f"{key}.npz"
+
+    def _load(self, key: str) -> SpokenLine | None:
+        path = self._path(key)
+        if path is None or not path.is_file():
+            return None
+        try:
+            return line_from_file(path, key)
+        except (ValueError, TypeError, OSError, KeyError, EOFError, zipfile.BadZipFile):  # a damaged entry
+            return None  # spoken again and replaced
+
+    def _store(self, line: SpokenLine) -> None:
+        path = self._path(line.key)
+        if path is not None:
+            _publish(path, lambda handle: line_to_file(line, handle))
+
+
+def _publish(path: Path, write: Callable) -> None:
+    """Write a cache file atomically (parallel renders may share the folder). No fsync: a file
+    torn by a crash reads as damaged and is made again. The temp's name carries the owner tag,
+    so `cache gc` sweeps what a killed render left."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{owner_tag()}.", suffix=".tmp", delete=False) as handle:
+        try:
+            write(handle)
+        except BaseException:
+            handle.close()
+            os.unlink(handle.name)
+            raise
+    os.replace(handle.name, path)
+
+
+def _attach_sources(score: Score, units: list[Unit], lines: _Lines) -> list[dict]:
+    """Speak each lyric line once (or take it from the line cache) and give every unit its source
+    frames. Returns the words whose espeak vowel count differed from their sung syllable count.
     """
     by_line: dict[int, list[int]] = {}
     for u in units:
         words = by_line.setdefault(u.line, [])
         if u.word not in words:
             words.append(u.word)
-    lines = []  # (line, word ids, cleaned texts, key)
+    spoken = []  # (line, word ids, cleaned texts, key)
     for line, word_ids in by_line.items():
         texts = [clean_word(word_text(score, units, w)) for w in word_ids]
-        lines.append((line, word_ids, texts, " ".join(texts)))
-    analyses: dict[str, Future | Analysis] = {}  # a repeated chorus line is spoken and analysed once
-    for line, _word_ids, texts, key in lines:
-        if key in analyses:
-            continue
-        try:
-            spoken = _speak_words(texts, speaker)
-        except espeak.EspeakError as exc:
-            raise RenderError(f"singer: {speaker.name} failed on line {line} ({key!r}): {exc}") from exc
-        if pool is None:
-            analyses[key] = analyse_line(*spoken, speaker.f0_range)
-        else:
-            analyses[key] = pool.submit(analyse_line, *spoken, speaker.f0_range)
+        spoken.append((line, word_ids, texts, lines.add(line, texts)))
     mismatches = []
-    for line, word_ids, texts, key in lines:
-        analysis = analyses[key]
-        if isinstance(analysis, Future):
-            analysis = analyses[key] = analysis.result()
-        for slots in spoken_words(analysis.words):
+    for line, word_ids, texts, key in spoken:
+        said = lines.spoken(key)
+        for slots in spoken_words(said.words):
             word_units = [u for u in units if u.line == line and u.word in {word_ids[k] for k in slots}]
-            phones = analysis.words[slots[0]]
+            phones = said.words[slots[0]]
             if not phones:
                 continue  # espeak said nothing for it: those notes stay silent
             groups, found = syllable_groups(phones, len(word_units))
@@ -224,7 +365,7 @@ def _attach_sources(score: Score, units: list[Unit], speaker: Speaker, pool: Exe
                 text = " ".join(texts[k] for k in slots)
                 mismatches.append({"word": text, "espeak_vowels": found, "sung_syllables": len(word_units)})
             for u, g in zip(word_units, groups):
-                u.source = source_of(g, phones, analysis)
+                u.source = source_of(g, phones, said)
     return mismatches
 
 
@@ -235,7 +376,7 @@ class Singer(VocalEngine):
     info: ClassVar[EngineInfo] = EngineInfo(
         name="singer",
         kind="vocals",
-        version="0.3.0",
+        version=VERSION,
         model=_espeak_model(),
         licence="GPL-3.0-or-later (espeak-ng data); WORLD: modified BSD",
         generator="algorithmic",
@@ -244,7 +385,8 @@ class Singer(VocalEngine):
     def render(self, score: Score, request: VocalRequest) -> VocalResult:
         """Sing `score`: stereo stems score.total_frames(rate) long, each peaking at PEAK_DBFS.
 
-        Stems: `lead`, plus `lead_double` and `harmony` when those options are on.
+        Stems: `lead`, plus `lead_double` and `harmony` when those options are on, and
+        `backing_vocals` when the score has a backing part.
         """
         speaker, opts = _check_request(request)
         # one pool for the whole render: the lines' WORLD analysis, then every phrase of
@@ -254,8 +396,10 @@ class Singer(VocalEngine):
 
     def _render(self, score: Score, request: VocalRequest, speaker: Speaker, opts: dict,
                 pool: Executor) -> VocalResult:
+        folder = _cache_folder(request, speaker)
+        lines = _Lines(speaker, pool, folder)
         units = sung_units(score)
-        mismatches = _attach_sources(score, units, speaker, pool)
+        mismatches = _attach_sources(score, units, lines)
         units = [u for u in units if u.source is not None]
         fs = speaker.sample_rate
         frames = score.total_frames(request.sample_rate)
@@ -267,24 +411,35 @@ class Singer(VocalEngine):
             doubled = [u for u in units if u.line in chorus_lines(score)] if opts["double_track"] == "chorus" else units
             takes["lead_double"] = (double_take(doubled, request.seed, PHRASE_GAP_S), double, request.seed + 1)
         if opts["harmony"]:
-            harmony = [replace(u, pitches=[(a, b, third_above(m, score.key_value.scale_pcs)) for a, b, m in u.pitches])
+            def scale_at(seconds: float) -> tuple[int, ...]:  # a section may modulate (its own `key:`)
+                return score.key_at(score.seconds_to_beat(seconds)).scale_pcs
+
+            harmony = [replace(u, pitches=[(a, b, third_above(m, scale_at(a))) for a, b, m in u.pitches])
                        for u in [u for u in units if u.line in chorus_lines(score)]]
             takes["harmony"] = (harmony, opts, request.seed + 2)
-        def sing_take(take: tuple) -> tuple[Audio, float, int]:
-            take_units, take_opts, seed = take
+        backing_units: list[Unit] = []
+        if score.backing_notes:
+            # the backing part sung as a score of its own: its words, its notes
+            backing_score = replace(score, notes=score.backing_notes, words=score.backing_words)
+            backing_units = sung_units(backing_score)
+            mismatches += _attach_sources(backing_score, backing_units, lines)
+            backing_units = [u for u in backing_units if u.source is not None]
+            takes["backing_vocals"] = (backing_units, backing_options(opts), request.seed + 3)
+
+        def sing_take(name: str) -> tuple[Audio, float, _Sung]:
+            take_units, take_opts, seed = takes[name]
             buffer = np.zeros(int(np.ceil(score.total_seconds * fs)) + fs)  # mono, at the analysis rate
-            phrases = _sing(take_units, buffer, fs, take_opts, _Streams(seed, pool))
-            return (*_finish(buffer, fs, request.sample_rate, frames), len(phrases))
+            sung = _sing(take_units, buffer, fs, take_opts, _Take(name, seed, lines, pool, folder))
+            return (*_finish(buffer, fs, request.sample_rate, frames), sung)
 
         # each take waits on its own thread for its phrases (sung on the shared pool) and
         # then resamples while the other takes' phrases are still being sung; each take has
         # its own units and seed, each phrase its own random streams, so the result does
         # not depend on the order
         with ThreadPoolExecutor(max_workers=len(takes)) as takers:
-            sung = dict(zip(takes, takers.map(sing_take, takes.values())))
+            sung = dict(zip(takes, takers.map(sing_take, takes)))
         stems = {name: stem for name, (stem, _, _) in sung.items()}
         peaks = {name: peak for name, (_, peak, _) in sung.items()}
-        phrase_counts = {name: count for name, (_, _, count) in sung.items()}
         syllables = tuple(
             SungSyllable(u.notes[0], round(u.onset_start, 4), round(max(u.coda_end, u.start + FRAME_S), 4),
                          round(u.start, 4))
@@ -296,9 +451,14 @@ class Singer(VocalEngine):
             "espeak_version": espeak.version(),
             "analysis_sample_rate": fs,
             "frame_period_ms": FRAME_MS,
-            "phrases": phrase_counts,
+            "phrases": {name: s.phrases for name, (_, _, s) in sung.items()},
+            "phrases_from_cache": sum(s.from_cache for _, _, s in sung.values()),
+            "lines_spoken": len(lines.full),
+            "lines_from_cache": lines.from_cache,
             "sung_syllables": len(syllables),
             "notes": len(score.notes),
+            "backing_notes": len(score.backing_notes),
+            "backing_sung_syllables": len(backing_units),
             "peak_dbfs": {name: PEAK_DBFS if peak > 0 else None for name, peak in peaks.items()},
             "vowel_count_mismatches": mismatches,
             "options": {k: v for k, v in opts.items() if k not in KOKORO_PROFILE_OPTIONS},
@@ -307,54 +467,134 @@ class Singer(VocalEngine):
         return VocalResult(stems=stems, syllables=syllables, details=details, engine_info=speaker.engine_info)
 
 
-@dataclass(frozen=True)
-class _Streams:
-    """How a take is sung: its seed and, optionally, the thread pool its phrases share.
+def sing_backing(score: Score, request: VocalRequest) -> Audio:
+    """The score's backing-vocal part alone, sung by this engine's backing voice from espeak-ng's
+    speech: the stem `backing_vocals` for a vocal engine that sings only the lead (diffsinger).
+    Only the singer's own options of `request` are used; its phrases share the singer's caches."""
+    own = {k: v for k, v in request.options.items() if k in DEFAULT_OPTIONS}
+    speaker, opts = _check_request(replace(request, options=own))
+    backing_score = replace(score, notes=score.backing_notes, words=score.backing_words)
+    fs = speaker.sample_rate
+    buffer = np.zeros(int(np.ceil(score.total_seconds * fs)) + fs)
+    folder = _cache_folder(request, speaker)
+    with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
+        lines = _Lines(speaker, pool, folder)
+        units = sung_units(backing_score)
+        _attach_sources(backing_score, units, lines)
+        _sing([u for u in units if u.source is not None], buffer, fs, backing_options(opts),
+              _Take("backing_vocals", request.seed + 3, lines, pool, folder))
+    return _finish(buffer, fs, request.sample_rate, score.total_frames(request.sample_rate))[0]
 
-    Every phrase draws from its own random streams (pitch; breath), derived from the
-    seed and the phrase's index, so a phrase sounds the same whichever thread sings it
-    and in whatever order.
+
+def _cache_folder(request: VocalRequest, speaker: Speaker) -> Path | None:
+    """Where the singer keeps its lines and phrases: a folder of its own in the reuse dir. None
+    (nothing kept) without a reuse dir or for a speech source that cannot say what decides its
+    speech (Speaker.identity): its lines' keys could not tell two voices apart."""
+    if request.reuse_dir is None or speaker.identity is None:
+        return None
+    return Path(request.reuse_dir) / "singer"
+
+
+def _json_value(value):  # numpy scalars in the keys (frame indices, pitches) as plain numbers
+    if isinstance(value, np.generic):
+        return value.item()
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+
+@dataclass(frozen=True)
+class _Take:
+    """How one take is sung: its name and seed, the render's spoken lines, the thread pool its
+    phrases share (or None) and the singer's cache folder (or None: no phrase cache).
+
+    Every phrase draws from its own random streams (pitch; breath), derived from the seed, the
+    take and what the phrase sings (its syllables, their pitches and times relative to its
+    start), never from its index or an earlier phrase: a phrase sounds the same whichever
+    thread sings it, and a lyric edit elsewhere leaves it and its cache entry alone.
     """
 
+    name: str
     seed: int
+    lines: _Lines
     pool: Executor | None = None
+    folder: Path | None = None
 
-    def rng(self, phrase: int, purpose: int) -> np.random.Generator:
-        """The stream of phrase `phrase` for `purpose` (1: pitch, 2: breath)."""
-        return np.random.default_rng([self.seed, phrase, purpose])
+    def rng(self, phrase: list[Unit], purpose: int) -> np.random.Generator:
+        """The stream of `phrase` for `purpose` (1: pitch, 2: breath)."""
+        t0 = phrase[0].start
+        sings = [[u.source.line, u.source.onset, u.source.head, u.source.core, u.source.tail, u.source.coda,
+                  [[round(a - t0, 4), round(b - t0, 4), m] for a, b, m in u.pitches]] for u in phrase]
+        text = json.dumps([self.name, sings], default=_json_value)
+        return np.random.default_rng([self.seed, int(hashlib.sha256(text.encode()).hexdigest()[:12], 16), purpose])
+
+    def path(self, phrase: list[Unit], fs: int, opts: dict) -> Path | None:
+        """The phrase cache entry of `phrase`: keyed on every input of its samples (placement and
+        pitches exactly, as floats; the spoken lines by their keys), or None without a cache."""
+        if self.folder is None:
+            return None
+        placed = [[u.source.line, u.source.onset, u.source.head, u.source.core, u.source.tail, u.source.coda,
+                   u.onset_start, u.start, u.vowel_end, u.coda_end, u.pitches] for u in phrase]
+        synthesis = {k: v for k, v in sorted(opts.items()) if k not in _NOT_PHRASE_OPTIONS}
+        text = json.dumps([VERSION, fs, self.name, self.seed, synthesis, placed], default=_json_value)
+        key = hashlib.sha256(text.encode()).hexdigest()
+        return self.folder / "phrases" / key[:2] / f"{key}.npy"
 
 
-def _sing(units: list[Unit], buffer: np.ndarray, fs: int, opts: dict, streams: _Streams) -> list:
+class _Sung(NamedTuple):
+    phrases: int  # phrases in the take
+    from_cache: int  # of them, taken from the phrase cache
+
+
+def _load_phrase(path: Path | None) -> np.ndarray | None:
+    """A phrase's samples from the phrase cache, or None (no cache, no entry, a damaged entry:
+    sung again and replaced)."""
+    if path is None or not path.is_file():
+        return None
+    try:
+        y = np.load(path, allow_pickle=False)
+    except (ValueError, OSError, EOFError):
+        return None
+    return y if y.dtype == np.float32 and y.ndim == 1 and np.isfinite(y).all() else None
+
+
+def _sing(units: list[Unit], buffer: np.ndarray, fs: int, opts: dict, take: _Take) -> _Sung:
     """Place, synthesise and add every phrase (and the breaths before them) into `buffer`.
 
-    With a pool in `streams` the phrases are synthesised on it, longest first (WORLD
-    releases the GIL); they are added into `buffer` in time order whatever order they
-    finish in, so the sum is the same run to run.
+    Phrases in the phrase cache are taken from it; the rest are synthesised (on the take's
+    pool, longest first: WORLD releases the GIL) as float32, as the cache keeps them, and
+    stored. All are added into `buffer` in time order whatever order they finish in, so the
+    sum is the same run to run, cached or not.
     """
     if not units:
-        return []
+        return _Sung(0, 0)
     place_units(units)
     phrases = split_phrases(units)
+    paths = [take.path(phrase, fs, opts) for phrase in phrases]
+    audio = [_load_phrase(path) for path in paths]
+    missing = [k for k, y in enumerate(audio) if y is None]
+    analyses = take.lines.analyses(u.source.line for k in missing for u in phrases[k])
 
-    def sing(k: int) -> list[tuple[int, np.ndarray]]:
-        phrase = phrases[k]
-        gap_before = phrase[0].onset_start - (phrases[k - 1][-1].coda_end if k else 0.0)
-        parts = [sing_phrase(phrase, fs, opts, streams.rng(k, 1))]
-        breath = breath_before(fs, phrase[0].onset_start, gap_before, opts, streams.rng(k, 2))
-        return parts + ([breath] if breath is not None else [])
+    def sing(k: int) -> np.ndarray:
+        y = sing_phrase(phrases[k], fs, opts, take.rng(phrases[k], 1), analyses)[1].astype(np.float32)
+        if paths[k] is not None:
+            _publish(paths[k], lambda handle: np.save(handle, y, allow_pickle=False))
+        return y
 
-    if streams.pool is None:
-        sung = [sing(k) for k in range(len(phrases))]
+    if take.pool is None:
+        for k in missing:
+            audio[k] = sing(k)
     else:
-        longest_first = sorted(range(len(phrases)), key=lambda k: phrases[k][0].onset_start - phrases[k][-1].coda_end)
-        futures = {k: streams.pool.submit(sing, k) for k in longest_first}
-        sung = [futures[k].result() for k in range(len(phrases))]
-    for parts in sung:
-        for start, y in parts:
+        longest_first = sorted(missing, key=lambda k: phrases[k][0].onset_start - phrases[k][-1].coda_end)
+        futures = {k: take.pool.submit(sing, k) for k in longest_first}
+        for k in missing:
+            audio[k] = futures[k].result()
+    for k, phrase in enumerate(phrases):
+        gap_before = phrase[0].onset_start - (phrases[k - 1][-1].coda_end if k else 0.0)
+        breath = breath_before(fs, phrase[0].onset_start, gap_before, opts, take.rng(phrase, 2))
+        for start, y in [(phrase_start(phrase, fs), audio[k])] + ([breath] if breath is not None else []):
             end = min(start + len(y), len(buffer))
             if end > start:
                 buffer[start:end] += y[: end - start]
-    return phrases
+    return _Sung(len(phrases), len(phrases) - len(missing))
 
 
 def _finish(buffer: np.ndarray, fs: int, rate: int, frames: int) -> tuple[Audio, float]:

@@ -15,17 +15,18 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from millamusic.core.errors import RenderError
 from millamusic.instruments.presets import ACCENT, GM_DRUMS
 from millamusic.music.score import Bar, Score
 from millamusic.music.theory import Chord, parse_chord
 
-STEPS_PER_BEAT = 4  # pattern resolution: 16th notes in 4/4
+STEPS_PER_BEAT = 4  # pattern resolution: 16th notes in 4/4 (two a beat in 6/8, 9/8, 12/8, whose beat is an eighth)
 DRUM_CHANNEL = 9  # MIDI channel 10
 
 
 @dataclass(frozen=True)
 class NoteEvent:
-    """One note of one part; beats are score beats (tempo is constant)."""
+    """One note of one part; beats are score beats (placed in time on the score's tempo map)."""
 
     start_beat: float
     length_beats: float
@@ -54,6 +55,8 @@ class Arrangement:
 class BarContext:
     bar: Bar
     steps: int
+    per_beat: int  # pattern steps (16ths) in one score beat: 4 in N/4, 2 in N/8
+    compound: bool  # 6/8, 9/8, 12/8: the preset's compound_* patterns play
     level: str
     energy: float
     crash: bool
@@ -69,10 +72,21 @@ def part_rng(seed: int, stream: str) -> np.random.Generator:
     return np.random.default_rng(np.random.SeedSequence(seed & ((1 << 64) - 1), spawn_key=key))
 
 
-def _tile(pattern, steps: int) -> str:
+def _tile(pattern, steps: int, per_beat: int = STEPS_PER_BEAT) -> str:
     if isinstance(pattern, dict):  # {beats_per_bar: pattern}
-        pattern = pattern.get(steps // STEPS_PER_BEAT, pattern.get(4, next(iter(pattern.values()))))
+        pattern = pattern.get(steps // per_beat, pattern.get(4, next(iter(pattern.values()))))
     return (pattern * (steps // len(pattern) + 1))[:steps]
+
+
+def _metered(table: dict, key: str, compound: bool, owner: str) -> dict:
+    """`key` (grooves, fills, patterns) of a preset table, or its `compound_` twin in 6/8, 9/8,
+    12/8: written in dotted-quarter pulses, not a 4/4 pattern cut to six eighths."""
+    if not compound:
+        return table[key]
+    if f"compound_{key}" not in table:
+        raise RenderError(f"arranger {owner} has no compound_{key} for 6/8, 9/8 or 12/8; give it one in "
+                          f"engines.backing_options.overrides (docs/arranger.md, \"Compound meters\")")
+    return table[f"compound_{key}"]
 
 
 def bar_contexts(score: Score, preset: dict) -> list[BarContext]:
@@ -80,6 +94,9 @@ def bar_contexts(score: Score, preset: dict) -> list[BarContext]:
     bars = score.bars
     sections = preset["sections"]
     drums = preset["drums"]
+    compound = score.beat_unit == 8
+    per_beat = STEPS_PER_BEAT * 4 // score.beat_unit  # a pattern step is a 16th note in every meter
+    grooves = _metered(drums, "grooves", compound, "drums")
     chord_cache: dict[str, Chord] = {}
 
     def chord(symbol: str) -> Chord:
@@ -101,7 +118,7 @@ def bar_contexts(score: Score, preset: dict) -> list[BarContext]:
         e0, e1 = feel["energy"]
         energy = (e0 + (e1 - e0) * position / max(section.bars - 1, 1)) * preset["energy_scale"]
         ending = i == len(bars) - 1
-        grooving = bool(drums["grooves"].get(level))
+        grooving = bool(grooves.get(level))
         fill = None
         if not ending and grooving:
             nxt = bars[i + 1]
@@ -115,16 +132,18 @@ def bar_contexts(score: Score, preset: dict) -> list[BarContext]:
                     fill = drums["fill_before"].get(next_kind, drums["fill_before"].get("*"))
             elif drums.get("phrase_fill") and (position + 1) % drums["phrase_fill"]["every"] == 0:
                 fill = drums["phrase_fill"]["fill"]
-        steps = bar.beats * STEPS_PER_BEAT
+        steps = bar.beats * per_beat
         out.append(BarContext(
             bar=bar,
             steps=steps,
+            per_beat=per_beat,
+            compound=compound,
             level=level,
             energy=energy,
             crash=position == 0 and i > 0 and (grooving or ending),
             fill=fill,
             ending=ending,
-            chords=tuple(chord(bar.chord_at(s / STEPS_PER_BEAT)) for s in range(steps)),
+            chords=tuple(chord(bar.chord_at(s / per_beat)) for s in range(steps)),
             next_chord=chord(bars[i + 1].chords[0]) if i + 1 < len(bars) else None,
         ))
     return out
@@ -140,9 +159,9 @@ def _jitter_beats(rng: np.random.Generator, sd_ms: float, spb: float) -> float:
     return float(np.clip(rng.normal(0.0, sd_ms), -2.5 * sd_ms, 2.5 * sd_ms)) / 1000.0 / spb
 
 
-def _step_beat(step: int, swing: float) -> float:
+def _step_beat(step: int, swing: float, per_beat: int = STEPS_PER_BEAT) -> float:
     """Beat offset of a 16th step within its bar; off-beat 16ths are late by `swing` of a 16th."""
-    return (step + (swing if step % 2 else 0.0)) / STEPS_PER_BEAT
+    return (step + (swing if step % 2 else 0.0)) / per_beat
 
 
 def drum_events(contexts: list[BarContext], preset: dict, rng: np.random.Generator, spb: float) -> list[NoteEvent]:
@@ -155,8 +174,8 @@ def drum_events(contexts: list[BarContext], preset: dict, rng: np.random.Generat
         if ctx.ending:
             hits = {(0, "kick"): 1.15, (0, "crash"): 1.1}
         else:
-            for row, pattern in drums["grooves"].get(ctx.level, {}).items():
-                for s, ch in enumerate(_tile(pattern, steps)):
+            for row, pattern in _metered(drums, "grooves", ctx.compound, "drums").get(ctx.level, {}).items():
+                for s, ch in enumerate(_tile(pattern, steps, ctx.per_beat)):
                     if ch != ".":
                         hits[(s, "open_hat" if row == "hat" and ch == "O" else row)] = ACCENT[ch]
             if ctx.crash:  # the crash replaces the hat or ride on the downbeat
@@ -165,20 +184,21 @@ def drum_events(contexts: list[BarContext], preset: dict, rng: np.random.Generat
                 hits[(0, "crash")] = 1.1
                 hits[(0, "kick")] = max(hits.get((0, "kick"), 0.0), 1.1)
             if ctx.fill:
-                fill = drums["fills"][ctx.fill]
-                length = min(steps, STEPS_PER_BEAT * fill["beats"])
+                fill = _metered(drums, "fills", ctx.compound, "drums")[ctx.fill]
+                length = min(steps, ctx.per_beat * fill["beats"])  # beats: score beats (eighths in 6/8)
                 start = steps - length
                 hits = {k: v for k, v in hits.items() if k[0] < start or k[1] in ("hat", "ride") and start == 0}
                 c0, c1 = fill["crescendo"]
                 for voice, pattern in fill["rows"].items():
-                    for s, ch in enumerate(_tile(pattern, length)):
+                    for s, ch in enumerate(_tile(pattern, length, ctx.per_beat)):
                         if ch != ".":
                             ramp = c0 + (c1 - c0) * s / max(length - 1, 1)
                             hits[(start + s, voice)] = ACCENT[ch] * ramp
         for (s, voice), accent in sorted(hits.items()):
-            start = ctx.bar.start_beat + _step_beat(s, preset["swing"]) + _jitter_beats(rng, drums["time_ms"], spb)
+            start = (ctx.bar.start_beat + _step_beat(s, preset["swing"], ctx.per_beat)
+                     + _jitter_beats(rng, drums["time_ms"], spb))
             vel = _velocity(100.0 * ctx.energy * accent, rng, spread)
-            events.append(NoteEvent(max(0.0, start), 1.0 / STEPS_PER_BEAT, GM_DRUMS[voice], vel))
+            events.append(NoteEvent(max(0.0, start), 1.0 / ctx.per_beat, GM_DRUMS[voice], vel))
     events.sort(key=lambda e: (e.start_beat, e.pitch))
     # An open hat rings until the next hat (choke); its MIDI length says so too.
     hats = [e for e in events if e.pitch in (GM_DRUMS["hat"], GM_DRUMS["open_hat"])]
@@ -192,7 +212,7 @@ def drum_events(contexts: list[BarContext], preset: dict, rng: np.random.Generat
 def _strikes(pattern: str, ctx: BarContext, pedal: bool) -> list[list]:
     """[step, length_steps, char, chord] for each strike in this bar; holds re-strike on chord
     changes. With `pedal` every strike rings on until the chord changes (or the bar ends)."""
-    pat = "x" + "-" * (ctx.steps - 1) if ctx.ending else _tile(pattern, ctx.steps)
+    pat = "x" + "-" * (ctx.steps - 1) if ctx.ending else _tile(pattern, ctx.steps, ctx.per_beat)
     out: list[list] = []
     current = None
     for s, ch in enumerate(pat):
@@ -219,7 +239,8 @@ def _strikes(pattern: str, ctx: BarContext, pedal: bool) -> list[list]:
     return out
 
 
-def voice_chord(pitch_classes: tuple[int, ...], previous: tuple[int, ...] | None, low: int, high: int) -> tuple[int, ...]:
+def voice_chord(pitch_classes: tuple[int, ...], previous: tuple[int, ...] | None, low: int,
+                high: int) -> tuple[int, ...]:
     """Close-ish voicing of `pitch_classes` inside [low, high] that moves least from `previous`."""
     options = [[p for p in range(low, high + 1) if p % 12 == pc] for pc in pitch_classes]
     centre = (low + high) / 2.0
@@ -286,7 +307,8 @@ def pitched_events(cfg: dict, contexts: list[BarContext], preset: dict, rng: np.
     events: list[NoteEvent] = []
     voicing: tuple[int, ...] | None = None
     voiced_symbol = None
-    patterns = cfg["patterns"]
+    compound = bool(contexts) and contexts[0].compound
+    patterns = _metered(cfg, "patterns", compound, f"instrument (voice {cfg.get('voice')!r})")
     for ctx in contexts:
         pattern = patterns.get(ctx.level)
         if pattern is None and not ctx.ending:
@@ -297,8 +319,9 @@ def pitched_events(cfg: dict, contexts: list[BarContext], preset: dict, rng: np.
                 voicing = voice_chord(chord.pitch_classes, voicing, *cfg["range"])
                 voiced_symbol = chord.symbol
             is_final = ctx.ending and k == len(strikes) - 1
-            start = ctx.bar.start_beat + _step_beat(step, preset["swing"]) + _jitter_beats(rng, cfg["time_ms"], spb)
-            length = steps / STEPS_PER_BEAT
+            start = (ctx.bar.start_beat + _step_beat(step, preset["swing"], ctx.per_beat)
+                     + _jitter_beats(rng, cfg["time_ms"], spb))
+            length = steps / ctx.per_beat
             length = length + preset["ring"] * tail_beats if is_final else length * cfg["legato"]
             base = 100.0 * ctx.energy * ACCENT.get(ch, 1.0) * cfg.get("velocity", 1.0)
             pitches = _notes_for("x" if is_final and ch.isdigit() else ch, chord, cfg, voicing or (), ctx.next_chord)

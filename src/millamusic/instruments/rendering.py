@@ -1,5 +1,5 @@
 """The arranger's audio rendering: every part's note events played into a stereo stem, by the embedded
-synthesiser (`instruments/synth.py`) through the preset's effects, or by FluidSynth with a
+synthesiser (`instruments/synth.py`) through the preset's effects, or by TinySoundFont with a
 user's SoundFont (`instruments/soundfont.py`); the stems balanced by loudness, the song's tail
 faded, and all scaled together so their sum peaks at -1 dBFS.
 """
@@ -89,7 +89,7 @@ def _add(out: np.ndarray, start: int, buf: np.ndarray, gains: tuple[float, float
         out[1, start : start + length] += gains[1] * buf[1, :length]
 
 
-def _render_drums(events: list[NoteEvent], drums: dict, seed: int, sr: int, spb: float, frames: int) -> np.ndarray:
+def _render_drums(events: list[NoteEvent], drums: dict, seed: int, sr: int, score: Score, frames: int) -> np.ndarray:
     rng = part_rng(seed, "kit")
     kit: dict[str, np.ndarray] = {}
     for voice, (kind, params) in drums["kit"].items():
@@ -103,18 +103,19 @@ def _render_drums(events: list[NoteEvent], drums: dict, seed: int, sr: int, spb:
     for ev in events:
         voice = by_note[ev.pitch]
         buf = kit[voice]
+        start, length = score.span_seconds(ev.start_beat, ev.length_beats)  # on the tempo map
         if voice == "open_hat":
-            hold = synth.seconds_to_samples(ev.length_beats * spb, sr)
+            hold = synth.seconds_to_samples(length, sr)
             if hold + choke < buf.shape[-1]:
                 buf = buf[: hold + choke].copy()
                 buf[hold:] *= np.linspace(1.0, 0.0, choke, dtype=np.float32)
         gain = drums["gain"][voice] * (ev.velocity / 127.0) ** 1.6
         left, right = _pan_gains(drums["pan"].get(voice, 0.0))
-        _add(out, int(round(ev.start_beat * spb * sr)), buf, (gain * left, gain * right))
+        _add(out, int(round(start * sr)), buf, (gain * left, gain * right))
     return _apply_fx(out, drums["fx"], sr)
 
 
-def _render_instrument(events: list[NoteEvent], cfg: dict, seed: int, name: str, sr: int, spb: float,
+def _render_instrument(events: list[NoteEvent], cfg: dict, seed: int, name: str, sr: int, score: Score,
                        frames: int) -> np.ndarray:
     """One pitched part. A double-tracked part is played twice (take B a few ms late, different
     plucks), each take through the effects on its own side, then spread."""
@@ -126,10 +127,11 @@ def _render_instrument(events: list[NoteEvent], cfg: dict, seed: int, name: str,
     for take in range(takes):
         for ev in events:
             key = bank.key(ev, take * variants + int(rng.integers(variants)))
-            hold = max(1, int(round(ev.length_beats * spb * sr)))
+            start, length = score.span_seconds(ev.start_beat, ev.length_beats)  # on the tempo map
+            hold = max(1, int(round(length * sr)))
             delay = float(rng.uniform(0.005, 0.015)) if take else 0.0
             bank.want(key, hold)
-            plan.append((take, ev, key, hold, int(round((ev.start_beat * spb + delay) * sr))))
+            plan.append((take, ev, key, hold, int(round((start + delay) * sr))))
     lo, hi = cfg.get("range", [0, 127])
     spread = cfg.get("spread", 0.0)
     out = np.zeros((2, frames), dtype=np.float32)
@@ -201,20 +203,19 @@ def _balance(x: np.ndarray, relative_lu: float, sr: int) -> None:
 def _render_stem(part: Part, score: Score, preset: dict, seed: int, sample_rate: int,
                  soundfont: Path | None) -> np.ndarray:
     frames = score.total_frames(sample_rate)
-    spb = score.seconds_per_beat
     cfg = preset["drums"] if part.name == "drums" else preset["instruments"][part.name]
     if soundfont is not None:  # the user's instruments: their sound, none of our effects
 
         x = sf.render_midi(midi_bytes(score, [part]), soundfont, sample_rate=sample_rate, frames=frames)
-        if part.events and not np.any(x):  # FluidSynth only warns when a font lacks the program
+        if part.events and not np.any(x):  # a silent part is a font that could not play it: say so
             bank = "128 (drum kit)" if part.channel == DRUM_CHANNEL else "0"
             raise RenderError(f"the SoundFont {soundfont} made no sound for part {part.name!r} (GM program "
                               f"{part.program}, bank {bank}). Fix: use a General MIDI SoundFont with that preset, "
                               "or render without --soundfont")
     elif part.name == "drums":
-        x = _render_drums(part.events, cfg, seed, sample_rate, spb, frames)
+        x = _render_drums(part.events, cfg, seed, sample_rate, score, frames)
     else:
-        x = _render_instrument(part.events, cfg, seed, part.name, sample_rate, spb, frames)
+        x = _render_instrument(part.events, cfg, seed, part.name, sample_rate, score, frames)
     fade_tail(x, score, sample_rate)
     _balance(x, cfg["balance"], sample_rate)
     return x

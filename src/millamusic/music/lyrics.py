@@ -2,10 +2,15 @@
 
 Markers a lyric writer can use inside a line (docs/singing.md):
 
-* `spin-ning`: explicit syllables; always wins over the automatic split.
-* `love_` / `spin_-ning`: an underscore after a syllable holds it over one more note
+* `spin|ning`: explicit syllables; always wins over the automatic split, and is never published.
+* `twenty-four`: a hyphen is a real hyphen: published as written, and a syllable boundary too
+  (each side is split further as a word of its own).
+* `love_` / `spin_|ning`: an underscore after a syllable holds it over one more note
   (a melisma); `love__` holds it over two more.
 * a lone `_` between words holds the previous syllable over one more note.
+* `Hold me close (hold on)`: parenthesised text at the end of a line is a backing-vocal part,
+  sung by the backing voice after the line (or under its last note); a line that is only a
+  parenthesis, `(ooh ooh)`, is a backing-only line. Published as written, parentheses included.
 """
 
 from __future__ import annotations
@@ -21,10 +26,11 @@ from millamusic.music import espeak
 _HEADER_RE = re.compile(r"^\[(.+?)\]\s*$")
 
 
-_WORD_RE = re.compile(r"[A-Za-zÀ-ÖØ-öø-ÿ'’\-_]+")
+_WORD_RE = re.compile(r"[A-Za-zÀ-ÖØ-öø-ÿ'’\-_|]+")
 
 
 MELISMA = "_"
+SPLIT = "|"  # a forced syllable boundary inside a word; a hyphen is a real hyphen
 
 
 # A song's lyric sheet, inline or in a file (spec.py lists it with the other spec limits). The
@@ -108,13 +114,20 @@ def parse_sheet(text: str, *, file: str, first_line: int = 1) -> tuple[list[Lyri
         if unsung is not None:
             problems.append(SpecProblem(file, line_no, 1, "lyrics", stripped, *unsung))
             continue
+        indent = len(raw) - len(raw.lstrip())
+        marked = _marker_problem(stripped)
+        if marked is not None:
+            column, problem, fix = marked
+            problems.append(SpecProblem(file, line_no, indent + column, "lyrics", stripped, problem, fix))
+            continue
         if not words_of(stripped):
             problems.append(SpecProblem(file, line_no, 1, "lyrics", stripped, "line has no singable words",
                                         "remove it or write it as a # comment"))
             continue
-        if _WORD_RE.findall(stripped)[0].strip("-'’") == MELISMA:
+        if any(part and _WORD_RE.findall(part)[0].strip("-'’") == MELISMA for part in split_backing(stripped)):
             problems.append(SpecProblem(file, line_no, 1, "lyrics", stripped,
-                                        "a line cannot start with a melisma '_': there is no syllable to hold",
+                                        "a line (or its backing part) cannot start with a melisma '_': there is no "
+                                        "syllable to hold",
                                         "attach the '_' to the last word of the previous line, or remove it"))
             continue
         current.append(SheetLine(stripped, line_no))
@@ -149,18 +162,67 @@ def _unsung_problem(line: str) -> tuple[str, str] | None:
     return None
 
 
+_SPLIT_FIX = "write '|' only between two letters of a word, once per boundary: spin|ning"
+
+
+def _marker_problem(line: str) -> tuple[int, str, str] | None:
+    """(column, problem, fix) for a misplaced split mark or parenthesis in a stripped line, or None."""
+    for match in _WORD_RE.finditer(line):
+        token = match.group()
+        for at, ch in enumerate(token):
+            if ch != SPLIT:
+                continue
+            before, after = token[:at].replace(MELISMA, ""), token[at + 1:]
+            if not before[-1:].isalpha() or not after[:1].isalpha():
+                return (match.start() + at + 1,
+                        f"the split mark '|' in {token!r} is not between two letters: it would make an empty "
+                        "syllable", _SPLIT_FIX)
+    opens = [k for k, ch in enumerate(line) if ch == "("]
+    closes = [k for k, ch in enumerate(line) if ch == ")"]
+    if not opens and not closes:
+        return None
+    backing_fix = ("a backing-vocal part is one parenthesis at the end of a line, e.g. 'Hold me close (hold on)', "
+                   "or a line of its own, '(ooh ooh)'")
+    if len(opens) != len(closes):
+        at = (opens or closes)[-1] if len(opens) > len(closes) else closes[-1]
+        return at + 1, "unbalanced parenthesis", "close the parenthesis, or remove it: " + backing_fix
+    if len(opens) > 1:
+        return opens[1] + 1, "more than one parenthesis (or a nested one) in a line", backing_fix
+    open_at, close_at = opens[0], closes[0]
+    if close_at < open_at:
+        return close_at + 1, "')' before its '('", backing_fix
+    if line[close_at + 1:].strip(" .,!?;:…"):
+        return (open_at + 1, "a backing-vocal part in the middle of a line: only the end of a line can be sung "
+                "by the backing voice", "move the parenthesis to the end of the line or onto a line of its own; "
+                "write words the lead sings without parentheses")
+    if not words_of(line[open_at + 1:close_at]):
+        return open_at + 1, "the parenthesis holds no singable words", "write the backing words in it, or remove it"
+    return None
+
+
+def split_backing(line: str) -> tuple[str, str]:
+    """(lead part, backing part) of a checked sheet line, marks kept: 'Hold me (hold on)' ->
+    ('Hold me', 'hold on'); ('(ooh)' -> ('', 'ooh')); a line without a parenthesis -> (line, '')."""
+    open_at = line.find("(")
+    if open_at < 0:
+        return line, ""
+    return line[:open_at].strip(), line[open_at + 1:line.rindex(")")].strip()
+
+
 def words_of(line: str) -> list[str]:
-    """The words of a line as written (hyphens inside kept), without melisma markers."""
-    words = (w.strip("-'’").replace(MELISMA, "") for w in _WORD_RE.findall(line))
+    """The words of a line as written (hyphens inside kept), without melisma or split marks."""
+    words = (w.strip("-'’").replace(MELISMA, "").replace(SPLIT, "") for w in _WORD_RE.findall(line))
     return [w.strip("-") for w in words if w.strip("-")]
 
 
 def display_line(line: str) -> str:
-    """A sung line as listeners read it: no melisma marks, syllable hyphens joined.
+    """A sung line as listeners read it: no melisma or split marks; hyphens and a backing part's
+    parentheses as written.
 
-    'Spin_-ning round __ the sun' -> 'Spinning round the sun'.
+    'Spin_|ning round __ the ice-cold sun (ooh)' -> 'Spinning round the ice-cold sun (ooh)'.
     """
-    text = re.sub(r"(?<=\w)-(?=\w)", "", line.replace(MELISMA, ""))
+    text = line.replace(MELISMA, "").replace(SPLIT, "")
+    text = re.sub(r"\(\s+", "(", re.sub(r"\s+\)", ")", text))
     return re.sub(r"\s+", " ", re.sub(r"\s+([,.!?;:])", r"\1", text)).strip()
 
 
@@ -168,9 +230,9 @@ def display_line(line: str) -> str:
 class LyricWord:
     """One sung word: display text, syllables, and how many extra notes each syllable holds."""
 
-    text: str  # without hyphens or markers, e.g. "spinning"
-    syllables: tuple[str, ...]  # e.g. ("spin", "ning")
-    holds: tuple[int, ...]  # melisma notes after each syllable, e.g. (1, 0) for "spin_-ning"
+    text: str  # as published: without markers, hyphens kept, e.g. "spinning", "twenty-four"
+    syllables: tuple[str, ...]  # e.g. ("spin", "ning"), ("twen", "ty", "four")
+    holds: tuple[int, ...]  # melisma notes after each syllable, e.g. (1, 0) for "spin_|ning"
 
     @property
     def notes(self) -> int:
@@ -178,24 +240,31 @@ class LyricWord:
 
 
 def line_words(line: str, language: str = "en-us") -> list[LyricWord]:
-    """Parse a sung line into words with syllables and melisma holds (see the module doc)."""
+    """Parse a sung line (or one part of it: split_backing) into words with syllables and melisma
+    holds (see the module doc)."""
     words: list[LyricWord] = []
     for token in _WORD_RE.findall(line):
         token = token.strip("'’")
-        bare = token.replace(MELISMA, "").strip("-")
+        bare = token.replace(MELISMA, "").replace(SPLIT, "").strip("-")
         if not bare:  # a lone "_" (or "__"): hold the previous word's last syllable longer
             if words and MELISMA in token:
                 last = words[-1]
-                words[-1] = LyricWord(last.text, last.syllables, last.holds[:-1] + (last.holds[-1] + token.count(MELISMA),))
+                held = last.holds[:-1] + (last.holds[-1] + token.count(MELISMA),)
+                words[-1] = LyricWord(last.text, last.syllables, held)
             continue
-        pieces = [p for p in token.strip("-").split("-") if p.replace(MELISMA, "")]
-        if len(pieces) > 1:  # written syllables: "spin_-ning"
-            parts = tuple(p.replace(MELISMA, "") for p in pieces)
-            holds = tuple(p.count(MELISMA) for p in pieces)
-        else:  # one word, split here; a mark holds its last syllable: "love_"
-            parts = syllables(bare, language)
-            holds = (0,) * (len(parts) - 1) + (token.count(MELISMA),)
-        words.append(LyricWord(bare.replace("-", ""), parts, holds))
+        parts: list[str] = []
+        holds: list[int] = []
+        # each side of a real hyphen is a word of its own ("twen-ty" + "four"); '|' forces a split
+        for piece in (p for p in token.strip("-").split("-") if p.replace(MELISMA, "")):
+            if SPLIT in piece:  # written syllables: "spin_|ning"
+                for syllable in piece.split(SPLIT):
+                    parts.append(syllable.replace(MELISMA, ""))
+                    holds.append(syllable.count(MELISMA))
+            else:  # split here; a mark holds its last syllable: "love_"
+                found = syllables(piece.replace(MELISMA, ""), language)
+                parts.extend(found)
+                holds.extend((0,) * (len(found) - 1) + (piece.count(MELISMA),))
+        words.append(LyricWord(bare, tuple(parts), tuple(holds)))
     return words
 
 
@@ -204,16 +273,19 @@ def line_words(line: str, language: str = "en-us") -> list[LyricWord]:
 # words, decides how many syllables a word has ("ev-ery" is two, "qui-et" two). The rules
 # are written here rather than taken from a hyphenation library: hyphenation dictionaries
 # (pyphen) deliberately leave one-letter edges whole ("a-live", "to-night"), so they
-# under-count what a singer sings. Explicit hyphens in the lyric sheet always win.
+# under-count what a singer sings. Split marks ('|') in the lyric sheet always win.
 
 _VOWELS = "aeiouyäöåéèêàáíóúü"
 _KEEP_TOGETHER = ("th", "sh", "ch", "ph", "wh", "qu", "gh")
 
 
 def syllables(word: str, language: str = "en-us") -> tuple[str, ...]:
-    """Split a word into sung syllables, e.g. 'tonight' -> ('to', 'night'), 'sinua' -> ('si', 'nu', 'a')."""
+    """Split a word into sung syllables, e.g. 'tonight' -> ('to', 'night'), 'sinua' -> ('si', 'nu', 'a'),
+    'spin|ning' -> ('spin', 'ning'); each side of a hyphen is split as a word: 'ice-cold' -> ('ice', 'cold')."""
+    if SPLIT in word:
+        return tuple(part for part in word.split(SPLIT) if part)
     if "-" in word:
-        return tuple(part for part in word.split("-") if part)
+        return tuple(s for part in word.split("-") if part for s in syllables(part, language))
     family = language.lower().split("-")[0]
     parts = _spelled_syllables(word, family)
     spoken = spoken_syllable_count(word, language)

@@ -13,6 +13,7 @@ from millamusic.release.lyric_files import TimedLine, TimedWord, lrc_text, sylt_
 from millamusic.release.tags import ReleaseTags
 from millamusic.spec.artwork import validate_cover
 from millamusic.spec.song import Song
+from millamusic.voice.melody import backing_word_times
 
 
 def engine_used(entry: Entry, record: str):
@@ -45,13 +46,17 @@ def timed_lyrics(score: Score, vocals: Entry) -> list:
     order = sorted(spans, key=lambda w: spans[w][0])
     for this, following in zip(order, order[1:]):
         spans[this][1] = min(spans[this][1], spans[following][0])
+    backing = backing_word_times(score)  # line index -> the backing part's (word, start, end)
     lines = []
     for line_index, line in enumerate(score.lines):
         words = [TimedWord(score.words[w].text, round(spans[w][0], 3), round(spans[w][1], 3))
                  for w in order if score.words[w].line_index == line_index]
-        if words:
-            lines.append(TimedLine(line.text, words[0].start, words[-1].end, tuple(words),
-                                   score.sections[line.section_index].name))
+        behind = tuple(TimedWord(text, round(start, 3), round(end, 3))
+                       for text, start, end in backing.get(line_index, ()))
+        if words or behind:
+            times = [*words, *behind]
+            lines.append(TimedLine(line.text, min(w.start for w in times), max(w.end for w in times), tuple(words),
+                                   score.sections[line.section_index].name, behind))
     return lines
 
 

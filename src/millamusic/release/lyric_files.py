@@ -44,6 +44,10 @@ class TimedLine:
     """One sung lyric line: its text, start and end in seconds, the timed words in sung order and
     the section it belongs to ("Verse 1"; consecutive lines of one section share a TTML <div>).
 
+    `backing`: the words of a backing-vocal part, which the text ends with in parentheses as lyric
+    sites print it ("Hold me close (hold on)"); timed where the backing voice sings them, which may
+    be under the lead's last word. A line may be only a backing part ("(ooh ooh)", no `words`).
+
     Each word's text must appear in the line text, in order; the writers print the line's own text
     split at the word starts, so punctuation stays where the lyric sheet put it ("Hello," "world!").
     The values are checked by the writers (see timed_lines_problems), which know the line numbers.
@@ -54,6 +58,7 @@ class TimedLine:
     end: float
     words: tuple[TimedWord, ...] = ()
     section: str = ""
+    backing: tuple[TimedWord, ...] = ()
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "text", str(self.text))
@@ -61,6 +66,14 @@ class TimedLine:
         object.__setattr__(self, "end", float(self.end))
         object.__setattr__(self, "words", tuple(self.words))
         object.__setattr__(self, "section", str(self.section))
+        object.__setattr__(self, "backing", tuple(self.backing))
+
+    def split_text(self) -> tuple[str, str]:
+        """(lead text, backing text): the text cut at the parenthesis that opens the backing part
+        ("Hold me close", "(hold on)"); the backing text is "" for a line without one."""
+        text = self.text.strip()
+        at = text.rfind("(") if self.backing else -1
+        return (text, "") if at < 0 else (text[:at].rstrip(), text[at:])
 
 
 def seconds_to_ms(seconds: float) -> int:
@@ -103,20 +116,30 @@ def _word_positions(text: str, words: Sequence[TimedWord]) -> list[int] | int:
 
 
 def pieces(line: TimedLine) -> list[tuple[str, bool]]:
-    """(display text, space before it) per word: the line text cut at each word's start.
+    """(display text, space before it) per lead word: the line's lead text cut at each word's start.
 
     Text before the first word joins the first word; opening marks glued to a word ("(oh", "“Run")
     go with it; other text after a word (",", "!", a lone "&") stays with the word before; a space
     is printed only where the line has whitespace, so syllables of one word join up.
     """
-    text = line.text.strip()
-    positions = _word_positions(text, line.words)
+    return _cut(line.split_text()[0], line.words, line.text)
+
+
+def backing_pieces(line: TimedLine) -> list[tuple[str, bool]]:
+    """pieces() of the backing part: "(hold" and "on)" for "Hold me close (hold on)"."""
+    return _cut(line.split_text()[1], line.backing, line.text)
+
+
+def _cut(text: str, words: Sequence[TimedWord], line_text: str) -> list[tuple[str, bool]]:
+    if not words:
+        return []
+    positions = _word_positions(text, words)
     if isinstance(positions, int):  # timed_lines_problems reports this before any writer gets here
-        raise ExportError(f"word {line.words[positions].text!r} is not in the line {line.text!r}")
+        raise ExportError(f"word {words[positions].text!r} is not in the line {line_text!r}")
     cuts = [0]
     for index in range(1, len(positions)):
         at = positions[index]
-        previous_end = positions[index - 1] + len(line.words[index - 1].text)
+        previous_end = positions[index - 1] + len(words[index - 1].text)
         while at > previous_end and not text[at - 1].isspace():
             at -= 1  # back to the start of the word's token, never into the previous word
         cuts.append(at)
@@ -211,6 +234,40 @@ def timed_lines_problems(lines: Sequence[TimedLine]) -> list[str]:
                     + (f" after word {missing} ({line.words[missing - 1].text!r})" if missing else "")
                     + ". Fix: give each word exactly as it is written in the line, in sung order"
                 )
+        if isinstance(line.backing, tuple) and line.backing:
+            problems.extend(_backing_problems(line, where, times_ok))
+    return problems
+
+
+def _backing_problems(line: TimedLine, where: str, times_ok: bool) -> list[str]:
+    """The backing words' problems: each timed inside its line, in order, found in the parenthesis
+    that ends the line text."""
+    problems: list[str] = []
+    backing_text = line.split_text()[1]
+    if not backing_text.startswith("(") or not backing_text.rstrip(" .,!?;:…").endswith(")"):
+        return [f"{where} has backing words but its text does not end with them in parentheses. "
+                "Fix: end the line text with the backing part, e.g. 'Hold me close (hold on)'"]
+    before = None
+    for index, word in enumerate(line.backing, start=1):
+        what = f"{where}: backing word {index} ({getattr(word, 'text', word)!r})"
+        if not isinstance(word, TimedWord) or not word.text.strip() or word.text != word.text.strip():
+            problems.append(f"{what} is not a stripped, non-empty TimedWord. Fix: give the sung word as written")
+            return problems
+        if bad_char(word.text) is not None or not all(math.isfinite(t) and t >= 0 for t in (word.start, word.end)):
+            problems.append(f"{what} has a control character or times that are not finite seconds >= 0. "
+                            "Fix: take the text from the sheet and the times from the rendered vocal")
+            return problems
+        start, end = seconds_to_ms(word.start), seconds_to_ms(word.end)
+        if end < start or (before is not None and start < seconds_to_ms(before.end)):
+            problems.append(f"{what} at {word.start:.3f}-{word.end:.3f} s ends before it starts or overlaps the "
+                            "backing word before it. Fix: give the backing words in sung order")
+        if times_ok and (start < seconds_to_ms(line.start) or end > seconds_to_ms(line.end)):
+            problems.append(f"{what} at {word.start:.3f}-{word.end:.3f} s lies outside its line "
+                            f"({line.start:.3f}-{line.end:.3f} s). Fix: let the line span its backing part too")
+        before = word
+    if isinstance(_word_positions(backing_text, line.backing), int):
+        problems.append(f"{where}: the backing words {[w.text for w in line.backing]} are not in its parenthesis "
+                        f"{backing_text!r}. Fix: give each backing word exactly as written, in sung order")
     return problems
 
 
@@ -235,12 +292,17 @@ def sylt_words(lines: Sequence[TimedLine]) -> tuple[tuple[float, str], ...]:
     out: list[tuple[float, str]] = []
     for line in lines:
         newline = "\n" if out else ""
-        if not line.words:
+        if not line.words and not line.backing:
             out.append((line.start, newline + line.text.strip()))
             continue
         for index, ((piece, space_before), word) in enumerate(zip(pieces(line), line.words)):
             prefix = newline if index == 0 else (" " if space_before else "")
             out.append((word.start, prefix + piece))
+        # the backing part follows its line; SYLT is one voice in time order, so a word sung under
+        # the lead's last word is stamped when that word starts
+        for index, ((piece, space_before), word) in enumerate(zip(backing_pieces(line), line.backing)):
+            prefix = (" " if line.words else newline) if index == 0 else (" " if space_before else "")
+            out.append((max(word.start, out[-1][0] if out else 0.0), prefix + piece))
     return tuple(out)
 
 
@@ -306,12 +368,19 @@ def lrc_text(
             )
         last = cs
         line = lines[i] if is_timed else None
-        if word_tags and line is not None and line.words:
-            # A2 enhanced LRC: <mm:ss.xx> before each word, one more after the last word for its end
+        if word_tags and line is not None and (line.words or line.backing):
+            # A2 enhanced LRC: <mm:ss.xx> before each word, one more after the last word for its end.
+            # The backing part follows in its parentheses; LRC has one voice and word stamps that never
+            # go back, so a backing word sung under the lead's last word is stamped when that word starts.
             parts = [f"[{_lrc_stamp(cs)}]"]
-            for (piece, space_before), word in zip(pieces(line), line.words):
-                parts.append(f"{' ' if space_before else ''}<{_lrc_stamp(_cs(word.start))}>{piece}")
-            parts.append(f"<{_lrc_stamp(_cs(line.words[-1].end))}>")
+            stamp = cs
+            timed = [(piece, space, word) for (piece, space), word in zip(pieces(line), line.words)]
+            timed += [(piece, space or (index == 0 and bool(line.words)), word)
+                      for index, ((piece, space), word) in enumerate(zip(backing_pieces(line), line.backing))]
+            for piece, space_before, word in timed:
+                stamp = max(stamp, _cs(word.start))
+                parts.append(f"{' ' if space_before else ''}<{_lrc_stamp(stamp)}>{piece}")
+            parts.append(f"<{_lrc_stamp(max(stamp, *(_cs(w.end) for w in (*line.words, *line.backing))))}>")
             out.append("".join(parts))
         else:
             out.append(f"[{_lrc_stamp(cs)}]{text}")

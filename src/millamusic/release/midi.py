@@ -7,6 +7,7 @@ from pathlib import Path
 
 import mido
 
+from millamusic.instruments.midi_file import PPQ, conductor_track
 from millamusic.music.score import Score
 
 
@@ -16,9 +17,12 @@ def midi_with_vocal(backing_midi: Path, score: Score) -> bytes:
     melisma notes carry no lyric."""
 
     data = backing_midi.read_bytes()
-    midi = (mido.MidiFile(file=io.BytesIO(data), charset="utf-8") if data  # lyric events in any script
-            else mido.MidiFile(type=1, ticks_per_beat=480, charset="utf-8"))
-    per_beat = midi.ticks_per_beat
+    if data:  # the backing's parts after its conductor track (tempo map, metre, keys)
+        midi = mido.MidiFile(file=io.BytesIO(data), charset="utf-8")  # lyric events in any script
+    else:  # a backing with no MIDI (MusicGen): the melody still needs the tempo map to be in time
+        midi = mido.MidiFile(type=1, ticks_per_beat=PPQ, charset="utf-8")
+        midi.tracks.append(conductor_track(score))
+    per_beat = midi.ticks_per_beat * 4 / score.beat_unit  # ticks count quarters; a score beat is a beat_unit note
     events = []
     sung = [i for i, note in enumerate(score.notes) if note.syllable]
     word_continues = {i for i, j in zip(sung, sung[1:]) if score.notes[i].word_index == score.notes[j].word_index}

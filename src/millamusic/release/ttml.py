@@ -16,6 +16,7 @@ from millamusic.core.files import atomic_write_bytes
 from millamusic.release.lyric_files import (
     TimedLine,
     TimedWord,
+    backing_pieces,
     bad_char,
     check_timed_lines,
     describe_char,
@@ -129,13 +130,26 @@ def ttml_text(
             key += 1
             p = ET.SubElement(div, "p", {"begin": _clock(line.start), "end": _clock(line.end),
                                          "itunes:key": f"L{key}", "ttm:agent": "v1"})
-            if timing == "Word" and line.words:
+            if timing == "Word" and (line.words or line.backing):
                 previous = None
                 for (piece, space_before), word in zip(pieces(line), line.words):
                     if space_before and previous is not None:
                         previous.tail = " "  # the space between words is a text node between the spans
                     previous = ET.SubElement(p, "span", {"begin": _clock(word.start), "end": _clock(word.end)})
                     previous.text = piece
+                if line.backing:  # Apple's background-vocal span, last in the line, its words in parentheses
+                    if previous is not None:
+                        previous.tail = " "
+                    background = ET.SubElement(p, "span", {
+                        "ttm:role": "x-bg", "begin": _clock(min(w.start for w in line.backing)),
+                        "end": _clock(max(w.end for w in line.backing))})
+                    previous = None
+                    for (piece, space_before), word in zip(backing_pieces(line), line.backing):
+                        if space_before and previous is not None:
+                            previous.tail = " "
+                        previous = ET.SubElement(background, "span",
+                                                 {"begin": _clock(word.start), "end": _clock(word.end)})
+                        previous.text = piece
             else:
                 p.text = line.text.strip()
     text = '<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(tt, encoding="unicode") + "\n"
@@ -240,30 +254,50 @@ def parse_ttml(data: bytes | str, *, source: str = "<ttml>") -> list[TimedLine]:
         number = len(lines) + 1
         pieces = [p.text or ""]
         spans: list[tuple[str, object]] = []
+        background: list[tuple[str, object]] = []  # the x-bg span's timed words
         for child in p:
             if child.tag == tt + "span" and child.get(role) is None:
                 word = "".join(child.itertext())
                 pieces.append(word)
                 if word.strip() and (child.get("begin") is not None or child.get("end") is not None):
                     spans.append((word.strip(), child))
+            elif child.tag == tt + "span" and child.get(role) == "x-bg" and not background:
+                # background vocals: printed after the line in parentheses, as lyric sites do
+                said = [child.text or ""]
+                for inner in child:
+                    if inner.tag == tt + "span" and inner.get(role) is None:
+                        word = "".join(inner.itertext())
+                        said.append(word)
+                        if word.strip() and (inner.get("begin") is not None or inner.get("end") is not None):
+                            background.append((word.strip(), inner))
+                    said.append(inner.tail or "")
+                sung = " ".join("".join(said).split())
+                if sung:
+                    pieces.append(" " + (sung if sung.startswith("(") else f"({sung})"))
             elif child.tag == tt + "br":
                 pieces.append(" ")
-            # other children (translations, background vocals: ttm:role spans; metadata) are not the line
+            # other children (translations: ttm:role spans; metadata) are not the line
             pieces.append(child.tail or "")
         text = " ".join("".join(pieces).split())
-        words = []
-        for word, span in spans:
-            start, end = when(span, "begin", number, text), when(span, "end", number, text)
-            if start is None or end is None:
-                raise ExportError(f"{source}: line {number} ({text!r}): word {word!r} has no "
-                                  f"{'begin' if start is None else 'end'} time")
-            words.append(TimedWord(word, start, end))
+
+        def timed(found: list[tuple[str, object]]) -> list[TimedWord]:
+            out = []
+            for word, span in found:
+                start, end = when(span, "begin", number, text), when(span, "end", number, text)
+                if start is None or end is None:
+                    raise ExportError(f"{source}: line {number} ({text!r}): word {word!r} has no "
+                                      f"{'begin' if start is None else 'end'} time")
+                out.append(TimedWord(word, start, end))
+            return out
+
+        words, backing = timed(spans), timed(background)
         start, end = when(p, "begin", number, text), when(p, "end", number, text)
-        start = start if start is not None else (words[0].start if words else None)
-        end = end if end is not None else (words[-1].end if words else None)
+        sung = words + backing
+        start = start if start is not None else (min(w.start for w in sung) if sung else None)
+        end = end if end is not None else (max(w.end for w in sung) if sung else None)
         if start is None or end is None:
             raise ExportError(f"{source}: line {number} ({text!r}) has no {'begin' if start is None else 'end'} time")
-        return TimedLine(text, start, end, tuple(words), section)
+        return TimedLine(text, start, end, tuple(words), section, tuple(backing))
 
     def walk(element, section: str) -> None:
         for child in element:
@@ -282,8 +316,9 @@ def read_ttml(path: str | os.PathLike) -> list[TimedLine]:
     """The lines of a TTML lyrics file, in document order, with their word spans.
 
     Times are read as absolute (Apple's convention); clock and offset time expressions are
-    accepted. A line's text is its spans and the text between them, whitespace collapsed; spans
-    with a ttm:role (translations, background vocals) are left out. `section` is the enclosing
+    accepted. A line's text is its spans and the text between them, whitespace collapsed; a
+    background-vocal span (ttm:role="x-bg") is read as the line's `backing` words and its text
+    ends the line in parentheses; other ttm:role spans (translations) are left out. `section` is the enclosing
     div's itunes:songPart ("Verse"; the number of "Verse 1" is not stored in the file).
     """
     path = Path(path)

@@ -119,11 +119,52 @@ def _check_chord_bar(text: str) -> str:
     return " ".join(symbols)
 
 
+COMPOUND_METERS = (6, 9, 12)  # N/8: two, three or four dotted-quarter pulses of three eighths
+_METERS_FIX = "use N/4 with N from 2 to 7 (e.g. 4/4, 3/4) or a compound meter 6/8, 9/8 or 12/8"
+
+
+def meter(signature: str) -> tuple[int, int]:
+    """(beats a bar, beat unit) of a checked time signature: (6, 8) for 6/8."""
+    beats, unit = signature.split("/")
+    return int(beats), int(unit)
+
+
+def pulse_beats(unit: int) -> int:
+    """Beats the spec's `tempo` counts as one: a dotted quarter (three eighths) in compound N/8."""
+    return 3 if unit == 8 else 1
+
+
+def bar_seconds(signature: str, tempo: float) -> float:
+    beats, unit = meter(signature)
+    return beats / pulse_beats(unit) * 60.0 / tempo
+
+
 def _check_time_signature(text: str) -> str:
-    match = re.fullmatch(r"\s*(\d+)\s*/\s*(\d+)\s*", str(text))
-    if not match or match.group(2) != "4" or not 2 <= int(match.group(1)) <= 7:
-        raise field_problem("unsupported time signature", "use N/4 with N from 2 to 7, e.g. 4/4 or 3/4")
-    return f"{int(match.group(1))}/4"
+    """N/4 (N = 2..7) or the compound meters 6/8, 9/8, 12/8; anything else names what it is and
+    which accepted meter writes the same music."""
+    match = re.fullmatch(r"\s*(\d{1,6})\s*/\s*(\d{1,6})\s*", str(text))
+    if not match:
+        raise field_problem("unsupported time signature: not beats/unit", _METERS_FIX)
+    beats, unit = int(match.group(1)), int(match.group(2))
+    if unit == 4 and 2 <= beats <= 7:
+        return f"{beats}/4"
+    if unit == 8 and beats in COMPOUND_METERS:
+        return f"{beats}/8"
+    if unit == 8 and beats == 3:
+        raise field_problem("unsupported time signature: 3/8 (one dotted-quarter pulse a bar)",
+                            "write 6/8 with half as many bars, or 3/4 at the eighth-note tempo")
+    if unit == 8 and beats in (2, 4):
+        raise field_problem(f"unsupported time signature: {beats}/8",
+                            "write 2/4 at the quarter-note tempo" + (" with half as many bars" if beats == 2 else ""))
+    if unit == 8 and beats % 3 and 5 <= beats <= 14:
+        raise field_problem(f"unsupported time signature: {beats}/8 is an asymmetric meter (pulses of two and "
+                            "three eighths), which the arranger and composer do not play", _METERS_FIX)
+    if unit == 16 and beats in COMPOUND_METERS:
+        raise field_problem(f"unsupported time signature: {beats}/16",
+                            f"write {beats}/8: the same bar of {beats // 3} pulses, with `tempo` counting the pulse")
+    if unit == 4:
+        raise field_problem(f"unsupported time signature: {beats} beats of 4 a bar", _METERS_FIX)
+    raise field_problem(f"unsupported time signature: {beats}/{unit}", _METERS_FIX)
 
 
 def _check_isrc(text: str) -> str:
@@ -144,7 +185,8 @@ def _check_upc(text: str) -> str:
 def _check_profiles(value: Any) -> list[str]:
     names = [value] if isinstance(value, str) else value
     if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
-        raise field_problem("not a profile name or a list of them", f"write e.g. [spotify, apple]; profiles: {profile_choices()}")
+        raise field_problem("not a profile name or a list of them",
+                            f"write e.g. [spotify, apple]; profiles: {profile_choices()}")
     problem = profile_names_problem(names)
     if problem:
         raise field_problem(problem, f"use one or more of: {profile_choices()}")

@@ -27,7 +27,8 @@ from millamusic.core.cache import sha256_file
 from millamusic.core.errors import SpecError, SpecProblem
 from millamusic.instruments.soundfont import is_soundfont  # the renderer's own header check
 from millamusic.music.lyrics import LyricBlock, parse_sheet
-from millamusic.music.theory import Key, note_to_midi, parse_key
+from millamusic.music.score import RITARDANDO_SHARE, SectionTempo, map_beat_to_seconds, section_tempo_changes
+from millamusic.music.theory import Key, note_to_midi, parse_chord, parse_key
 
 if TYPE_CHECKING:
     from millamusic.spec.artist import Artist  # artist.py builds on this module's YAML helpers
@@ -61,9 +62,11 @@ from millamusic.spec.fields import (
     Title,
     Upc,
     Whole,
+    bar_seconds,
     check_lyrics_value,
     check_paragraph,
     field_problem,
+    meter,
 )
 from millamusic.spec.inputs import (
     REFERENCE_SUFFIXES,
@@ -83,6 +86,40 @@ class SectionSpec(StrictModel):
     bars: Whole = Field(ge=1, le=MAX_BARS_PER_SECTION)
     chords: list[ChordBar] = Field(min_length=1)
     kind: Literal[SECTION_KINDS] | None = None  # type: ignore[valid-type]
+    key: KeyText | None = None  # a modulation: the section's key; its chords are written in it
+    tempo: Number | None = Field(default=None, ge=MIN_TEMPO, le=MAX_TEMPO, allow_inf_nan=False)  # from its first bar
+    ritardando: bool | float | None = None  # over its last bar: true (to 80 %) or the tempo it slows to
+
+    @field_validator("key")
+    @classmethod
+    def _key_fits_chords(cls, key: str | None, info: ValidationInfo) -> str | None:
+        """A section key its chords contradict is a key change to nowhere (chords left in the old key)."""
+        chords = info.data.get("chords")
+        if key is None or not chords:
+            return key
+        fit, best = _scale_fit(parse_key(key), chords), max(_scale_fit(Key(pc, mode), chords)
+                                                             for pc in range(12) for mode in ("major", "minor"))
+        if fit < best - KEY_FIT_MARGIN:
+            first = parse_chord(chords[0].split()[0])  # of equal fits, the key the section starts on
+            winner = max((Key(pc, mode) for mode in ("major", "minor") for pc in range(12)),
+                         key=lambda k: (_scale_fit(k, chords), k.tonic_pc == first.root_pc
+                                        and (k.mode == "minor") == first.is_minor))
+            raise field_problem(f"the section's chords ({' | '.join(chords)}) are not in {key}: {fit:.0%} of their "
+                                f"notes are in its scale, {best:.0%} in {winner.name}'s",
+                                f"write the chords in {key} (they are played as written), or set the key the "
+                                f"chords are in, e.g. `key: {winner.name}`")
+        return key
+
+    @field_validator("ritardando", mode="before")
+    @classmethod
+    def _ritardando_value(cls, value: Any) -> Any:
+        fix = (f"write `ritardando: true` (the last bar slows to {RITARDANDO_SHARE:.0%} of the tempo) or the tempo it "
+               f"slows to, from {MIN_TEMPO} to {MAX_TEMPO}, e.g. `ritardando: 72`")
+        if value is None or isinstance(value, bool) or type(value).__name__ == "ScalarBoolean":
+            return bool(value) if value is not None else None
+        if not isinstance(value, (int, float)) or not MIN_TEMPO <= float(value) <= MAX_TEMPO:
+            raise field_problem("not true/false or a tempo in range", fix)
+        return float(value)
 
     @model_validator(mode="after")
     def _chords_fit_bars(self) -> "SectionSpec":
@@ -199,8 +236,7 @@ class SongSpec(StrictModel):
         if tempo is None or signature is None:
             return structure
         bars = sum(section.bars for section in structure)
-        beats = int(signature.split("/")[0])
-        seconds = bars * beats * 60 / tempo
+        seconds = _music_seconds(structure, signature, tempo)
         if seconds > MAX_SONG_SECONDS:
             raise field_problem(f"the song would last {_duration(seconds)} ({bars} bars of {signature} at {tempo:g} BPM), "
                            f"over the {MAX_SONG_SECONDS // 60}-minute limit",
@@ -209,12 +245,55 @@ class SongSpec(StrictModel):
 
     @property
     def beats_per_bar(self) -> int:
-        return int(self.time_signature.split("/")[0])
+        """Score beats a bar: quarters in N/4, eighths in 6/8, 9/8, 12/8."""
+        return meter(self.time_signature)[0]
+
+    @property
+    def beat_unit(self) -> int:
+        return meter(self.time_signature)[1]
 
     @property
     def key_value(self) -> Key:
         """The key the song is sung in: `key` moved by `transpose`."""
         return parse_key(self.key).transposed(self.transpose)
+
+
+KEY_FIT_MARGIN = 0.2  # a section key may fit its chords this much worse than the best key (borrowed chords)
+
+
+def _scale_fit(key: Key, chords: list[str]) -> float:
+    """The share of the chords' notes (each chord's pitch classes, chord by chord) in `key`'s scale."""
+    tones = [pc for bar in chords for symbol in bar.split() for pc in parse_chord(symbol).pitch_classes]
+    return sum(pc in key.scale_pcs for pc in tones) / len(tones)
+
+
+def _music_seconds(structure: list[SectionSpec], signature: str, tempo: float) -> float:
+    """The song's length on its tempo map: section tempos and ritardandos (music.score)."""
+    beats_per_bar = meter(signature)[0]
+    spans, beat = [], 0.0
+    for section in structure:
+        end = beat + section.bars * beats_per_bar
+        spans.append(SectionTempo(beat, end - beats_per_bar, beats_per_bar, section.tempo, section.ritardando))
+        beat = end
+    scale = bar_seconds(signature, 1.0) / beats_per_bar  # seconds per beat x BPM: 6/8's tempo counts dotted quarters
+    return map_beat_to_seconds(tempo, section_tempo_changes(tempo, spans), beat, scale)
+
+
+def tempo_problems(spec: SongSpec, document: Any, shown: str) -> list[SpecProblem]:
+    """A numeric `ritardando` must slow down from the tempo in force in its section."""
+    problems, in_force = [], spec.tempo
+    for index, section in enumerate(spec.structure):
+        in_force = section.tempo if section.tempo is not None else in_force
+        target = section.ritardando
+        if target is not None and target is not True and target is not False and target >= in_force:
+            line, col = position(document, ("structure", index, "ritardando"))
+            problems.append(SpecProblem(shown, line, col, f"structure[{index}].ritardando", target,
+                                        f"[{section.section}] plays at {in_force:g} BPM: a ritardando to {target:g} "
+                                        "does not slow down",
+                                        f"write a tempo below {in_force:g}, `ritardando: true` (to "
+                                        f"{in_force * RITARDANDO_SHARE:g}), or set `tempo:` on the next section "
+                                        "for a faster one"))
+    return problems
 
 
 def _duration(seconds: float) -> str:
@@ -388,6 +467,7 @@ def load_song(path: str | Path, catalogue: str | Path | None = None) -> Song:
     problems.extend(engine_option_problems(spec.engines.backing, spec.engines.backing_options, document, shown,
                                            ("engines", "backing_options")))
     problems.extend(_language_problems(spec, artist, document, shown))
+    problems.extend(tempo_problems(spec, document, shown))
 
     blocks, lyrics_file, lyric_problems = _read_lyrics(spec, document, shown, base, catalogue)
     problems.extend(lyric_problems)

@@ -95,3 +95,23 @@ def word_text(score: Score, syllables: list, w: int) -> str:
     if 0 <= w < len(score.words):
         return score.words[w].text
     return "".join(score.notes[s.notes[0]].syllable for s in syllables if s.word == w)
+
+
+def backing_word_times(score: Score) -> dict[int, list[tuple[str, float, float]]]:
+    """The backing-vocal part's words, per lyric line: (text as written, start s, end s), timed from
+    the backing notes the backing voice sings (its vowels land on the notes' beats); a word ends at
+    its last (melisma) note's end, or where the next backing word starts."""
+    spans: dict[int, list[float]] = {}
+    for note in score.backing_notes:
+        start = score.beat_to_seconds(note.start_beat)
+        end = score.beat_to_seconds(note.start_beat + note.length_beats)
+        span = spans.setdefault(note.word_index, [start, end])
+        span[0], span[1] = min(span[0], start), max(span[1], end)
+    order = sorted(spans, key=lambda w: (spans[w][0], w))
+    for this, following in zip(order, order[1:]):
+        spans[this][1] = max(spans[this][0], min(spans[this][1], spans[following][0]))
+    out: dict[int, list[tuple[str, float, float]]] = {}
+    for w in order:
+        word = score.backing_words[w]
+        out.setdefault(word.line_index, []).append((word.text, spans[w][0], spans[w][1]))
+    return out

@@ -10,6 +10,7 @@ and levelled, ready for resynthesis.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Mapping
 
 import numpy as np
 
@@ -131,9 +132,15 @@ def _to_frame(t: float) -> int:
     return int(round(t / FRAME_S))
 
 
-def phrase_frames(phrase: list[Unit], bins: int) -> Frames:
-    """Lay out every unit's onset, vowel and coda frames on the phrase's frame grid."""
-    first = max(_to_frame(phrase[0].onset_start) - 4, 0)
+def first_frame(phrase: list[Unit]) -> int:
+    """The absolute 5 ms frame a phrase's synthesis starts on (4 frames of lead-in)."""
+    return max(_to_frame(phrase[0].onset_start) - 4, 0)
+
+
+def phrase_frames(phrase: list[Unit], bins: int, analyses: Mapping[str, Analysis]) -> Frames:
+    """Lay out every unit's onset, vowel and coda frames on the phrase's frame grid; `analyses`
+    holds the analysis of each unit's spoken line (by Source.line)."""
+    first = first_frame(phrase)
     layout = []  # per unit: onset start, beat, vowel end, coda end (phrase frames)
     for u in phrase:
         f_on, f_beat = _to_frame(u.onset_start) - first, _to_frame(u.start) - first
@@ -155,7 +162,7 @@ def phrase_frames(phrase: list[Unit], bins: int) -> Frames:
         )
         forced = np.zeros(len(pos), dtype=bool)
         forced[f_beat - f_on : f_vend - f_on] = core  # the held core is always sung
-        seg_sp, seg_ap, seg_voiced = _gather(src.analysis, pos, forced)
+        seg_sp, seg_ap, seg_voiced = _gather(analyses[src.line], pos, forced)
         vowel = np.zeros(len(pos), dtype=bool)
         vowel[f_beat - f_on : f_vend - f_on] = True
         seg_sp *= _level_gains(seg_sp, forced, vowel)[:, None]

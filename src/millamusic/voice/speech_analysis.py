@@ -6,11 +6,17 @@ CheapTrick envelope, D4C aperiodicity) at the speech's own rate, 5 ms frames; it
 given to words by event order, and every sung syllable gets frame ranges into the analysis:
 onset consonants, the vowel's head, steady core and tail, and the coda. Frame arrays are indexed
 by 5 ms WORLD frames; `sp` and `ap` are (frames, fft_size // 2 + 1) float64 as pyworld returns them.
+
+What the syllables need before synthesis (phones per word, each frame's level) is small: a
+`SpokenLine`, kept in the singer's line cache (`line_to_file`, `line_from_file`). The full
+`Analysis` (megabytes per line) is made only for a line whose phrases must be sung.
 """
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import pyworld
@@ -25,9 +31,9 @@ FRAME_MS = FRAME_S * 1000.0
 
 @dataclass
 class Source:
-    """Where one syllable comes from in a spoken line: frame ranges into `analysis`."""
+    """Where one syllable comes from in a spoken line: frame ranges into the line's analysis."""
 
-    analysis: Analysis
+    line: str  # the spoken line's key (SpokenLine.key): which Analysis the frames index
     onset: tuple[int, int]  # consonants sung before the beat
     head: tuple[int, int]  # vowel start up to the steady core (natural speed)
     core: tuple[int, int]  # the steady part of the vowel: stretched to fill the note
@@ -50,6 +56,37 @@ class Analysis:
     def level_db(self) -> np.ndarray:
         """(frames,) envelope power in dB."""
         return 10 * np.log10(self.sp.sum(axis=1) + 1e-30)
+
+
+@dataclass(frozen=True)
+class SpokenLine:
+    """What a line's sung syllables take from it before synthesis: phones per word and levels."""
+
+    key: str  # content hash of everything that determines the line's analysis
+    words: list[list[Phone]]  # phones per spoken word (frames on the 5 ms grid)
+    level_db: np.ndarray  # (frames,) envelope power in dB, as Analysis.level_db
+
+    @classmethod
+    def of(cls, key: str, analysis: Analysis) -> SpokenLine:
+        return cls(key, analysis.words, analysis.level_db)
+
+
+def line_to_file(line: SpokenLine, handle) -> None:
+    """Write `line` as .npz into an open binary file: levels as float64, phones as JSON."""
+    phones = [[[ph.ipa, int(ph.start), int(ph.end)] for ph in word] for word in line.words]
+    np.savez(handle, level_db=np.asarray(line.level_db, dtype=np.float64), phones=np.array(json.dumps(phones)))
+
+
+def line_from_file(path: Path, key: str) -> SpokenLine:
+    """A SpokenLine written by `line_to_file`. Raises ValueError (or OSError) for a damaged file."""
+    with np.load(path, allow_pickle=False) as data:
+        level_db, phones = data["level_db"], json.loads(str(data["phones"]))
+    if level_db.dtype != np.float64 or level_db.ndim != 1:
+        raise ValueError(f"{path}: level_db is {level_db.dtype} {level_db.shape}, not float64 (frames,)")
+    words = [[Phone(str(ipa), int(start), int(end)) for ipa, start, end in word] for word in phones]
+    if any(not 0 <= ph.start <= ph.end <= len(level_db) for word in words for ph in word):
+        raise ValueError(f"{path}: a phone lies outside the line's {len(level_db)} frames")
+    return SpokenLine(key, words, level_db)
 
 
 def analyse_line(utt: espeak.Utterance, spans: list[tuple[int, int]], f0_range: tuple[float, float]) -> Analysis:
@@ -97,7 +134,7 @@ def _fill_valleys(sp: np.ndarray, fs: int) -> np.ndarray:
     return np.maximum(sp, sp.max(axis=1, keepdims=True) * 10 ** (floor_db / 10)[None, :])
 
 
-def source_of(group: Group, phones: list[Phone], analysis: Analysis) -> Source:
+def source_of(group: Group, phones: list[Phone], line: SpokenLine) -> Source:
     """Frame ranges of a syllable group; the core is the steady part of the main vowel."""
     main = phones[group.main]
     length = main.end - main.start
@@ -107,7 +144,7 @@ def source_of(group: Group, phones: list[Phone], analysis: Analysis) -> Source:
     else:  # the loudest half between 10 % and 90 %: spoken vowels often fade at the end
         width = max(int(round(0.5 * length)), 1)
         first, last = main.start + int(0.1 * length), main.start + int(0.4 * length)
-        level = analysis.level_db[main.start : main.end]
+        level = line.level_db[main.start : main.end]
         sums = np.convolve(level, np.ones(width), mode="valid")[first - main.start : last - main.start + 1]
         core0 = first + int(np.argmax(sums)) if len(sums) else main.start
         core1 = core0 + width
@@ -117,5 +154,5 @@ def source_of(group: Group, phones: list[Phone], analysis: Analysis) -> Source:
     onset_start = phones[group.o].start if group.o < group.n0 else n_start
     coda_end = phones[group.c - 1].end if group.c > group.n1 else n_end
     return Source(
-        analysis, (onset_start, n_start), (n_start, core0), (core0, core1), (core1, n_end), (n_end, coda_end)
+        line.key, (onset_start, n_start), (n_start, core0), (core0, core1), (core1, n_end), (n_end, coda_end)
     )

@@ -34,9 +34,11 @@ class Phone:
 
 
 def clean_word(text: str) -> str:
-    """What espeak is asked to say for a lyric word: letters, digits and apostrophes."""
+    """What espeak is asked to say for a lyric word: letters, digits, apostrophes and the hyphens
+    inside a word ("twenty-four": one word, as a voicebank's dictionary would list it)."""
     text = unicodedata.normalize("NFC", text).replace("’", "'")
-    text = re.sub(r"[^\w']+", " ", text).strip(" '_")
+    text = re.sub(r"(?<!\w)-+|-+(?!\w)", " ", re.sub(r"[^\w'-]+", " ", text))
+    text = re.sub(r"\s+", " ", text).strip(" '_")
     return text or "la"
 
 

@@ -5,24 +5,33 @@ and the breath taken before a phrase.
 
 from __future__ import annotations
 
+from typing import Mapping
+
 import numpy as np
 import pyworld
 
 from millamusic.core.audio import fade_edges
 from millamusic.music.theory import midi_to_hz
 from millamusic.voice.melody import drift, vibrato
-from millamusic.voice.retiming import Frames, Unit, phrase_frames
-from millamusic.voice.speech_analysis import FRAME_MS, FRAME_S
+from millamusic.voice.retiming import Frames, Unit, first_frame, phrase_frames
+from millamusic.voice.speech_analysis import FRAME_MS, FRAME_S, Analysis
 from millamusic.voice.world import add_breathiness, shift_formants, tune_first_formant
 
 SYLLABLE_RMS = 0.1  # every syllable's vowel is levelled towards this RMS before the peak normalisation
 
 
-def sing_phrase(phrase: list[Unit], fs: int, opts: dict, rng: np.random.Generator) -> tuple[int, np.ndarray]:
-    """Synthesise one phrase with WORLD: (start sample, mono samples), at the analysis rate."""
+def phrase_start(phrase: list[Unit], fs: int) -> int:
+    """The sample (at `fs`) where `sing_phrase`'s samples of `phrase` start."""
+    return int(round(first_frame(phrase) * FRAME_S * fs))
 
-    bins = phrase[0].source.analysis.sp.shape[1]
-    frames = phrase_frames(phrase, bins)
+
+def sing_phrase(phrase: list[Unit], fs: int, opts: dict, rng: np.random.Generator,
+                analyses: Mapping[str, Analysis]) -> tuple[int, np.ndarray]:
+    """Synthesise one phrase with WORLD: (start sample, mono samples), at the analysis rate.
+    `analyses`: the analysis of each unit's spoken line (by Source.line)."""
+
+    bins = analyses[phrase[0].source.line].sp.shape[1]
+    frames = phrase_frames(phrase, bins, analyses)
     f0 = _pitch_curve(phrase, frames.first, len(frames.voiced), opts, rng)
     f0 = np.where(frames.voiced, f0, 0.0)
     sp = shift_formants(frames.sp, opts["formant_shift"])
@@ -30,7 +39,7 @@ def sing_phrase(phrase: list[Unit], fs: int, opts: dict, rng: np.random.Generato
     ap = add_breathiness(shift_formants(frames.ap, opts["formant_shift"]), opts["breathiness"], fs)
     y = pyworld.synthesize(np.ascontiguousarray(f0), np.ascontiguousarray(sp), np.ascontiguousarray(ap), fs, FRAME_MS)
     y = fade_edges(_level_syllables(y, frames, fs), fs)
-    return int(round(frames.first * FRAME_S * fs)), y
+    return phrase_start(phrase, fs), y
 
 
 def _pitch_curve(phrase: list[Unit], first: int, n: int, opts: dict, rng: np.random.Generator) -> np.ndarray:
