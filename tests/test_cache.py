@@ -106,3 +106,119 @@ def test_a_zombie_writer_counts_as_dead(tmp_path):
     finally:
         child.wait()
     assert not owner_alive(tag)  # reaped: gone
+
+
+# --- compact audio in cache entries (core.audio.save_pcm24) ----------------------------------------
+
+
+def _noise(frames: int = 44100, peak: float = 0.9):
+    import numpy as np
+
+    from millamusic.core.audio import Audio
+
+    samples = np.random.default_rng(7).uniform(-peak, peak, (2, frames)).astype(np.float32)
+    samples[0, :3] = (peak, -peak, 0.5 / (1 << 23))  # the extremes, and a value on a rounding boundary
+    return Audio(samples, 44100)
+
+
+@pytest.mark.parametrize("suffix", [".flac", ".wav"])
+def test_pcm24_reads_back_as_its_24_bit_steps_and_stores_again_to_the_same_bytes(tmp_path, suffix):
+    import numpy as np
+
+    from millamusic.core.audio import load_pcm24, save_pcm24
+    from millamusic.release.pcm import quantize
+
+    audio = _noise()
+    save_pcm24(audio, tmp_path / f"a{suffix}")
+    back = load_pcm24(tmp_path / f"a{suffix}")
+    assert back.sample_rate == 44100 and back.samples.dtype == np.float32
+    steps = np.rint(audio.samples.astype(np.float64) * (1 << 23)) / (1 << 23)
+    assert np.array_equal(back.samples, steps.astype(np.float32))
+    # a 24-bit delivery file made from what was stored holds what the float audio gave it
+    assert np.array_equal(quantize(back, 24), quantize(audio, 24))
+    save_pcm24(back, tmp_path / f"b{suffix}")
+    assert (tmp_path / f"a{suffix}").read_bytes() == (tmp_path / f"b{suffix}").read_bytes()
+
+
+def test_pcm24_wav_is_the_delivery_writers_bytes(tmp_path):
+    from millamusic.core.audio import save_pcm24
+    from millamusic.release.pcm import write_wav
+
+    audio = _noise(peak=0.5)
+    save_pcm24(audio, tmp_path / "cache.wav")
+    write_wav(audio, tmp_path / "delivery.wav", bit_depth=24)
+    assert (tmp_path / "cache.wav").read_bytes() == (tmp_path / "delivery.wav").read_bytes()
+
+
+@pytest.mark.parametrize("bad", [1.0001, float("nan"), float("inf")])
+def test_pcm24_refuses_what_it_would_clip(tmp_path, bad):
+    from millamusic.core.audio import save_pcm24
+
+    audio = _noise()
+    audio.samples[1, 100] = bad
+    with pytest.raises(ValueError, match="over full scale"):
+        save_pcm24(audio, tmp_path / "a.flac")
+    assert not (tmp_path / "a.flac").exists()
+
+
+def test_pcm24_full_scale_plus_one_is_the_top_step(tmp_path):
+    import numpy as np
+
+    from millamusic.core.audio import Audio, load_pcm24, save_pcm24
+
+    save_pcm24(Audio(np.array([[1.0, -1.0]], np.float32), 48000), tmp_path / "a.flac")
+    back = load_pcm24(tmp_path / "a.flac")
+    assert back.samples.tolist() == [[((1 << 23) - 1) / (1 << 23), -1.0]] and back.sample_rate == 48000
+
+
+@pytest.mark.parametrize("peak", [0.5, 1.0])
+def test_pcm24_wav_of_the_flac_is_the_delivery_writers_bytes_of_the_float_audio(tmp_path, peak):
+    """publish writes a stem WAV from its cached FLAC (integer to integer): the same bytes write_wav gives
+    the engine's float stem, full scale (+1.0, one step over the top) included."""
+    import io
+
+    from millamusic.core.audio import pcm24_wav, save_pcm24
+    from millamusic.release.pcm import write_wav
+
+    audio = _noise(peak=peak)
+    save_pcm24(audio, tmp_path / "stem.flac")
+    pcm24_wav(tmp_path / "stem.flac", tmp_path / "published.wav")
+    write_wav(audio, tmp_path / "today.wav", bit_depth=24)
+    in_memory = io.BytesIO()
+    pcm24_wav(tmp_path / "stem.flac", in_memory)  # what the stems stage hashes
+    assert (tmp_path / "published.wav").read_bytes() == (tmp_path / "today.wav").read_bytes() == in_memory.getvalue()
+
+
+@pytest.mark.parametrize("subtype", ["PCM_16", "PCM_S8"])
+def test_pcm24_wav_refuses_a_flac_that_is_not_24_bit(tmp_path, subtype):
+    import soundfile
+
+    from millamusic.core.audio import pcm24_wav
+
+    soundfile.write(str(tmp_path / "stem.flac"), _noise(peak=0.5).samples.T, 44100, subtype=subtype)
+    with pytest.raises(ValueError, match=f"stem.flac is {subtype}, not the 24-bit PCM"):
+        pcm24_wav(tmp_path / "stem.flac", tmp_path / "out.wav")
+    assert not (tmp_path / "out.wav").exists()
+
+
+@pytest.mark.parametrize("peak", [1.0001, 4.0])
+def test_a_stem_over_full_scale_is_refused_at_the_engine_boundary(peak):
+    """Stems are stored and published as 24-bit PCM: an engine's stem over full scale is an error naming
+    the engine and the stem, never clipped on the way into the cache."""
+    import numpy as np
+
+    from millamusic import SAMPLE_RATE
+    from millamusic.core.audio import Audio
+    from millamusic.core.errors import RenderError
+    from millamusic.pipeline.render import check_stems
+
+    class Score:  # check_stems asks the score only for its length
+        def total_frames(self, rate):
+            return 1000
+
+    ok = Audio(np.full((2, 1000), 0.5, np.float32), SAMPLE_RATE)
+    loud = Audio(ok.samples.copy(), SAMPLE_RATE)
+    loud.samples[1, 500] = -peak
+    check_stems({"pad": ok, "top": Audio(np.full((2, 1000), 1.0, np.float32), SAMPLE_RATE)}, Score(), "x")
+    with pytest.raises(RenderError, match=f"backing engine 'e' returned stem 'drums' peaking at {peak:.3f}, over full"):
+        check_stems({"pad": ok, "drums": loud}, Score(), "backing engine 'e'")

@@ -19,6 +19,7 @@ import sys
 import tempfile
 from pathlib import Path
 
+import numpy as np
 import pytest
 from click.testing import CliRunner
 
@@ -81,8 +82,10 @@ class Project:
         return found
 
     def hidden(self) -> list[str]:
-        """Temp names left anywhere (staging folders, half-built entries, temp files)."""
-        return sorted(str(p) for base in (self.out, self.cache) if base.is_dir() for p in base.rglob(".*"))
+        """Temp names left anywhere (staging folders, half-built entries, temp files). OUT/.millamusic (the
+        render stamps, pipeline.stamp) is millamusic's own folder, not a temp name: only what is in it counts."""
+        return sorted(str(p) for base in (self.out, self.cache) if base.is_dir() for p in base.rglob(".*")
+                      if p != self.out / ".millamusic")
 
     def set_lyric(self, line: str) -> None:
         text = self.spec.read_text()
@@ -226,8 +229,8 @@ def test_corrupt_entries_in_a_real_render_are_recomputed_to_the_same_release(pro
     before = project.published(signed=False)
     harm = {
         "compose": lambda e: (e / ENTRY_FILE).write_text("{ garbage"),
-        "backing": lambda e: os.truncate(e / "drums.npy", 1000),
-        "stems": lambda e: (e / "bass.wav").unlink(),
+        "backing": lambda e: os.truncate(e / "drums.flac", 1000),
+        "stems": lambda e: (e / "stems.json").unlink(),
         "mix": lambda e: _flip_byte(e / "mix.npy"),
         "export": lambda e: _flip_byte(e / f"{SLUG}.flac", 5000),
     }
@@ -238,13 +241,13 @@ def test_corrupt_entries_in_a_real_render_are_recomputed_to_the_same_release(pro
         "compose": (False, f"cache entry corrupt: {UNREADABLE}; recomputed"),
         "backing": (False, stages["backing"][1]),
         "vocals": (True, ""),
-        "stems": (False, "cache entry corrupt: bass.wav is missing; recomputed"),
+        "stems": (False, "cache entry corrupt: stems.json is missing; recomputed"),
         "mix": (False, "cache entry corrupt: mix.npy checksum mismatch; recomputed"),
         "lyrics": (True, ""),
         "master[spotify]": (True, ""),  # the recomputed mix is the same bytes: the master's key holds
         "export[spotify]": (False, f"cache entry corrupt: {SLUG}.flac checksum mismatch; recomputed"),
     }
-    assert stages["backing"][1].startswith("cache entry corrupt: drums.npy is 1000 bytes, recorded ")
+    assert stages["backing"][1].startswith("cache entry corrupt: drums.flac is 1000 bytes, recorded ")
     after = project.published(signed=False)
     assert sorted(after) == sorted(before)
     different = [name for name in after if name.endswith(SAME_BYTES) and after[name] != before[name]]
@@ -344,18 +347,82 @@ def test_publish_writes_only_what_changed(project):
     assert not project.hidden(), project.hidden()
 
 
-def test_a_lyric_edit_links_the_backing_stems_instead_of_writing_them(project):
+def test_a_lyric_edit_leaves_the_backing_stems_alone(project, monkeypatch):
+    """Only the vocals' stems are made again: the stems stage takes the backing's WAV hashes from the
+    last stems entry (no decoding), and publish leaves their published WAVs in place (same inodes)."""
+    project.rendered()  # the copy's release.json names the copy's spec
     (before,) = project.entries("stems")
+    published = {p.name: p.stat().st_ino for p in (project.out / "stems" / SLUG).glob("*.wav")}
+    decoded: list[str] = []
+    real = render_module.pcm24_wav
+    monkeypatch.setattr(render_module, "pcm24_wav", lambda source, target: decoded.append(source.name) or
+                        real(source, target))
     project.set_lyric("Spin me round and round")
     stages = _stages(project.rendered())
     assert stages["backing"] == (True, "") and stages["stems"][0] is False
     (after,) = [entry for entry in project.entries("stems") if entry != before]
     backing = set(json.loads((project.entry("backing") / "backing.json").read_text())["stems"])
-    for wav in sorted(after.glob("*.wav")):
-        same_inode = wav.stat().st_ino == (before / wav.name).stat().st_ino
-        assert same_inode == (wav.stem in backing), wav.name  # the vocals' WAVs are new
-    assert read_entry(after)[1] is None
+    vocals = {name for name in published if name[:-4] not in backing}
+    assert backing and vocals and sorted(decoded) == sorted(f"{name[:-4]}.flac" for name in vocals)
+    old, new = (json.loads((entry / "stems.json").read_text())["stems"] for entry in (before, after))
+    assert {name: new[name] for name in backing} == {name: old[name] for name in backing}
+    now = {p.name: p.stat().st_ino for p in (project.out / "stems" / SLUG).glob("*.wav")}
+    assert {name for name in now if now[name] == published[name]} == {f"{name}.wav" for name in backing}
+    assert read_entry(after)[1] is None and not list(after.glob("*.wav")), "the stems entry holds WAVs"
     _assert_release_matches_its_folder(project.out)
+
+
+def test_published_stem_wavs_are_the_stem_flacs_samples(project):
+    """stems/<slug>/<name>.wav holds the 24-bit integers of the backing's or vocals' <name>.flac, byte
+    for byte what the delivery WAV writer gives the stem as the engine made it, rounded to 24 bits."""
+    import soundfile
+
+    from millamusic.core.audio import load_pcm24
+    from millamusic.release.pcm import check_wav_delivery, write_wav
+
+    listed = json.loads((project.entry("stems") / "stems.json").read_text())["stems"]
+    assert set(listed) == {p.stem for p in (project.out / "stems" / SLUG).glob("*.wav")} and len(listed) >= 4
+    for name, source in listed.items():
+        flac = project.cache / source["stage"] / source["key"] / source["file"]
+        wav = project.out / "stems" / SLUG / f"{name}.wav"
+        assert soundfile.info(str(flac)).subtype == "PCM_24" and check_wav_delivery(wav, bit_depth=24) == []
+        pcm, _ = soundfile.read(str(wav), dtype="int32")
+        assert np.array_equal(pcm, soundfile.read(str(flac), dtype="int32")[0]), name
+        assert np.any(pcm), f"{name}: silent"
+        write_wav(load_pcm24(flac), project.root / "today.wav", bit_depth=24)  # the float route: same bytes
+        assert wav.read_bytes() == (project.root / "today.wav").read_bytes(), name
+        assert (source["bytes"], source["sha256"]) == (wav.stat().st_size, hashlib.sha256(wav.read_bytes()).hexdigest())
+
+
+def test_a_stem_wav_written_otherwise_than_recorded_retires_the_stems_entry(project, monkeypatch):
+    """Another WAV writer (a libsndfile upgrade writing other bytes, here the last sample changed):
+    what publish writes no longer matches stems.json, so the stems entry is moved aside and made
+    again by this writer, and the release still agrees with its files."""
+    real = render_module.pcm24_wav
+
+    def other_writer(source, target):
+        real(source, target)
+        handle = open(target, "r+b") if isinstance(target, Path) else target
+        handle.seek(-1, os.SEEK_END)
+        last = handle.read(1)
+        handle.seek(-1, os.SEEK_END)
+        handle.write(bytes([last[0] ^ 1]))
+        if handle is not target:
+            handle.close()
+
+    project.rendered()
+    shutil.rmtree(project.out / "stems")  # publish writes every stem again
+    monkeypatch.setattr(publish_module, "pcm24_wav", other_writer)
+    monkeypatch.setattr(render_module, "pcm24_wav", other_writer)
+    result = project.render()
+    assert result.exit_code == 0, result.output
+    shown = " ".join(result.output.split())
+    assert "cache entry corrupt: stems.json says " in shown and "moved aside, rendering again" in shown, shown
+    stages = _stages(json.loads(result.stdout))
+    assert stages["stems"][0] is False and stages["stems"][1].startswith("cache entry corrupt: stems.json says ")
+    assert [name for name, (cached, _) in stages.items() if not cached] == ["stems"]
+    _assert_release_matches_its_folder(project.out)
+    assert not project.hidden(), project.hidden()
 
 
 # --- a full disk ----------------------------------------------------------------------------------
@@ -393,10 +460,10 @@ def _copyfile_fails_at(monkeypatch, out: Path, nth: int) -> list[Path]:
     ENOSPC, after writing half the file."""
     from millamusic.pipeline.publish import _Publication
 
-    real = _Publication.copy
+    real_copy, real_wav = _Publication.copy, _Publication.wav
     copies: list[Path] = []
 
-    def copy(self, entry, name, final):
+    def fails(self, entry, name, final) -> bool:
         if Path(out) in Path(final).parents:
             copies.append(Path(final))
             if len(copies) == nth:
@@ -404,9 +471,12 @@ def _copyfile_fails_at(monkeypatch, out: Path, nth: int) -> list[Path]:
                 data = (entry.path / name).read_bytes()
                 self.path(final).write_bytes(data[: len(data) // 2])
                 raise _disk_full()  # as a write() reports it: no file name
-        return real(self, entry, name, final)
+        return False
 
-    monkeypatch.setattr(_Publication, "copy", copy)
+    monkeypatch.setattr(_Publication, "copy", lambda self, entry, name, final: fails(self, entry, name, final)
+                        or real_copy(self, entry, name, final))
+    monkeypatch.setattr(_Publication, "wav", lambda self, item, final: fails(self, item.entry, item.name, final)
+                        or real_wav(self, item, final))  # a stem WAV, written from its FLAC
     return copies
 
 
@@ -501,8 +571,11 @@ def test_a_real_write_failure_in_a_stage_is_reported_without_a_traceback(tmp_pat
     said = " ".join((result.stdout + result.stderr).split())
     assert result.returncode == 4, said
     assert "Traceback" not in said, said
-    # the backing and the vocals run side by side and both write more than the limit: either is named
-    assert re.search(r"stage '(backing|vocals)' failed", said) and "Fix: free space on the disk" in said, said
+    # the backing and the vocals run side by side and both write more than the limit: either is named.
+    # A write across the limit comes up short (said as a full disk); libsndfile's next one (the stems are
+    # FLAC) gets EFBIG, said as the file size limit it is.
+    assert re.search(r"stage '(backing|vocals)' failed", said), said
+    assert "Fix: free space on the disk" in said or "Fix: raise the file size limit (ulimit -f)" in said, said
     assert not (out / "masters").exists() and not (out / "stems").exists()
     for stage in ("backing", "vocals"):
         assert [p.name for p in (cache / stage).iterdir()] == [], f"a half-built {stage} entry was kept"
@@ -529,7 +602,8 @@ def test_an_engine_failing_mid_song_is_a_bug_that_keeps_its_traceback_publishes_
 
     monkeypatch.setattr(singer, "_sing", sing_then_crash)
     said = _failed(project.render(), 70)
-    assert "internal error (a bug in millamusic, not in your input): RuntimeError: WORLD synthesis crashed" in said, said
+    assert ("internal error (a bug in millamusic, not in your input): RuntimeError: WORLD synthesis crashed"
+            in said), said
     assert f"in stage 'vocals' of {project.spec}" in said, said
     [trace] = tmp_path.glob("millamusic-bug-*.txt")
     assert str(trace) in said.replace(" ", "") or trace.name in said, said

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 import soundfile as sf
@@ -71,6 +72,44 @@ def save_npy(audio: Audio, path: Path) -> None:
 def load_npy(path: Path) -> Audio:
     rate = int(path.with_suffix(".rate").read_text())
     return Audio(np.load(path, allow_pickle=False), rate)
+
+
+PCM24_FULL_SCALE = float(1 << 23)
+
+
+def save_pcm24(audio: Audio, path: Path) -> None:
+    """Compact store for the stage cache: 24-bit PCM, FLAC or WAV by `path`'s suffix (docs/cache.md).
+
+    Samples are rounded to the nearest 24-bit step (float32 x * 2**23, rounded: what a 24-bit delivery
+    file holds), so what load_pcm24 reads back stores again to the same bytes, and a stage that reads it
+    sees the same numbers whether the entry was made just now or long ago. Only for audio that needs no
+    headroom: samples over full scale are a bug here (a master past its ceiling), not something to clip."""
+    peak = audio.peak()
+    if not peak <= 1.0:  # also NaN
+        raise ValueError(f"{path.name}: peak {peak} is over full scale; 24-bit PCM would clip it")
+    scaled = np.empty(audio.samples.shape[::-1], np.float32)  # (frames, channels), as the file interleaves
+    np.multiply(audio.samples.T, np.float32(PCM24_FULL_SCALE), out=scaled)
+    np.rint(scaled, out=scaled)
+    np.clip(scaled, -PCM24_FULL_SCALE, PCM24_FULL_SCALE - 1, out=scaled)  # +1.0 itself is one step over
+    pcm = scaled.astype(np.int32)
+    pcm <<= 8  # libsndfile takes 24-bit samples left-justified in int32
+    sf.write(str(path), pcm, audio.sample_rate, subtype="PCM_24", format=path.suffix.lstrip(".").upper())
+
+
+def load_pcm24(path: Path) -> Audio:
+    """What save_pcm24 stored, as float32 (each sample exactly its 24-bit integer / 2**23)."""
+    return read_audio(path)
+
+
+def pcm24_wav(source: Path, target: Path | BinaryIO) -> None:
+    """The 24-bit file save_pcm24 wrote at `source` (a FLAC) as a 24-bit WAV at `target` (a path or a
+    binary file), integer to integer: the same bytes release.pcm.write_wav gives the float audio that
+    save_pcm24 stored (both round x * 2**23 the same way and write 'fmt ' + 'data' with libsndfile)."""
+    info = sf.info(str(source))
+    if info.subtype != "PCM_24":  # int32 reads of 16-bit audio would pass, widened: not what we stored
+        raise ValueError(f"{Path(source).name} is {info.subtype}, not the 24-bit PCM save_pcm24 writes")
+    pcm, rate = sf.read(str(source), dtype="int32", always_2d=True)  # left-justified, as write_wav passes them
+    sf.write(target, pcm, rate, subtype="PCM_24", format="WAV")
 
 
 def read_audio(path: Path) -> Audio:

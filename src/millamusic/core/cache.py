@@ -14,6 +14,10 @@ audio still never flows into a stage or a release: a damaged entry is found, nam
 checksum mismatch"), moved aside and the stage recomputed (found late, the render starts over:
 pipeline.render). Entries written before per-file records existed are checked against their
 content hash, then given the per-file record.
+
+Beside the entries: `last/` remembers each stage's last inputs per song (why a stage re-runs),
+`renders/` what each finished render used (`record_render`), and `locks/` the flock every render
+holds shared while `cache gc` deletes (`in_use`, `exclusive`; pipeline.cache_admin, docs/cache.md).
 """
 
 from __future__ import annotations
@@ -22,15 +26,25 @@ import hashlib
 import json
 import math
 import os
+import re
 import shutil
 import socket
+import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
+
+from millamusic.core.errors import RenderError
 
 ENTRY_FILE = "entry.json"
+# Folders under the cache root that are not stages: the re-run memos, the locks, the render
+# records, and engines' reusable work (kokoro/diffsinger phrases). Everything else is <stage>/<key>/.
+NOT_STAGES = frozenset({"last", "locks", "renders", "phrases"})
+KEY_RE = re.compile(r"[0-9a-f]{64}")
+CACHE_LOCK = "_cache.lock"  # in locks/ beside the album's <slug>.lock files; "_" is never in a slug
 EAGER_VERIFY_BYTES = 4 << 20  # files up to this size are hashed on every hit; larger ones when read
 HASH_THREADS = 4  # hashlib lets go of the GIL: files hash side by side
 
@@ -108,7 +122,8 @@ def _legacy_content_hash(folder: Path) -> str:
 
 def _record_checksum(record: dict) -> str:
     """The checksum entry.json carries of itself (every other field, canonical JSON)."""
-    return hashlib.sha256(canonical_json({k: v for k, v in record.items() if k != "record_sha256"}).encode()).hexdigest()
+    rest = {k: v for k, v in record.items() if k != "record_sha256"}
+    return hashlib.sha256(canonical_json(rest).encode()).hexdigest()
 
 
 def entry_problem(folder: Path, record: dict, *, hash_up_to: float = math.inf) -> str | None:
@@ -322,9 +337,10 @@ class StageCache:
         A hit is verified first (sizes, and the bytes of files up to EAGER_VERIFY_BYTES; larger ones
         when read, see Entry.verified); a damaged entry is moved aside and recomputed, and the Entry's
         `why` says so ("cache entry corrupt: mix.npy checksum mismatch; recomputed"). An entry that
-        `retire` moved aside in this run is explained the same way. `context` (what the caller wants to compare next time, e.g. the song's
-        source files) is remembered with the inputs; `explain(previous)` turns the last remembered
-        {"inputs", "context"} (None: never run) into the reason it runs now (default: `why`)."""
+        `retire` moved aside in this run is explained the same way. `context` (what the caller wants to
+        compare next time, e.g. the song's source files) is remembered with the inputs;
+        `explain(previous)` turns the last remembered {"inputs", "context"} (None: never run) into the
+        reason it runs now (default: `why`)."""
         key = hash_inputs({"stage": stage, **inputs})
         final = self.root / stage / key
         problem = self.retired.get(key)
@@ -416,6 +432,77 @@ class StageCache:
         """Remove half-built entries left by killed runs on this host (see sweep_stale_temps)."""
         return sweep_stale_temps(self.root)
 
+    # --- who uses the cache: locks, render records, published entries --------------------------
+    @contextmanager
+    def in_use(self) -> Iterator[None]:
+        """Held (shared) by every render and album build for as long as it runs: `cache gc` takes the
+        same lock exclusively, so it never deletes an entry a running render is about to read or
+        replace, and a render started during a gc waits the few seconds it takes."""
+        with _flock(self.root, exclusive=False, wait=True):
+            yield
+
+    @contextmanager
+    def exclusive(self) -> Iterator[None]:
+        """Held by `cache gc --delete` while it deletes; CacheBusy at once when a render holds in_use."""
+        with _flock(self.root, exclusive=True, wait=False):
+            yield
+
+    def record_render(self, label: str, keys: list[str], release: str | None) -> Path:
+        """Write renders/<label>/<time>-<pid>.json: which entries (by key) a finished render used and the
+        release it published. `cache gc --keep-last N` keeps the entries of each song's last N records."""
+        folder = self.root / "renders" / label
+        folder.mkdir(parents=True, exist_ok=True)
+        now = time.time_ns()
+        path = folder / f"{now:020d}-{os.getpid()}.json"
+        temp = path.with_name(f".{path.name}.tmp-{owner_tag()}-{uuid.uuid4().hex[:8]}")
+        try:
+            temp.write_text(canonical_json({"label": label, "time_ns": now, "keys": sorted(set(keys)),
+                                            "release": release}))
+            os.replace(temp, path)
+        finally:
+            temp.unlink(missing_ok=True)
+        return path
+
+    def render_records(self) -> dict[str, list["RenderRecord"]]:
+        """label -> its render records, newest first. A record that cannot be read is skipped: it is a
+        hint for gc, and gc keeps what current releases and re-run memos name anyway."""
+        found: dict[str, list[RenderRecord]] = {}
+        for path in sorted((self.root / "renders").glob("*/*.json")):
+            try:
+                data = json.loads(path.read_text())
+                record = RenderRecord(str(data["label"]), int(data["time_ns"]), tuple(data["keys"]),
+                                      data.get("release"), path)
+            except (OSError, ValueError, KeyError, TypeError):
+                continue
+            found.setdefault(record.label, []).append(record)
+        return {label: sorted(records, key=lambda r: r.time_ns, reverse=True) for label, records in found.items()}
+
+    def remembered_keys(self) -> dict[str, str]:
+        """key -> label of the entry each stage's last run for a label used (the re-run memos in last/)."""
+        keys = {}
+        for path in sorted((self.root / "last").glob("*/*.json")):
+            previous = self.previous(path.stem, path.parent.name)
+            if previous is not None and isinstance(previous.get("inputs"), dict):
+                keys[hash_inputs({"stage": path.stem, **previous["inputs"]})] = path.parent.name
+        return keys
+
+    def published_entries(self) -> Iterator[tuple[str, str, Path]]:
+        """(stage, key, folder) of every published entry: temps and the folders in NOT_STAGES left out."""
+        try:
+            stages = sorted(p for p in self.root.iterdir() if p.is_dir() and p.name not in NOT_STAGES
+                            and not p.name.startswith("."))
+        except FileNotFoundError:
+            return
+        for stage in stages:
+            for folder in sorted(stage.iterdir()):
+                if KEY_RE.fullmatch(folder.name) and folder.is_dir():
+                    yield stage.name, folder.name, folder
+
+    def discard(self, folder: Path) -> None:
+        """Delete a published entry: one rename out of the way (a reader sees it whole or not at all),
+        then the delete (its temp name is swept if we die in between)."""
+        self._retire(folder, folder.name)
+
     # --- explaining re-runs -------------------------------------------------------------------
     def _last_path(self, stage: str, label: str) -> Path:
         return self.root / "last" / (label or "_") / f"{stage}.json"
@@ -459,3 +546,40 @@ def _fsync_tree(folder: Path) -> None:
         if path.is_file():
             with open(path, "rb") as handle:
                 os.fsync(handle.fileno())
+
+
+@dataclass(frozen=True)
+class RenderRecord:
+    """One finished render of a song (StageCache.record_render): the entries it used, by key."""
+    label: str  # the song's slug
+    time_ns: int
+    keys: tuple[str, ...]
+    release: str | None  # the release.json it published
+    path: Path
+
+
+class CacheBusy(RenderError):
+    """`cache gc --delete` found a render or album build using the cache (StageCache.in_use)."""
+
+
+@contextmanager
+def _flock(root: Path, *, exclusive: bool, wait: bool) -> Iterator[None]:
+    """flock on locks/_cache.lock: the album build's mechanism (pipeline.tracks), one lock per cache."""
+    try:
+        import fcntl  # fcntl: POSIX only
+    except ImportError:  # Windows: no flock; gc there is only safe with no render running (docs/cache.md)
+        yield
+        return
+    folder = Path(root) / "locks"
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder / CACHE_LOCK, "a+") as handle:
+        mode = fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH
+        try:
+            fcntl.flock(handle, mode if wait else mode | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise CacheBusy(f"a render or album build is using the cache {root} now; nothing was deleted. "
+                            "Fix: run `millamusic cache gc --delete` again when it has finished") from None
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 from millamusic import __version__
-from millamusic.core.audio import load_npy, resample, save_npy
+from millamusic.core.audio import load_npy, resample, save_pcm24
 from millamusic.core.cache import Entry, StageCache, sweep_stale_temps
 from millamusic.core.files import atomic_write_bytes
 from millamusic.mastering.album import master_album
@@ -82,10 +82,12 @@ def build_album(album, options: AlbumOptions, progress: AlbumProgress | None = N
     render_options = RenderOptions(out_root=Path(options.out_root).resolve(), cache_dir=Path(options.cache_dir).resolve(),
                                    force=options.force, acknowledge_noncommercial=options.acknowledge_noncommercial)
 
-    StageCache(options.cache_dir).sweep()  # half-built entries and temp files of a killed earlier build
+    cache = StageCache(options.cache_dir)
+    cache.sweep()  # half-built entries and temp files of a killed earlier build
     for name in ("masters", "stems", "lyrics", "album"):
         sweep_stale_temps(Path(options.out_root) / name)
-    with _executor(album, options, say) as runner:
+    # held for the whole build (the album masters are made between the tracks' two renders): `cache gc` waits
+    with cache.in_use(), _executor(album, options, say) as runner:
         results, album_lufs = _render_album(album, render_options, say, runner)
     tracks = album.tracks
     releases = [json.loads(Path(result.release_path).read_text()) for result in results]
@@ -194,7 +196,7 @@ def _album_masters(album, cache_dir: Path, force: bool, mixes: list, say: AlbumP
             mastered = master_album(audio, profile, config)
             for mix, (track_audio, report) in zip(mixes, mastered.tracks):
                 (folder / mix.slug).mkdir()
-                save_npy(track_audio, folder / mix.slug / "master.npy")
+                save_pcm24(track_audio, folder / mix.slug / "master.flac")  # as pipeline.render._master
                 (folder / mix.slug / "loudness.json").write_text(json.dumps(
                     {"target": profile.to_dict(), **report.to_dict(), "album_lufs": round(mastered.album_lufs, 2),
                      "album_gain_db": round(mastered.gain_db, 2)}, indent=1))

@@ -8,17 +8,19 @@ import os
 import shutil
 import time
 import uuid
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from millamusic import SAMPLE_RATE, __version__
-from millamusic.core.cache import Entry, owner_tag, sweep_stale_temps
+from millamusic.core.audio import pcm24_wav
+from millamusic.core.cache import CorruptEntry, Entry, owner_tag, sha256_file, sweep_stale_temps
 from millamusic.core.errors import ExportError, disk_fault, is_disk_fault
 from millamusic.core.files import fsync_dir, fsync_file, replace_folder
-from millamusic.pipeline.run import Run
+from millamusic.pipeline.run import STEM_SOURCES, Run, StemWav
 from millamusic.pipeline.stages import DELIVERY_FILES
 from millamusic.release.credits import contains_ai, digital_source_type
 from millamusic.release.distributor import ai_roles
+from millamusic.release.pcm import check_wav_delivery
 from millamusic.release.watermark import WATERMARK_STATUS
 
 # --- publishing -------------------------------------------------------------------------------
@@ -27,6 +29,8 @@ def publish(run: Run, deliveries: dict, lyrics_entry: Entry, credits, tags, back
             vocals_info, seconds: float) -> tuple[dict[str, str], dict]:
     """Copy cache entries into masters/<slug>/<profile>/, stems/<slug>/ and lyrics/, with
     masters/<slug>/release.json describing them. Returns (role -> published path, profile -> loudness report).
+    The stem WAVs are written from the backing's and vocals' 24-bit FLACs (the stems entry's stems.json
+    names them and each WAV's sha256: an unchanged stem is left alone without decoding it).
 
     A release manager ships masters/<slug>/ as a folder, so it is never written in place: the new
     release (every file, then release.json, made from the copies) is built in a hidden staging
@@ -82,29 +86,35 @@ def _publish(run: Run, publication: _Publication, root: Path, masters: Path, ste
         run.progress("publish", f"note: masters/{slug}/{', '.join(dropped)}/ replaced by this render's profiles "
                                 f"({', '.join(deliveries)}); render with --profile {','.join([*deliveries, *dropped])} "
                                 "to keep them (their stages are still cached)")
-    plan = []  # (cache entry, its file, destination, role)
+    plan = []  # what each published file is made from (_Planned)
     for name, (_, _, export_entry) in deliveries.items():
         folder = _inside(root, masters / name)
         for role, (suffix, _) in DELIVERY_FILES.items():
-            plan.append((export_entry, f"{slug}{suffix}", folder / f"{slug}{suffix}", f"{name}:{role}"))
+            plan.append(_Planned.copy(export_entry, f"{slug}{suffix}", folder / f"{slug}{suffix}", f"{name}:{role}"))
     first_export = next(iter(deliveries.values()))[2]  # every profile's export holds the same answers
-    plan.append((first_export, "distributor.txt", masters / "distributor.txt", "distributor"))
-    plan.append((lyrics_entry, "lyrics.txt", masters / "lyrics.txt", "lyrics:txt"))
-    plan.append((lyrics_entry, f"{slug}.lrc", lyrics / f"{slug}.lrc", "lyrics:lrc"))
-    plan.append((lyrics_entry, f"{slug}.ttml", lyrics / f"{slug}.ttml", "lyrics:ttml"))
+    plan.append(_Planned.copy(first_export, "distributor.txt", masters / "distributor.txt", "distributor"))
+    plan.append(_Planned.copy(lyrics_entry, "lyrics.txt", masters / "lyrics.txt", "lyrics:txt"))
+    plan.append(_Planned.copy(lyrics_entry, f"{slug}.lrc", lyrics / f"{slug}.lrc", "lyrics:lrc"))
+    plan.append(_Planned.copy(lyrics_entry, f"{slug}.ttml", lyrics / f"{slug}.ttml", "lyrics:ttml"))
     stems_entry = run.entries["stems"]
-    for name in sorted(stems_entry.files):
-        path = Path(name)
-        if path.suffix in (".wav", ".mid"):
-            plan.append((stems_entry, name, stems / name, f"stem:{path.stem}" if path.suffix == ".wav" else "midi"))
-    files: dict[str, str] = {role: str(destination) for _, _, destination, role in plan}
+    stem_files = [_Planned.copy(stems_entry, f"{slug}.mid", stems / f"{slug}.mid", "midi")]
+    for name, wav in StemWav.listed(stems_entry).items():  # written from the backing's and vocals' FLACs
+        source = run.entries[wav.stage]
+        # the stems entry's key holds the backing's and vocals' content hashes: another FLAC here is a bug
+        if source.files.get(wav.file, {}).get("sha256") != wav.source_sha256:
+            raise RuntimeError(f"stems entry {stems_entry.key[:16]} lists {wav.file} of {wav.stage} "
+                               f"with sha256 {wav.source_sha256[:16]}; this render's {wav.stage} entry "
+                               f"{source.key[:16]} has another")
+        stem_files.append(_Planned(source, wav.file, stems / f"{name}.wav", f"stem:{name}",
+                                   {"sha256": wav.sha256, "bytes": wav.bytes}, stems_entry))
+    plan += sorted(stem_files, key=lambda item: item.destination.name)  # release.json lists them by name
+    files: dict[str, str] = {item.role: str(item.destination) for item in plan}
 
     def relative(path: str | Path) -> str:
         return Path(os.path.relpath(path, root)).as_posix()
 
-    # each file as it will be published: the bytes of its cache entry, whose sha256 entry.json holds
-    file_records = {relative(destination): {"sha256": entry.files[name]["sha256"], "bytes": entry.files[name]["bytes"]}
-                    for entry, name, destination, _ in plan}
+    # each file as it will be published: its sha256 and size, from entry.json (or stems.json for a stem WAV)
+    file_records = {relative(item.destination): item.want for item in plan}
     loudness, delivered = {}, {}
     for name, (profile, master_entry, export_entry) in deliveries.items():
         loudness[name] = json.loads((master_entry.path / "loudness.json").read_text())
@@ -150,17 +160,20 @@ def _publish(run: Run, publication: _Publication, root: Path, masters: Path, ste
     release_path = masters / "release.json"
     files["release"] = str(release_path)
     published = _PublishedRelease.read(root, release_path)
-    stems_names = {destination.name for _, _, destination, _ in plan if destination.parent == stems}
+    stems_names = {item.destination.name for item in plan if item.destination.parent == stems}
     if published.same_release(record, masters, deliveries) and published.folder_is(stems, stems_names):
         run.progress("publish", f"unchanged: masters/{slug}/ already holds this release")
         return files, loudness  # an unchanged re-render writes nothing
-    in_place = {destination for _, _, destination, _ in plan
-                if published.holds(destination, file_records[relative(destination)])}
+    in_place = {item.destination for item in plan if published.holds(item.destination, item.want)}
     stems_stay = published.folder_is(stems, stems_names) and all(
-        destination in in_place for _, _, destination, _ in plan if destination.parent == stems)
-    for entry, name, destination, _ in plan:
+        item.destination in in_place for item in plan if item.destination.parent == stems)
+    for item in plan:
+        destination = item.destination
         if destination not in in_place:
-            publication.copy(entry, name, destination)
+            if item.listed_by is None:
+                publication.copy(item.entry, item.name, destination)
+            else:
+                publication.wav(item, destination)
         elif destination.parent == lyrics or (destination.parent == stems and stems_stay):
             continue  # already in place, as this render would write it: left alone
         else:  # into its folder's new staging, without copying the bytes again
@@ -168,6 +181,25 @@ def _publish(run: Run, publication: _Publication, root: Path, masters: Path, ste
     publication.write(release_path, json.dumps(record, indent=1, ensure_ascii=False).encode())
     publication.commit()
     return files, loudness
+
+
+@dataclass(frozen=True)
+class _Planned:
+    """One file to publish: `name` of cache entry `entry`, to `destination`; `want`: the published file's
+    sha256 and size. A stem WAV (`listed_by`: the stems entry whose stems.json lists it) is written from
+    the FLAC `name` (core.audio.pcm24_wav); every other file is the entry's own bytes."""
+
+    entry: Entry
+    name: str
+    destination: Path
+    role: str
+    want: dict
+    listed_by: Entry | None = None
+
+    @classmethod
+    def copy(cls, entry: Entry, name: str, destination: Path, role: str) -> "_Planned":
+        return cls(entry, name, destination, role, {"sha256": entry.files[name]["sha256"],
+                                                    "bytes": entry.files[name]["bytes"]})
 
 
 class _PublishedRelease:
@@ -291,6 +323,23 @@ class _Publication:
                 raise
         entry.copy_verified(name, temp)
         fsync_file(temp)  # one file at a time, as it is written: ~3x faster than a pile of dirty pages at the end
+
+    def wav(self, item: _Planned, final: Path) -> None:
+        """A stem WAV made from its FLAC (checked first, CorruptEntry), then checked against the sha256 and
+        size stems.json recorded for it: a mismatch (another libsndfile writing other header bytes, say)
+        retires the stems entry, whose recomputation records what this machine writes."""
+        self.writing = final
+        temp = self.path(final)
+        pcm24_wav(item.entry.verified(item.name), temp)
+        problems = check_wav_delivery(temp, bit_depth=24)
+        if problems:
+            raise ExportError(f"{final}: the WAV writer produced a non-delivery file: " + "; ".join(problems))
+        wrote = {"sha256": sha256_file(temp), "bytes": temp.stat().st_size}
+        if wrote != item.want:
+            raise CorruptEntry(item.listed_by, f"{STEM_SOURCES} says {final.name} is {item.want['bytes']} bytes, "
+                                               f"sha256 {item.want['sha256'][:16]}; made from {item.name} it is "
+                                               f"{wrote['bytes']} bytes, sha256 {wrote['sha256'][:16]}")
+        fsync_file(temp)
 
     def link(self, published: Path, final: Path) -> None:
         """A file already published (and unchanged) into its folder's new staging: a hard link where

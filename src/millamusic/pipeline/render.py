@@ -8,8 +8,9 @@ whole, so it is always one complete release, never a mix of two.
 
 from __future__ import annotations
 
+import hashlib
+import io
 import json
-import os
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, replace
@@ -19,7 +20,7 @@ import numpy as np
 
 from millamusic import SAMPLE_RATE, __version__
 from millamusic.compose import compose
-from millamusic.core.audio import Audio, load_npy, resample, save_npy
+from millamusic.core.audio import Audio, load_npy, load_pcm24, pcm24_wav, resample, save_npy, save_pcm24
 from millamusic.core.cache import CorruptEntry, Entry, StageCache
 from millamusic.core.errors import ExportError, RenderError, SpecError, SpecProblem
 from millamusic.engines import load_engine, option_problems
@@ -28,7 +29,7 @@ from millamusic.mastering.chain import master
 from millamusic.mix import mix
 from millamusic.music.score import Score
 from millamusic.pipeline.publish import publish
-from millamusic.pipeline.run import Progress, Run, StageReport
+from millamusic.pipeline.run import STEM_SOURCES, Progress, Run, StageReport, StemWav
 from millamusic.pipeline.stages import (
     DELIVERY_FILES,
     STAGE_VERSIONS,
@@ -99,6 +100,18 @@ def render(song: Song, options: RenderOptions, progress: Progress | None = None,
         raise ValueError(f"render(until={until!r}): stop after 'backing' or 'mix', or None for everything")
     started = time.perf_counter()
     cache = StageCache(options.cache_dir)
+    with cache.in_use():  # `cache gc --delete` deletes nothing while a render holds this (core.cache)
+        result = _render_checked(song, options, progress, cache, started, until, album_masters, earlier)
+        if isinstance(result, RenderResult):  # which entries this release uses: `cache gc --keep-last N`
+            stages = json.loads(Path(result.release_path).read_text())["stages"]
+            cache.record_render(song.slug, [stage["key"] for stage in stages.values()], result.release_path)
+    return result
+
+
+def _render_checked(song: Song, options: RenderOptions, progress: Progress | None, cache: StageCache,
+                    started: float, until: str | None, album_masters: dict | None,
+                    earlier: tuple[StageReport, ...]) -> RenderResult | MixResult | tuple[StageReport, ...]:
+    """_render, once more if it read a corrupt cache entry."""
     try:
         return _render(song, options, progress, cache, started, until, album_masters, earlier)
     except CorruptEntry as corrupt:  # a file a stage (or publish) read failed its checksum
@@ -135,16 +148,16 @@ def _render(song: Song, options: RenderOptions, progress: Progress | None, cache
     backing_info = backing_engine.describe(backing_request)  # the checkpoint, before minutes of rendering
     vocal_info = vocal_engine.describe(vocal_request_for(song))  # the voice's own terms (a DiffSinger bank's)
     guard_licences(song, [backing_info, vocal_info], options.acknowledge_noncommercial)
-    score = _compose(run)
+    score = compose_stage(run)
     by_name = {report.name: report for report in earlier}
     if until == "backing":
-        _backing(run, score, backing_engine, backing_request, backing_info)
+        backing_stage(run, score, backing_engine, backing_request, backing_info)
         return tuple(by_name.get(report.name, report) for report in run.reports)
     # Stages that do not read each other run side by side: the backing beside the vocals, then the
-    # stems' WAVs beside the mix, master and export. Each engine alone leaves one of two cores idle
-    # much of the time (docs/performance.md).
+    # stems (each new stem WAV made in memory and hashed) beside the mix, master and export. Each
+    # engine alone leaves one of two cores idle much of the time (docs/performance.md).
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="millamusic-beside") as beside:
-        backing_job = beside.submit(_backing, run, score, backing_engine, backing_request, backing_info)
+        backing_job = beside.submit(backing_stage, run, score, backing_engine, backing_request, backing_info)
         vocals = _vocals(run, score, vocal_engine)
         backing = backing_job.result()
         stems_job = beside.submit(_stems, run, score, backing, vocals)
@@ -188,7 +201,7 @@ def delivery_profiles(names) -> list:
     return [PROFILES[name] for name in names]
 
 
-def _compose(run: Run) -> Score:
+def compose_stage(run: Run) -> Score:
     entry = run.stage("compose", compose_inputs(run.song),
                       lambda folder: (folder / "score.json").write_text(compose(run.song).to_json()))
     return Score.from_json((entry.path / "score.json").read_text())
@@ -241,14 +254,14 @@ def backing_request_for(song: Song, options: RenderOptions):
                           transpose=spec.transpose)
 
 
-def _backing(run: Run, score: Score, engine, request, info) -> Entry:
+def backing_stage(run: Run, score: Score, engine, request, info) -> Entry:
     inputs = backing_inputs(run.song, run.options, score, request, info)
 
     def produce(folder: Path) -> None:
         result = engine.render(score, request)
-        _check_stems(result.stems, score, f"backing engine {engine.info.name!r}")
+        check_stems(result.stems, score, f"backing engine {engine.info.name!r}")
         for name, audio in result.stems.items():
-            save_npy(audio, folder / f"{name}.npy")
+            save_pcm24(audio, folder / f"{name}.flac")  # the stems' own 24-bit WAVs hold no more (docs/cache.md)
         (folder / "backing.mid").write_bytes(result.midi)
         (folder / "backing.json").write_text(json.dumps({"stems": sorted(result.stems), "prompt": result.prompt,
                                                          "details": result.details}, indent=1, default=str))
@@ -264,9 +277,9 @@ def _vocals(run: Run, score: Score, engine) -> Entry:
 
     def produce(folder: Path) -> None:
         result = engine.render(score, request)
-        _check_stems(result.stems, score, f"vocal engine {engine.info.name!r}")
+        check_stems(result.stems, score, f"vocal engine {engine.info.name!r}")
         for name, audio in result.stems.items():
-            save_npy(audio, folder / f"{name}.npy")
+            save_pcm24(audio, folder / f"{name}.flac")
         info = asdict(result.engine_info or engine.info)
         (folder / "vocals.json").write_text(json.dumps({"stems": sorted(result.stems), "engine": info,
                                                         "syllables": [asdict(s) for s in result.syllables],
@@ -278,7 +291,7 @@ def _vocals(run: Run, score: Score, engine) -> Entry:
     return entry
 
 
-def _check_stems(stems: dict[str, Audio], score: Score, who: str) -> None:
+def check_stems(stems: dict[str, Audio], score: Score, who: str) -> None:
     """The engine contract, checked at the boundary: stereo, project rate, the score's length."""
 
     frames = score.total_frames(SAMPLE_RATE)
@@ -288,39 +301,48 @@ def _check_stems(stems: dict[str, Audio], score: Score, who: str) -> None:
                               f"{audio.sample_rate} Hz; the contract is 2 ch, {frames} frames at {SAMPLE_RATE} Hz")
         if not np.all(np.isfinite(audio.samples)):
             raise RenderError(f"{who} returned stem {name!r} with NaN or infinite samples")
+        if audio.peak() > 1.0:  # stems are stored and published as 24-bit PCM: over full scale would clip
+            raise RenderError(f"{who} returned stem {name!r} peaking at {audio.peak():.3f}, over full scale (1.0)")
 
 
 def _stems(run: Run, score: Score, backing: Entry, vocals: Entry) -> Entry:
+    """The song's MIDI (with the vocal track) and stems.json: which FLAC of the backing and vocals
+    entries each published stem WAV is made from, and that WAV's sha256 and size. The WAVs themselves
+    are written by publish (they would be the same samples as those FLACs, 3x their size: docs/cache.md)."""
     inputs = stems_inputs(backing.content_hash, vocals.content_hash, run.entries["compose"].content_hash, run.song.slug)
 
     def produce(folder: Path) -> None:
-        # After a lyric edit only the vocals change: the backing's WAVs of this song's last stems
-        # entry are the same bytes (the same backing entry, the same writer), so they are linked,
-        # not written again.
-        earlier = _earlier_stems(run, backing.content_hash)
-        backing_names = set(json.loads((backing.path / "backing.json").read_text())["stems"])
-        stems = run.all_stems()
-        for name in stems:
-            wav = f"{name}.wav"
-            if earlier is not None and name in backing_names and wav in earlier.files:
-                try:
-                    os.link(earlier.verified(wav), folder / wav)
+        # After a lyric edit only the vocals change: the backing's stems are the same FLACs as in this
+        # song's last stems entry, so their WAVs' hashes are taken from it, not made again.
+        earlier = _earlier_stems(run)
+        wavs: dict[str, StemWav] = {}
+        for entry in (backing, vocals):  # the vocals' names after the backing's, as Run.all_stems reads them
+            for name in json.loads((entry.path / f"{entry.stage}.json").read_text())["stems"]:
+                file = f"{name}.flac"
+                source = entry.files[file]["sha256"]
+                known = earlier.get(name)
+                if known is not None and (known.stage, known.file, known.source_sha256) == (entry.stage, file, source):
+                    wavs[name] = replace(known, key=entry.key)  # the same FLAC bytes give the same WAV
                     continue
-                except OSError:  # no hard links here (another file system, a FAT disk): write it
-                    pass
-            write_wav(stems[name], folder / wav, bit_depth=24)
+                wav = io.BytesIO()
+                pcm24_wav(entry.verified(file), wav)
+                data = wav.getbuffer()
+                wavs[name] = StemWav(name, entry.stage, entry.key, file, source, hashlib.sha256(data).hexdigest(),
+                                     len(data))
+        (folder / STEM_SOURCES).write_text(json.dumps(
+            {"stems": {name: {k: v for k, v in asdict(wav).items() if k != "name"} for name, wav in wavs.items()}},
+            indent=1, sort_keys=True))
         (folder / f"{run.song.slug}.mid").write_bytes(midi_with_vocal(backing.verified("backing.mid"), score))
 
     return run.stage("stems", inputs, produce)
 
 
-def _earlier_stems(run: Run, backing_hash: str) -> Entry | None:
-    """This song's previous stems entry, if it was made from the same backing by this stage version."""
+def _earlier_stems(run: Run) -> dict[str, StemWav]:
+    """The stem WAVs of this song's previous stems entry made by this stage version ({} if none)."""
     previous = run.cache.previous("stems", run.song.slug)
     inputs = (previous or {}).get("inputs") or {}
-    if inputs.get("backing") != backing_hash or inputs.get("version") != STAGE_VERSIONS["stems"]:
-        return None
-    return run.cache.lookup("stems", inputs)
+    entry = run.cache.lookup("stems", inputs) if inputs.get("version") == STAGE_VERSIONS["stems"] else None
+    return {} if entry is None else StemWav.listed(entry)
 
 
 def _mix(run: Run, backing: Entry, vocals: Entry) -> Entry:
@@ -341,7 +363,7 @@ def _master(run: Run, mixed: Entry, profile) -> Entry:
         # master at the delivery rate: resampling after the limiter would bring back inter-sample peaks
         mix = resample(load_npy(mixed.verified("mix.npy")), profile.sample_rate)
         mastered, report = master(mix, profile, run.options.mastering)
-        save_npy(mastered, folder / "master.npy")
+        save_pcm24(mastered, folder / "master.flac")  # under its ceiling: 24 bits is what delivery holds
         (folder / "loudness.json").write_text(json.dumps({"target": profile.to_dict(), **report.to_dict()}, indent=1))
 
     return run.stage("master", inputs, produce, variant=profile.name)
@@ -380,7 +402,7 @@ def _export(run: Run, master_entry: Entry, tags, profile, signing: Signing) -> E
     inputs = export_inputs(master_entry.content_hash, tags, profile, slug, signing.identity.fingerprint)
 
     def produce(folder: Path) -> None:
-        mastered = load_npy(master_entry.verified("master.npy"))
+        mastered = load_pcm24(master_entry.verified("master.flac"))
         name = {role: folder / f"{slug}{suffix}" for role, (suffix, _) in DELIVERY_FILES.items()}
         # The MP3s run beside the PCM files: each thread waits on its LAME child process
         # (export._encode_mp3), then decodes and measures its file.

@@ -10,7 +10,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from millamusic.core.audio import Audio, load_npy
+from millamusic.core.audio import Audio, load_pcm24
 from millamusic.core.cache import CorruptEntry, Entry, StageCache
 from millamusic.core.errors import MillaError, RenderError, disk_fault, is_disk_fault
 from millamusic.pipeline.stages import STAGE_VERSIONS, RenderOptions, explain
@@ -45,7 +45,7 @@ class Run:
     @staticmethod
     def _stem_files(entry: Entry, listing: str) -> dict[str, Callable[[], Path]]:
         names = json.loads((entry.path / listing).read_text())["stems"]
-        return {name: lambda name=name: entry.verified(f"{name}.npy") for name in names}
+        return {name: lambda name=name: entry.verified(f"{name}.flac") for name in names}
 
     def in_order(self) -> list[StageReport]:
         """The stage reports in the order of a serial render (stages side by side finish in any order)."""
@@ -86,21 +86,46 @@ class Run:
 
 
 class _StemFiles(Mapping):
-    """Stems read from their cache entries when asked for, one at a time and not kept: the mix and
-    the stems' WAVs (side by side) go through them stem by stem, so each holds one at a time
-    instead of all of them (a 3-minute stem is 70 MB; a song has up to a dozen)."""
+    """Stems read from their cache entries when asked for, one at a time and not kept: the mix goes
+    through them stem by stem, so it holds one at a time instead of all of them (a 3-minute stem is
+    70 MB as float32; a song has up to a dozen)."""
 
     def __init__(self, paths: dict[str, Callable[[], Path]]):
-        self._paths = paths  # name -> the verified .npy path (Entry.verified)
+        self._paths = paths  # name -> the verified .flac path (Entry.verified)
 
     def __getitem__(self, name: str) -> Audio:
-        return load_npy(self._paths[name]())
+        return load_pcm24(self._paths[name]())
 
     def __iter__(self):
         return iter(self._paths)
 
     def __len__(self) -> int:
         return len(self._paths)
+
+
+STEM_SOURCES = "stems.json"  # the stems entry's list of the stem WAVs publish writes (StemWav)
+
+
+@dataclass(frozen=True)
+class StemWav:
+    """One stem as publishing writes it, stems/<slug>/<name>.wav: the 24-bit WAV of the FLAC `file` of
+    the `stage` entry `key` (core.audio.pcm24_wav). The stems entry lists these instead of holding the
+    WAVs, which would be a second copy of the same samples; `sha256` and `bytes` (of the WAV) let
+    publish leave an unchanged stem alone without decoding it, and check what it wrote."""
+
+    name: str
+    stage: str  # "backing" or "vocals"
+    key: str  # that entry's key
+    file: str  # "<name>.flac"
+    source_sha256: str  # of that file, as its entry.json records it
+    sha256: str
+    bytes: int
+
+    @classmethod
+    def listed(cls, entry: Entry) -> dict[str, "StemWav"]:
+        """name -> StemWav, from a stems entry (its listing checked against entry.json first)."""
+        listed = json.loads(entry.verified(STEM_SOURCES).read_text())["stems"]
+        return {name: cls(name=name, **fields) for name, fields in listed.items()}
 
 
 # Besides a full disk (errors.is_disk_fault): what the machine, not the song or the code, causes.

@@ -17,11 +17,15 @@ from millamusic.music.score import Score
 from millamusic.spec.song import Song
 
 # Bump a stage's version when its code changes what it writes: old entries stop matching.
-STAGE_VERSIONS = {"compose": "1", "backing": "1", "vocals": "1", "stems": "1", "mix": "1", "master": "2",
-                  "lyrics": "1", "export": "2"}
+# backing 2, vocals 2, preview_vocals 2: <stem>.flac (24-bit); mix 2: made from them; master 3: master.flac;
+# stems 2: stems.json naming each stem WAV's FLAC (publish writes the WAVs), no WAVs (docs/cache.md).
+STAGE_VERSIONS = {"compose": "1", "backing": "2", "vocals": "2", "stems": "2", "mix": "2", "master": "3",
+                  "lyrics": "1", "export": "2",
+                  "preview_vocals": "2", "preview": "1"}
+PREVIEW_STAGES = ("preview_vocals", "preview")  # a range of a song heard alone (pipeline.preview), never published
 
 
-STAGES = tuple(STAGE_VERSIONS)
+STAGES = tuple(name for name in STAGE_VERSIONS if name not in PREVIEW_STAGES)  # a release render's, in order
 
 
 # --- stages ---------------------------------------------------------------------------------
@@ -67,7 +71,12 @@ def vocals_inputs(song: Song, score: Score, engine, reuse_dir: Path | None = Non
     sung = {"tempo": score.tempo_bpm, "total_seconds": score.total_seconds,
             "notes": [asdict(n) for n in score.notes], "words": [asdict(w) for w in score.words],
             "lines": [asdict(line) for line in score.lines],
-            "sections": [[s.name, s.kind] for s in score.sections], "key": score.key}
+            "backing_notes": [asdict(n) for n in score.backing_notes],  # the backing part follows the chords too
+            "backing_words": [asdict(w) for w in score.backing_words],
+            "sections": [[s.name, s.kind] + ([s.key] if s.key is not None else []) for s in score.sections],
+            "key": score.key}
+    if score.tempo_changes:  # the notes' seconds follow the tempo map (a song in one tempo keeps its key)
+        sung["tempo_changes"] = [asdict(change) for change in score.tempo_changes]
     keyed = asdict(request)  # the cache key holds the voice model's content, not where it lies
     del keyed["reuse_dir"]  # where reusable work is kept is not what is sung
     for option in ("piper_model", "kokoro_pack", "diffsinger_voicebank"):
@@ -137,6 +146,7 @@ INPUT_WORDS = {
     "vocals": "the vocals' output changed", "mix": "the mix changed", "settings": "the mix settings changed",
     "profile": "the delivery profile changed", "chain": "the mastering chain's settings changed", "master": "the master changed", "tags": "the tags changed",
     "lines": "the sung lyric timing changed", "mixes": "a track's mix changed", "slug": "the file names changed",
+    "window": "the preview's bars changed", "source": "what the preview is cut or mixed from changed",
 }
 
 
@@ -192,7 +202,7 @@ class RenderOptions:
     backing: str | None = None  # engine overrides from the CLI
     vocals: str | None = None
     profiles: tuple[str, ...] | None = None  # delivery profiles (millamusic.profiles), overriding the spec
-    soundfont: Path | None = None  # the arranger plays its parts with this .sf2 (through FluidSynth)
+    soundfont: Path | None = None  # the arranger plays its parts with this .sf2 (through TinySoundFont)
     model: str | None = None  # the backing engine's checkpoint (MusicGen: hub id or folder), overriding the spec
     device: str | None = None  # where a neural backing engine runs (auto, cpu, cuda, mps), overriding the spec
     acknowledge_noncommercial: bool = False  # release with a non-commercial model on purpose (licence guard)
