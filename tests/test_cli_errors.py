@@ -69,7 +69,7 @@ def test_a_bug_exits_70_with_one_line_and_the_traceback_in_a_file(catalogue, mon
     def broken(song):
         raise ZeroDivisionError("a bug in compose")
 
-    monkeypatch.setattr(cli, "compose", broken)
+    monkeypatch.setattr("millamusic.compose.compose", broken)  # cli imports it when the command runs
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
     result = CliRunner().invoke(cli.main, ["check", str(catalogue / "songs" / "set-me-spinning.yaml")])
     assert result.exit_code == cli.BUG, result.output
@@ -84,7 +84,7 @@ def test_debug_prints_the_traceback(catalogue, monkeypatch):
     def broken(song):
         raise ZeroDivisionError("a bug in compose")
 
-    monkeypatch.setattr(cli, "compose", broken)
+    monkeypatch.setattr("millamusic.compose.compose", broken)  # cli imports it when the command runs
     result = CliRunner().invoke(cli.main, ["--debug", "check", str(catalogue / "songs" / "set-me-spinning.yaml")])
     assert result.exit_code == cli.BUG, result.output
     assert "Traceback (most recent call last)" in result.output and "in broken" in result.output, result.output

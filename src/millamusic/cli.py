@@ -13,29 +13,11 @@ from importlib.metadata import version
 from pathlib import Path
 
 import click
-from pydantic import ValidationError
-from rich.console import Console
-from rich.markup import escape
-from rich.table import Table
 
-from millamusic.compose import compose
 from millamusic.core.errors import EngineUnavailable, ExportError, MillaError, RenderError, SpecError
-from millamusic.cover.analysis import analyse_reference
-from millamusic.cover.draft import draft_cover
-from millamusic.cover.files import write_draft
-from millamusic.engines import REGISTRY, SPEECH_SOURCES, missing_modules, missing_speech_modules
-from millamusic.instruments.soundfont import is_soundfont
-from millamusic.pipeline.album import AlbumOptions, build_album
-from millamusic.pipeline.render import render as render_song
-from millamusic.pipeline.stages import RenderOptions
-from millamusic.pipeline.status import AlbumStatus, album_status, song_status, status_json
-from millamusic.qa.check import check_paths, failed, results_table, summary
-from millamusic.qa.probe import CheckUsageError
-from millamusic.release.provenance import describe, read_provenance
-from millamusic.spec.album import load_album
-from millamusic.spec.artist import load_artist
-from millamusic.spec.song import OriginalWork, is_album_spec, load_song, slugify
-from millamusic.starter import write_starter
+
+# Start-up: each command imports what it runs inside its function (an unchanged `render` answers from its
+# stamp without loading the spec machinery, docs/performance.md); only click and the errors load here.
 
 # render, album and status find the stage cache the same way (see _cache_dir)
 cache_dir_option = click.option("--cache-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
@@ -132,45 +114,125 @@ def main(debug: bool) -> None:
 @click.option("--acknowledge-noncommercial", is_flag=True,
               help="Release with a non-commercially licensed model anyway (recorded in release.json).")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON summary on stdout instead of a table.")
+@click.option("--section", default=None, metavar="NAME",
+              help="Preview one section (\"Chorus 2\": the 2nd one named Chorus) into previews/<slug>/, mastered "
+                   "alone, with a bar of pre-roll; no release is made (docs/previews.md).")
+@click.option("--bars", default=None, metavar="FIRST-LAST",
+              help="Preview bars FIRST to LAST (1-based, inclusive) into previews/<slug>/, like --section.")
 @catalogue_option
 def render(spec: Path, out_root: Path, cache_dir: Path | None, force: bool, backing: str | None,
            vocals: str | None, profiles: tuple[str, ...], soundfont: Path | None, model: str | None, device: str | None,
-           acknowledge_noncommercial: bool, as_json: bool, catalogue: Path | None) -> None:
-    """Render SPEC (a song YAML) into a release."""
+           acknowledge_noncommercial: bool, as_json: bool, section: str | None, bars: str | None,
+           catalogue: Path | None) -> None:
+    """Render SPEC (a song YAML) into a release, or one section or bar range of it as a preview."""
+    from millamusic.pipeline.stamp import RenderCall, installed_code, remove_stamp, replay, write_stamp
+
+    cache = _cache_dir(cache_dir, out_root)
+    call = RenderCall(spec, out_root, cache, backing, vocals, _split_names(profiles), soundfont, model, device,
+                      acknowledge_noncommercial, catalogue)
+    debug = click.get_current_context().find_root().params.get("debug", False)
+    preview_only = section is not None or bars is not None
+    if not preview_only and not force:  # before anything heavy loads: an unchanged render answers from its stamp
+        answer, why = replay(call)
+        if debug:
+            click.echo(f"render stamp: {'nothing changed, result replayed' if answer else f'not used: {why}'}",
+                       err=True)
+        if answer is not None:
+            _print_replay(answer, spec, as_json)
+            return
+    code_before, started_ns = installed_code(), time.time_ns()  # before the render reads anything
+
+    from rich.console import Console
+    from rich.markup import escape
+
+    from millamusic.compose import compose
+    from millamusic.instruments.soundfont import is_soundfont
+    from millamusic.pipeline.preview import render_preview
+    from millamusic.pipeline.render import render as render_song
+    from millamusic.pipeline.stages import RenderOptions, song_sources
+    from millamusic.spec.artist import load_artist
+    from millamusic.spec.song import load_song
 
     console = Console(stderr=True, quiet=False)
-    cache = _cache_dir(cache_dir, out_root)
     if soundfont is not None:
 
         if not is_soundfont(soundfont):
             raise click.BadParameter(f"{soundfont} is not a SoundFont 2 file (no RIFF 'sfbk' header); "
                                      "give a General MIDI .sf2 file", param_hint="--soundfont")
     song = load_song(spec, catalogue)
+    sources = song_sources(song)  # what it read, hashed now: the stamp vouches for these
     compose(song)  # what `check` checks (syllables that do not fit ...), before OUT is touched
     options = RenderOptions(out_root=out_root, cache_dir=cache, force=force, backing=backing, vocals=vocals,
                             profiles=_split_names(profiles), soundfont=soundfont, model=model, device=device,
                             acknowledge_noncommercial=acknowledge_noncommercial)
+    if not preview_only:
+        remove_stamp(call)  # this render may change what it describes: it is written again when the render ends
+    warnings: list[tuple[str, str]] = []  # shown again by a cached run, so by a replay too
     with console.status("") as status:
         def progress(stage: str, state: str) -> None:
             if state == "start":
                 status.update(f"[bold]{escape(song.spec.title)}[/]: {escape(stage)} ...")
             else:
+                if state.startswith("warning: "):
+                    warnings.append((stage, state))
                 console.print(f"  {stage:<8} {state}", markup=False)  # "master[spotify]" is not markup
         console.print(f"[bold]{escape(song.spec.title)}[/] ({escape(str(spec))})")
-        result = render_song(song, options, progress)
-    if as_json:
-        click.echo(json.dumps(result.to_dict(), indent=1))
+        if preview_only:
+            preview = render_preview(song, options, progress, section=section, bars=bars)
+        else:
+            result = render_song(song, options, progress)
+    if preview_only:
+        _print_preview(preview, console, as_json)
         return
-    for name, loud in result.loudness.items():
+
+    def artist_digest() -> str | None:  # the profile and the voice files it names, read again now
+        try:
+            return load_artist(song.artist.path).sha256
+        except MillaError:
+            return None
+
+    engines = (backing or song.spec.engines.backing, vocals or song.vocal_engine)
+    said = write_stamp(call, song, sources, result.to_dict(), warnings, code_before, started_ns, engines,
+                       artist_digest if song.artist is not None else None)
+    if debug:
+        click.echo(f"render stamp: {said}", err=True)
+    _print_release(result.to_dict(), console, as_json)
+
+
+def _print_release(result: dict, console, as_json: bool) -> None:
+    """A render's answer (RenderResult.to_dict()): JSON on stdout, or its masters in words on stderr."""
+    if as_json:
+        click.echo(json.dumps(result, indent=1))
+        return
+    for name, loud in result["loudness"].items():
         console.print(f"  {name:<8} {loud['integrated_lufs']:.1f} LUFS, true peak {loud['true_peak_dbtp']:.2f} dBTP, "
                       f"LRA {loud['lra_lu']:.1f} LU", markup=False)
-        console.print(f"           {Path(result.files[f'{name}:wav']).parent}", markup=False, soft_wrap=True)
-    console.print(f"  release  {result.release_path}")
-    signed = json.loads(Path(result.release_path).read_text())["provenance"]
+        console.print(f"           {Path(result['files'][f'{name}:wav']).parent}", markup=False, soft_wrap=True)
+    console.print(f"  release  {result['release_path']}")
+    signed = json.loads(Path(result["release_path"]).read_text())["provenance"]
     local = (" - a local self-signed identity (set MILLAMUSIC_SIGNING_CERT and MILLAMUSIC_SIGNING_KEY to sign "
              "as yourself; docs/provenance.md)") if signed["self_signed"] else ""
     console.print(f"  signed   {signed['signer']}{local}", markup=False, soft_wrap=True)
-    console.print(f"  done in {result.seconds:.1f} s")
+    console.print(f"  done in {result['seconds']:.1f} s")
+
+
+def _print_replay(answer, spec: Path, as_json: bool) -> None:
+    """What an all-cached render prints, from its stamp (pipeline.stamp.Replay)."""
+    if as_json:
+        click.echo(json.dumps(answer.result, indent=1))
+        return
+    from rich.console import Console
+    from rich.markup import escape
+
+    console = Console(stderr=True, quiet=False)
+    console.print(f"[bold]{escape(answer.title)}[/] ({escape(str(spec))})")
+    for stage in answer.result["stages"]:
+        console.print(f"  {stage['name']:<8} cached", markup=False)
+        for _, warning in (w for w in answer.warnings if w[0] == stage["name"]):
+            console.print(f"  {stage['name']:<8} {warning}", markup=False)
+    console.print(f"  {'publish':<8} unchanged: masters/{answer.result['slug']}/ already holds this release",
+                  markup=False)
+    _print_release(answer.result, console, as_json)
 
 
 @main.command()
@@ -200,6 +262,15 @@ def cover(reference: Path, title: str, lyrics_file: Path | None, vocal_stem: Pat
     key, chords per bar, sections, and the sung melody as MIDI, transposed into the artist's range.
 
     Nothing is written unless the whole draft loads and composes as `millamusic render` will read it."""
+    from pydantic import ValidationError
+    from rich.console import Console
+    from rich.markup import escape
+
+    from millamusic.cover.analysis import analyse_reference
+    from millamusic.cover.draft import draft_cover
+    from millamusic.cover.files import write_draft
+    from millamusic.spec.artist import load_artist
+    from millamusic.spec.song import OriginalWork, slugify
 
     console = Console(stderr=True)
     profile = load_artist(artist_profile) if artist_profile else None
@@ -253,6 +324,8 @@ def new(title: str, genre: str, artist_profile: Path | None, artist: str | None,
         force: bool) -> None:
     """Start a new song called TITLE: a commented spec in songs/ and a lyric sheet in lyrics/ that
     render as they are, for you to edit."""
+    from millamusic.spec.artist import load_artist
+    from millamusic.starter import write_starter
 
     profile = load_artist(artist_profile) if artist_profile else None
     performer = artist or (profile.profile.name if profile else None)
@@ -272,6 +345,7 @@ def provenance(files: tuple[Path, ...]) -> None:
     which model, signed by whom, and whether the file is unchanged since it was signed.
 
     Exit 1 when a file has none or they do not validate."""
+    from millamusic.release.provenance import describe, read_provenance
 
     bad = 0
     for path in files:
@@ -306,6 +380,12 @@ def album(album_spec: Path, out_root: Path | None, cache_dir: Path | None, jobs:
     """Build ALBUM_SPEC (an album YAML): every track rendered, mastered and tagged as one release.
 
     Resumable: run it again after a crash or a kill and only unfinished stages run."""
+    from rich.console import Console
+    from rich.markup import escape
+    from rich.table import Table
+
+    from millamusic.pipeline.album import AlbumOptions, build_album
+    from millamusic.spec.album import load_album
 
     console = Console(stderr=True)
     if executor == "ray" and jobs is not None:
@@ -368,6 +448,14 @@ def status(spec: Path, out_root: Path | None, cache_dir: Path | None, profiles: 
 
     Nothing is rendered: "cached" stages are in the cache, "runs" stages are not (with what changed
     since their last run), "waits" stages read the output of a stage that runs first."""
+    from rich.console import Console
+    from rich.markup import escape
+    from rich.table import Table
+
+    from millamusic.pipeline.stages import RenderOptions
+    from millamusic.pipeline.status import AlbumStatus, album_status, song_status, status_json
+    from millamusic.spec.album import load_album
+    from millamusic.spec.song import is_album_spec, load_song
 
     if is_album_spec(spec):
         if profiles:
@@ -397,6 +485,93 @@ def status(spec: Path, out_root: Path | None, cache_dir: Path | None, profiles: 
             table.add_row(escape(who) if index == 0 else "", escape(row.stage), f"[{style[row.state]}]{row.state}[/]",
                           escape(row.why))
     Console(width=max(120, Console().width)).print(table)
+
+
+def _print_preview(preview, console, as_json: bool) -> None:
+    if as_json:
+        click.echo(json.dumps(preview.to_dict(), indent=1))
+        return
+    chosen, loud = preview.range, preview.loudness
+    bars = f"bars {chosen.first_bar}-{chosen.last_bar}" + (f" after {chosen.pre_roll_bars} bar of pre-roll"
+                                                           if chosen.pre_roll_bars else "")
+    console.print(f"  preview  {chosen.name}: {bars}, {preview.seconds_in_file:.1f} s (the range starts at "
+                  f"{preview.range_starts_at:.2f} s)", markup=False, soft_wrap=True)
+    console.print(f"  {preview.profile:<8} {loud['integrated_lufs']:.1f} LUFS, true peak "
+                  f"{loud['true_peak_dbtp']:.2f} dBTP (mastered alone; not a release, not signed)",
+                  markup=False, soft_wrap=True)
+    console.print(f"           {preview.wav_path}", markup=False, soft_wrap=True)
+    console.print(f"  done in {preview.seconds:.1f} s")
+
+
+@main.group(invoke_without_command=True)
+@click.option("--out", "out_root", type=click.Path(file_okay=False, path_type=Path), default=Path("."),
+              show_default=True, help="Where the releases are (masters/<slug>/release.json), to find their cache.")
+@cache_dir_option
+@click.option("--json", "as_json", is_flag=True, help="Print JSON on stdout instead of a table.")
+@click.pass_context
+def cache(ctx: click.Context, out_root: Path, cache_dir: Path | None, as_json: bool) -> None:
+    """The stage cache's size per song and stage, and how much the latest renders need (docs/cache.md)."""
+    from rich.console import Console
+    from rich.markup import escape
+    from rich.table import Table
+
+    from millamusic.pipeline.cache_admin import cache_usage, human
+    if ctx.invoked_subcommand is not None:
+        return
+    usage = cache_usage(_cache_dir(cache_dir, out_root), out_root)
+    if as_json:
+        click.echo(json.dumps(usage.to_dict(), indent=1))
+        return
+    table = Table(title=escape(f"stage cache {usage.root}"), title_justify="left")
+    for column in ("song", "stage", "entries", "size", "of it hard-linked", "needed by latest renders"):
+        table.add_column(column, justify="right" if column not in ("song", "stage") else "left", no_wrap=True)
+    for row in usage.rows():
+        table.add_row(escape(row["song"]), escape(row["stage"]), str(row["entries"]), human(row["bytes"]),
+                      human(row["linked_bytes"]), human(row["needed_bytes"]))
+    if usage.other_bytes:
+        table.add_row("(other)", "memos, records, phrases", "", human(usage.other_bytes), "", "")
+    linked = sum(row["linked_bytes"] for row in usage.rows())
+    table.add_row("[bold]total[/]", "", str(len(usage.entries)), f"[bold]{human(usage.total_bytes)}[/]",
+                  human(linked), f"[bold]{human(usage.needed_bytes)}[/]")
+    Console(width=max(120, Console().width)).print(table)
+
+
+@cache.command("gc")
+@click.option("--out", "out_root", type=click.Path(file_okay=False, path_type=Path), default=Path("."),
+              show_default=True, help="Where the releases are: what masters/*/release.json names is kept.")
+@cache_dir_option
+@click.option("--keep-last", type=int, default=1, show_default=True,
+              help="Keep the entries of each song's last N renders (1 or more).")
+@click.option("--max-size", default=None, metavar="SIZE",
+              help="Remove only the oldest unkept entries, until the cache is under SIZE (2GB, 500MB, 1.5GiB).")
+@click.option("--delete", is_flag=True, help="Delete them [default: a dry run that only lists what would go].")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON on stdout instead of text.")
+def cache_gc(out_root: Path, cache_dir: Path | None, keep_last: int, max_size: str | None, delete: bool,
+             as_json: bool) -> None:
+    """Remove cache entries that no current release and no song's last N renders use.
+
+    A dry run unless --delete. Each entry is renamed aside, then removed; with --delete nothing is
+    removed while a render or album build uses the cache (exit 4: run it again when that has finished)."""
+    from millamusic.pipeline.cache_admin import check_keep_last, human, parse_size, plan_gc, run_gc
+
+    check_keep_last(keep_last)
+    limit = parse_size(max_size) if max_size is not None else None
+    gc = run_gc if delete else plan_gc
+    plan = gc(_cache_dir(cache_dir, out_root), out_root, keep_last=keep_last, max_size=limit)
+    if as_json:
+        click.echo(json.dumps({**plan.to_dict(), "deleted": delete}, indent=1))
+        return
+    verb = "removed" if delete else "would remove"
+    for entry in plan.remove:
+        click.echo(f"{verb} {entry.stage}/{entry.key[:16]} ({entry.song}, {human(entry.bytes)})")
+    click.echo(f"{plan.usage.root}: {human(plan.usage.total_bytes)}; {verb} {len(plan.remove)} entries, "
+               f"{human(plan.freed_bytes)} freed, {human(plan.after_bytes)} left")
+    if plan.over_max_size:
+        click.echo(f"note: {human(plan.after_bytes)} is over --max-size {max_size}: the rest is what current releases "
+                   f"and each song's last {keep_last} render(s) use. Lower --keep-last, or remove old releases "
+                   "from --out, to go further", err=True)
+    if not delete and plan.remove:
+        click.echo("dry run: nothing was deleted; add --delete to delete them")
 
 
 def _cache_dir(cache_dir: Path | None, root: Path) -> Path:
@@ -443,6 +618,10 @@ def check(paths: tuple[Path, ...], profile: str | None, catalogue: Path | None) 
 
 def _check_spec(spec: Path, catalogue: Path | None) -> int:
     """Check one spec and say so; its exit code (0: ok). Every spec given is checked."""
+    from millamusic.compose import compose
+    from millamusic.spec.album import load_album
+    from millamusic.spec.song import is_album_spec, load_song
+
     try:
         if is_album_spec(spec):
             album = load_album(spec, catalogue)  # every track's song spec is checked too
@@ -459,6 +638,11 @@ def _check_spec(spec: Path, catalogue: Path | None) -> int:
 
 
 def _check_masters(paths: list[Path], profile: str | None) -> None:
+    from rich.console import Console
+
+    from millamusic.qa.check import check_paths, failed, results_table, summary
+    from millamusic.qa.probe import CheckUsageError
+
     try:
         results = check_paths(paths, profile)
     except CheckUsageError as error:
@@ -472,6 +656,7 @@ def _check_masters(paths: list[Path], profile: str | None) -> None:
 @main.command()
 def engines() -> None:
     """List engines and whether each is installed."""
+    from millamusic.engines import REGISTRY, SPEECH_SOURCES, missing_modules, missing_speech_modules
 
     for name, entry in sorted(REGISTRY.items(), key=lambda item: (item[1].kind, item[0])):
         missing = missing_modules(name)
@@ -479,7 +664,8 @@ def engines() -> None:
         click.echo(f"{entry.kind:<8} {name:<10} {state}")
     for name, source in SPEECH_SOURCES.items():  # what the singer can speak with
         missing = missing_speech_modules(name)
-        click.echo(f"{'speech':<8} {name:<10} {'installed' if not missing else f'not installed ({source.install_hint})'}")
+        state = "installed" if not missing else f"not installed ({source.install_hint})"
+        click.echo(f"{'speech':<8} {name:<10} {state}")
 
 
 if __name__ == "__main__":  # pragma: no cover
