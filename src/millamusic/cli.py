@@ -15,6 +15,7 @@ from pathlib import Path
 import click
 
 from millamusic.core.errors import EngineUnavailable, ExportError, MillaError, RenderError, SpecError
+from millamusic.core.memory import return_large_frees
 
 # Start-up: each command imports what it runs inside its function (an unchanged `render` answers from its
 # stamp without loading the spec machinery, docs/performance.md); only click and the errors load here.
@@ -93,6 +94,7 @@ class _Commands(click.Group):
 @click.option("--debug", is_flag=True, help="Print the full traceback of an internal error (a bug) on stderr.")
 def main(debug: bool) -> None:
     """Turn song specs into stems, masters, lyrics and AI credits."""
+    return_large_frees()  # peak memory: a finished stage's arrays go back to the system (core/memory.py)
 
 
 @main.command()
@@ -107,7 +109,7 @@ def main(debug: bool) -> None:
               help="Delivery profile(s), overriding the spec: spotify, apple, youtube, amazon, deezer, cd, loud, "
                    "ebu_r128. Repeat or comma-separate for several; one set of masters per profile.")
 @click.option("--soundfont", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
-              help="Play the arranger's parts with this General MIDI .sf2 through FluidSynth (overrides the spec).")
+              help="Play the arranger's parts with this General MIDI .sf2 through TinySoundFont (overrides the spec).")
 @click.option("--model", default=None,
               help="Backing checkpoint: a hub id (facebook/musicgen-melody) or a local folder (overrides the spec).")
 @click.option("--device", default=None, help="Where MusicGen runs: auto (CUDA, MPS, CPU), cpu, cuda, cuda:N, mps.")
