@@ -75,6 +75,7 @@ import millamusic
 from millamusic.spec.album import load_album
 from millamusic.compose import compose
 from millamusic.music.lyrics import parse_sheet
+from millamusic.release.provenance import unsigned_bytes
 from millamusic.spec.song import load_song
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -147,7 +148,7 @@ def write_song(source: Path, folder: Path, *, title: str, seed: int, seconds: fl
     spec["lyrics"] = f"{slug}.txt"
     for name in ("artist_profile", "artwork", "melody", "reference", "soundfont"):
         if spec.get(name):
-            spec[name] = str((base / spec[name]).resolve())
+            spec[name] = copy_input(base / spec[name], folder)
     release = spec.get("release") or {}
     for name in ("isrc", "track", "track_total"):  # the album gives these
         release.pop(name, None)
@@ -155,6 +156,17 @@ def write_song(source: Path, folder: Path, *, title: str, seed: int, seconds: fl
     with open(path, "w", encoding="utf-8") as handle:
         yaml.dump(spec, handle)
     return path
+
+
+def copy_input(source: Path, folder: Path) -> str:
+    """`source` copied into the bench catalogue (the folder above the spec folder: a spec may not
+    reach outside it), as the spec's relative path to it."""
+    inputs = folder.parent / "inputs"
+    inputs.mkdir(parents=True, exist_ok=True)
+    target = inputs / source.name
+    if not target.exists():
+        shutil.copy2(source.resolve(), target)
+    return f"../inputs/{source.name}"
 
 
 def write_album(folder: Path, tracks: int, seconds: float, title: str = "Bench Signals") -> Path:
@@ -174,7 +186,7 @@ def write_album(folder: Path, tracks: int, seconds: float, title: str = "Bench S
     album = {
         "title": title, "artist": str(example["artist"]), "year": int(example["year"]),
         "upc": str(example["upc"]), "label": str(example["label"]), "copyright": str(example["copyright"]),
-        "artwork": str((EXAMPLE_ALBUM.parent / example["artwork"]).resolve()),
+        "artwork": copy_input(EXAMPLE_ALBUM.parent / example["artwork"], folder),
         "master": {"profiles": list(example["master"]["profiles"]), "loudness": str(example["master"]["loudness"])},
         "tracks": items,
     }
@@ -319,7 +331,9 @@ class Build:
 
     @property
     def all_cached(self) -> bool:
-        return bool(self.events) and all(e.state == "cached" or e.state.startswith("warning") for e in self.events)
+        # publish says "unchanged: masters/<slug>/ already holds this release" when it writes nothing
+        return bool(self.events) and all(e.state == "cached" or e.state.startswith(("warning", "unchanged"))
+                                         for e in self.events)
 
 
 def _parse(line: str) -> tuple[int, str, str] | None:
@@ -474,7 +488,8 @@ def cpu_critical_path(build: Build) -> float | None:
 
 def master_files(out: Path) -> dict[str, str]:
     root = out / "masters"
-    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+    # without the C2PA manifest, which is never the same twice (a fresh salt and nonce per signing)
+    return {str(p.relative_to(root)): hashlib.sha256(unsigned_bytes(p)).hexdigest()
             for p in sorted(root.rglob("*")) if p.is_file() and p.suffix.lower() in MASTER_SUFFIXES}
 
 
@@ -697,7 +712,7 @@ def report(args, info, rows, audio_s, jobs_list, cold, cached, outs) -> None:
         print(f"phases of a cache-hit rebuild, --jobs {j}: "
               + ", ".join(f"{k} {v:.2f}" for k, v in phases(cached[j][-1])) + " s")
 
-    print("\nmasters, cold builds compared byte for byte:")
+    print("\nmasters, cold builds compared byte for byte (without their C2PA manifests):")
     files = {j: master_files(outs[j]) for j in jobs_list}
     for j in jobs_list:
         if j == base:
