@@ -193,6 +193,7 @@ def test_bad_max_size_is_exit_2_with_a_fix(tmp_path, text):
     result = _gc("--cache-dir", str(tmp_path), "--max-size", text)
     assert result.exit_code == 2, result.output
     assert "--max-size" in result.output and "Fix: give bytes with a unit" in result.output
+    assert "in the command line" in result.output and "song spec" not in result.output
 
 
 def test_sizes_parse():
@@ -205,6 +206,7 @@ def test_keep_last_below_one_is_exit_2(tmp_path, n):
     result = _gc("--cache-dir", str(tmp_path), "--keep-last", n, "--delete")
     assert result.exit_code == 2, result.output
     assert "--keep-last" in result.output and "Fix: give 1 or more" in result.output
+    assert "in the command line" in result.output and "song spec" not in result.output
     with pytest.raises(SpecError):
         plan_gc(tmp_path, None, keep_last=int(n))
 

@@ -38,11 +38,12 @@ class SpecProblem:
 class SpecError(MillaError):
     """The spec (or a file it points to) is wrong. Carries every problem found, not the first."""
 
-    def __init__(self, problems: list[SpecProblem]):
+    def __init__(self, problems: list[SpecProblem], *, subject: str = "the song spec"):
         self.problems = list(problems)
         count = len(self.problems)
         lines = "\n".join(f"  {p}" for p in self.problems)
-        super().__init__(f"{count} problem{'s' if count != 1 else ''} in the song spec:\n{lines}")
+        # subject: what was wrong, e.g. "the command line" for an option that names no spec at all
+        super().__init__(f"{count} problem{'s' if count != 1 else ''} in {subject}:\n{lines}")
 
 
 class EngineUnavailable(MillaError):

@@ -193,7 +193,8 @@ def parse_size(text: str) -> int:
     if match is None or float(match[1]) <= 0:
         raise SpecError([SpecProblem("--max-size", None, None, "max-size", text,
                                      "not a size above zero",
-                                     "give bytes with a unit: 2GB, 500MB, 1.5GiB or 800000000")])
+                                     "give bytes with a unit: 2GB, 500MB, 1.5GiB or 800000000")],
+                        subject="the command line")
     number, unit, binary = float(match[1]), match[2].lower(), match[3]
     return int(number * (1024 if binary else 1000) ** _UNITS[unit])
 
@@ -202,7 +203,8 @@ def check_keep_last(keep_last: int) -> None:
     if keep_last < 1:
         raise SpecError([SpecProblem("--keep-last", None, None, "keep-last", keep_last,
                                      "gc keeps at least each song's latest render (what the next render reuses)",
-                                     "give 1 or more (1: the latest render only)")])
+                                     "give 1 or more (1: the latest render only)")],
+                        subject="the command line")
 
 
 def human(size: float) -> str:
