@@ -22,13 +22,11 @@ from millamusic.music.score import (
     Note,
     Score,
     Section,
-    SectionTempo,
-    TempoChange,
     Word,
-    section_tempo_changes,
+    pulse_beats,
 )
 from millamusic.music.theory import Key, parse_chord, parse_key, transpose_chord
-from millamusic.spec.song import Song
+from millamusic.spec.song import Song, structure_tempo_changes
 
 COMPOSER_VERSION = "4"  # 2: syllable counts from espeak, melisma markers; 3: backing-vocal notes, real hyphens;
 # 4: section keys and the tempo map
@@ -49,7 +47,7 @@ def compose(song: Song) -> Score:
     spec = song.spec
     key = spec.key_value
     sections, bars = _bar_grid(song)
-    tempo_changes = _tempo_changes(song, sections, bars)
+    tempo_changes = structure_tempo_changes(spec.structure, spec.beats_per_bar, spec.tempo)
     lines, words, line_syllables, sheet_lines, backing_words, backing_syllables = _lyric_lines(song, sections)
     if song.melody_path is not None:
         notes = _notes_from_midi(song, sections, bars, lines, line_syllables, sheet_lines)
@@ -81,15 +79,6 @@ def _bar_grid(song: Song) -> tuple[list[Section], list[Bar]]:
             bars.append(Bar(len(bars), index, beat, per_bar, chords))
             beat += per_bar
     return sections, bars
-
-
-def _tempo_changes(song: Song, sections: list[Section], bars: list[Bar]) -> tuple[TempoChange, ...]:
-    """The tempo map: each section's `tempo:` from its first bar, its `ritardando` over its last."""
-    spans = []
-    for section, spec in zip(sections, song.spec.structure):
-        first, last = bars[section.start_bar], bars[section.start_bar + section.bars - 1]
-        spans.append(SectionTempo(first.start_beat, last.start_beat, last.beats, spec.tempo, spec.ritardando))
-    return section_tempo_changes(float(song.spec.tempo), spans)
 
 
 @dataclass(frozen=True)
@@ -148,10 +137,10 @@ def _compose_melody(song, key: Key, sections, bars, lines, line_syllables, sheet
     for line_index, line in enumerate(lines):
         lines_by_section.setdefault(line.section_index, []).append(line_index)
 
+    pulse = pulse_beats(song.spec.beat_unit)  # compound meters phrase in dotted quarters
     for section_index, line_indices in lines_by_section.items():
         section = sections[section_index]
         section_bars = bars[section.start_bar: section.start_bar + section.bars]
-        pulse = 3 if song.spec.beat_unit == 8 else 1  # compound meters phrase in dotted quarters
         spans = _line_spans(section_bars, len(line_indices), 2 * pulse)
         # A modulating section moves its register with the key (a chorus up a tone sits a tone
         # higher), still inside the voice's range: _register narrows it, or drops it an octave.

@@ -22,6 +22,7 @@ from millamusic.compose import compose
 from millamusic.core.errors import SpecError, SpecProblem
 from millamusic.core.files import fsync_dir, fsync_file
 from millamusic.cover.draft import CoverDraft, DraftNote, DraftSection, spec_meter
+from millamusic.spec.fields import meter
 from millamusic.spec.inputs import default_catalogue, outside_catalogue
 from millamusic.spec.song import OriginalWork, load_song, slugify
 
@@ -91,7 +92,7 @@ def spec_text(draft: CoverDraft, *, reference: str, lyrics: str, melody: str | N
 def midi_bytes(notes: list[DraftNote], bpm: float, time_signature: str) -> bytes:
     """The melody in quarter notes (`bpm`: quarters a minute; the draft's beats are quarters, a 6/8
     bar three of them), under the spec's time signature."""
-    numerator, denominator = (int(part) for part in time_signature.split("/"))
+    numerator, denominator = meter(time_signature)
     midi = mido.MidiFile(ticks_per_beat=TICKS_PER_BEAT)
     track = mido.MidiTrack()
     midi.tracks.append(track)

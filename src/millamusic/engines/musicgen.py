@@ -572,9 +572,4 @@ def _finite(value: float) -> float | None:
 
 def _section_prompt(score: Score, seconds: float) -> str:
     """The prompt name of the section sounding at `seconds` (the last one past the end)."""
-    beat = score.seconds_to_beat(seconds)
-    name = prompt_name(score, 0)
-    for index, section in enumerate(score.sections):
-        if score.bars[section.start_bar].start_beat <= beat:
-            name = prompt_name(score, index)
-    return name
+    return prompt_name(score, score.section_at(score.seconds_to_beat(seconds)))

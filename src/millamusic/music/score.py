@@ -13,6 +13,11 @@ TAIL_SECONDS = 2.5  # room after the last bar for the final chord and reverb to 
 RITARDANDO_SHARE = 0.8  # `ritardando: true` slows the section's last bar to 80 % of its tempo
 
 
+def pulse_beats(beat_unit: int) -> int:
+    """Score beats in one tempo beat: 6/8, 9/8, 12/8 count dotted quarters (three eighths)."""
+    return 3 if beat_unit == 8 else 1
+
+
 @dataclass(frozen=True)
 class Section:
     name: str  # as written in the spec, e.g. "Verse 1"
@@ -210,8 +215,8 @@ class Score:
     # --- time -------------------------------------------------------------------------
     @property
     def pulse_beats(self) -> int:
-        """Score beats in one tempo beat: 6/8, 9/8, 12/8 count dotted quarters (three eighths)."""
-        return 3 if self.beat_unit == 8 else 1
+        """Score beats in one tempo beat (the module's `pulse_beats` of this score's beat unit)."""
+        return pulse_beats(self.beat_unit)
 
     @property
     def seconds_per_beat(self) -> float:
@@ -285,10 +290,14 @@ class Score:
         key = self.sections[section_index].key
         return self.key_value if key is None else parse_key(key)
 
+    def section_at(self, beat: float) -> int:
+        """The index of the section sounding at `beat` (the first before it starts, the last past the end)."""
+        starts = [self.bars[s.start_bar].start_beat for s in self.sections]
+        return max(0, bisect.bisect_right(starts, beat) - 1)
+
     def key_at(self, beat: float) -> Key:
         """The key in force at `beat` (its section's)."""
-        starts = [self.bars[s.start_bar].start_beat for s in self.sections]
-        return self.section_key(max(0, bisect.bisect_right(starts, beat) - 1))
+        return self.section_key(self.section_at(beat))
 
     def chord_spans(self) -> list[tuple[int, str, float, float]]:
         """(bar index, chord symbol, start s, end s) of every chord of every bar: a bar's symbols

@@ -129,16 +129,6 @@ def meter(signature: str) -> tuple[int, int]:
     return int(beats), int(unit)
 
 
-def pulse_beats(unit: int) -> int:
-    """Beats the spec's `tempo` counts as one: a dotted quarter (three eighths) in compound N/8."""
-    return 3 if unit == 8 else 1
-
-
-def bar_seconds(signature: str, tempo: float) -> float:
-    beats, unit = meter(signature)
-    return beats / pulse_beats(unit) * 60.0 / tempo
-
-
 def _check_time_signature(text: str) -> str:
     """N/4 (N = 2..7) or the compound meters 6/8, 9/8, 12/8; anything else names what it is and
     which accepted meter writes the same music."""

@@ -27,7 +27,14 @@ from millamusic.core.cache import sha256_file
 from millamusic.core.errors import SpecError, SpecProblem
 from millamusic.instruments.soundfont import is_soundfont  # the renderer's own header check
 from millamusic.music.lyrics import LyricBlock, parse_sheet
-from millamusic.music.score import RITARDANDO_SHARE, SectionTempo, map_beat_to_seconds, section_tempo_changes
+from millamusic.music.score import (
+    RITARDANDO_SHARE,
+    SectionTempo,
+    TempoChange,
+    map_beat_to_seconds,
+    pulse_beats,
+    section_tempo_changes,
+)
 from millamusic.music.theory import Key, note_to_midi, parse_chord, parse_key
 
 if TYPE_CHECKING:
@@ -62,7 +69,6 @@ from millamusic.spec.fields import (
     Title,
     Upc,
     Whole,
-    bar_seconds,
     check_lyrics_value,
     check_paragraph,
     field_problem,
@@ -97,13 +103,12 @@ class SectionSpec(StrictModel):
         chords = info.data.get("chords")
         if key is None or not chords:
             return key
-        fit, best = _scale_fit(parse_key(key), chords), max(_scale_fit(Key(pc, mode), chords)
-                                                             for pc in range(12) for mode in ("major", "minor"))
+        first = parse_chord(chords[0].split()[0])  # of equal fits, the key the section starts on
+        winner = max((Key(pc, mode) for mode in ("major", "minor") for pc in range(12)),
+                     key=lambda k: (_scale_fit(k, chords), k.tonic_pc == first.root_pc
+                                    and (k.mode == "minor") == first.is_minor))
+        fit, best = _scale_fit(parse_key(key), chords), _scale_fit(winner, chords)
         if fit < best - KEY_FIT_MARGIN:
-            first = parse_chord(chords[0].split()[0])  # of equal fits, the key the section starts on
-            winner = max((Key(pc, mode) for mode in ("major", "minor") for pc in range(12)),
-                         key=lambda k: (_scale_fit(k, chords), k.tonic_pc == first.root_pc
-                                        and (k.mode == "minor") == first.is_minor))
             raise field_problem(f"the section's chords ({' | '.join(chords)}) are not in {key}: {fit:.0%} of their "
                                 f"notes are in its scale, {best:.0%} in {winner.name}'s",
                                 f"write the chords in {key} (they are played as written), or set the key the "
@@ -267,16 +272,23 @@ def _scale_fit(key: Key, chords: list[str]) -> float:
     return sum(pc in key.scale_pcs for pc in tones) / len(tones)
 
 
-def _music_seconds(structure: list[SectionSpec], signature: str, tempo: float) -> float:
-    """The song's length on its tempo map: section tempos and ritardandos (music.score)."""
-    beats_per_bar = meter(signature)[0]
+def structure_tempo_changes(structure: list[SectionSpec], beats_per_bar: int, tempo: float) -> tuple[TempoChange, ...]:
+    """The tempo map of a song that opens at `tempo`: each section's `tempo:` from its first bar, its
+    `ritardando` over its last (music.score)."""
     spans, beat = [], 0.0
     for section in structure:
         end = beat + section.bars * beats_per_bar
         spans.append(SectionTempo(beat, end - beats_per_bar, beats_per_bar, section.tempo, section.ritardando))
         beat = end
-    scale = bar_seconds(signature, 1.0) / beats_per_bar  # seconds per beat x BPM: 6/8's tempo counts dotted quarters
-    return map_beat_to_seconds(tempo, section_tempo_changes(tempo, spans), beat, scale)
+    return section_tempo_changes(float(tempo), spans)
+
+
+def _music_seconds(structure: list[SectionSpec], signature: str, tempo: float) -> float:
+    """The song's length on its tempo map: section tempos and ritardandos."""
+    beats_per_bar, unit = meter(signature)
+    beats = float(sum(section.bars for section in structure) * beats_per_bar)
+    scale = 60.0 / pulse_beats(unit)  # seconds per beat x BPM: 6/8's tempo counts dotted quarters
+    return map_beat_to_seconds(tempo, structure_tempo_changes(structure, beats_per_bar, tempo), beats, scale)
 
 
 def tempo_problems(spec: SongSpec, document: Any, shown: str) -> list[SpecProblem]:
