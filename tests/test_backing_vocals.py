@@ -245,16 +245,11 @@ def test_the_singer_sings_the_backing_part_as_its_own_stem_in_the_gap(write_spec
     assert result.details["backing_sung_syllables"] == 3
     # the lead's syllables only: the backing words are not the lead's
     assert len(result.syllables) == len([n for n in score.notes if n.syllable])
-    lead, backing = (result.stems[name].samples[0] for name in ("lead", "backing_vocals"))
-    spb = 60.0 / score.tempo_bpm
-    first = score.backing_notes[0].start_beat * spb
-    last = score.backing_notes[-1]
-    end = (last.start_beat + last.length_beats) * spb
-    window = slice(int((first + 0.1) * RATE), int(end * RATE))
-    assert _db(backing[window]) > -30  # sung where it is timed (the stem peaks at -6 dBFS)
+    backing, lead, before, after = _gap_levels(score, result)
+    assert backing > -30  # sung where it is timed (the stem peaks at -6 dBFS)
     # silent a second before it (a breath and the onset consonants come just before) and after it
-    assert _db(backing[: int((first - 1.0) * RATE)]) < -80 and _db(backing[int((end + 0.5) * RATE):]) < -80
-    assert _db(lead[window]) < _db(backing[window]) - 30  # the lead rests in the gap
+    assert before < -80 and after < -80
+    assert lead < backing - 30  # the lead rests in the gap
 
 
 @pytest.mark.slow
@@ -286,14 +281,16 @@ def test_a_rendered_song_publishes_the_backing_part_and_real_hyphens(write_spec,
     assert "backing_vocals" in json.dumps(release)
 
 
-def _gap_levels(score: Score, result) -> tuple[float, float, float]:
-    """(backing dB inside the backing part's time, lead dB there, backing dB a second before it)."""
+def _gap_levels(score: Score, result) -> tuple[float, float, float, float]:
+    """(backing dB inside the backing part's time, lead dB there, backing dB from a second before it
+    back to the start, backing dB from half a second after it to the end)."""
     spb = 60.0 / score.tempo_bpm
     first, last = score.backing_notes[0], score.backing_notes[-1]
     start, end = first.start_beat * spb, (last.start_beat + last.length_beats) * spb
     lead, backing = (result.stems[name].samples[0] for name in ("lead", "backing_vocals"))
     window = slice(int((start + 0.1) * RATE), int(end * RATE))
-    return _db(backing[window]), _db(lead[window]), _db(backing[: int((start - 1.0) * RATE)])
+    return (_db(backing[window]), _db(lead[window]), _db(backing[: int((start - 1.0) * RATE)]),
+            _db(backing[int((end + 0.5) * RATE):]))
 
 
 @pytest.mark.slow
@@ -305,7 +302,7 @@ def test_kokoro_sings_the_backing_part_as_its_own_stem_not_as_lead_words(write_s
     result = Kokoro().render(score, VocalRequest(seed=3, language="en-us", voice="female", sample_rate=RATE))
     assert set(result.stems) == {"lead", "backing_vocals"} and result.details["phrases"]["backing_vocals"] >= 1
     assert len(result.syllables) == len([n for n in score.notes if n.syllable])
-    backing, lead, before = _gap_levels(score, result)
+    backing, lead, before, _ = _gap_levels(score, result)
     assert backing > -30 and lead < backing - 30 and before < -80
 
 
@@ -328,7 +325,7 @@ def test_diffsinger_sings_the_lead_and_the_embedded_singer_the_backing_part_and_
     assert set(result.stems) == {"lead", "backing_vocals"}
     assert "backing vocals: embedded singer" in result.engine_info.model and result.engine_info.name == "diffsinger"
     assert result.details["backing_vocals"].startswith(f"embedded singer {Singer.info.version}")
-    backing, lead, before = _gap_levels(score, result)
+    backing, lead, before, _ = _gap_levels(score, result)
     assert backing > -30 and before < -80
 
 

@@ -106,13 +106,18 @@ def test_a_lyric_edit_re_sings_only_its_phrases_and_equals_a_cold_render(tmp_pat
     same_stems(back, first)
 
 
-@pytest.mark.parametrize("damage", [b"", b"\x93NUMPY garbage", b"not a numpy file at all"])
-def test_a_damaged_phrase_entry_is_sung_again_not_a_crash(tmp_path, damage):
+def render_with_damaged_entry(tmp_path, kind: str, damage: bytes):
+    """(cold render, render after the first `kind` cache entry was overwritten with `damage`, that entry)."""
     score = three_lines()
     cold = Singer().render(score, request(reuse_dir=tmp_path))
-    phrase = files(tmp_path, "phrases")[0]
-    phrase.write_bytes(damage)
-    again = Singer().render(score, request(reuse_dir=tmp_path))
+    entry = files(tmp_path, kind)[0]
+    entry.write_bytes(damage)
+    return cold, Singer().render(score, request(reuse_dir=tmp_path)), entry
+
+
+@pytest.mark.parametrize("damage", [b"", b"\x93NUMPY garbage", b"PK\x03\x04 garbage", b"not a numpy file at all"])
+def test_a_damaged_phrase_entry_is_sung_again_not_a_crash(tmp_path, damage):
+    cold, again, phrase = render_with_damaged_entry(tmp_path, "phrases", damage)
     assert again.details["phrases_from_cache"] == cold.details["phrases"]["lead"] - 1
     # its line came from the line cache; to sing the phrase it is spoken and analysed again
     assert (again.details["lines_spoken"], again.details["lines_from_cache"]) == (1, 3)
@@ -122,11 +127,7 @@ def test_a_damaged_phrase_entry_is_sung_again_not_a_crash(tmp_path, damage):
 
 @pytest.mark.parametrize("damage", [b"", b"PK\x03\x04 garbage", b"not a numpy file at all"])
 def test_a_damaged_line_entry_is_spoken_again_not_a_crash(tmp_path, damage):
-    score = three_lines()
-    cold = Singer().render(score, request(reuse_dir=tmp_path))
-    line = files(tmp_path, "lines")[0]
-    line.write_bytes(damage)
-    again = Singer().render(score, request(reuse_dir=tmp_path))
+    cold, again, line = render_with_damaged_entry(tmp_path, "lines", damage)
     assert (again.details["lines_spoken"], again.details["lines_from_cache"]) == (1, 2)
     assert again.details["phrases_from_cache"] == cold.details["phrases"]["lead"]
     same_stems(cold, again)
@@ -242,3 +243,29 @@ def test_a_speech_source_that_cannot_name_its_voice_keeps_nothing(tmp_path, monk
     assert list(tmp_path.iterdir()) == []
     assert again.details["phrases_from_cache"] == 0 and again.details["lines_spoken"] == 3
     same_stems(first, again)
+
+
+def test_phrase_cache_entries_round_trip_and_damage_reads_as_missing(tmp_path):
+    """The helpers both engines' phrase caches use: a stored phrase reads back as it was; a torn
+    entry or a file that is no phrase reads as None; the temp file carries the owner tag (swept by gc)."""
+    from millamusic.core.cache import owner_tag
+    from millamusic.voice.phrase_cache import load_samples, publish, store_samples
+
+    path = tmp_path / "ab" / "entry.npy"
+    y = np.linspace(-1, 1, 100, dtype=np.float32)
+    store_samples(path, y)
+    assert np.array_equal(load_samples(path), y) and load_samples(path).dtype == np.float32
+    assert load_samples(None) is None and load_samples(tmp_path / "missing.npy") is None
+    for damage in (b"", b"\x93NUMPY garbage", b"PK\x03\x04 garbage"):
+        path.write_bytes(damage)
+        assert load_samples(path) is None
+    np.save(path, np.zeros((2, 3), dtype=np.float32))
+    assert load_samples(path) is None
+
+    def fail(handle):
+        assert f".{owner_tag()}." in handle.name
+        raise OSError("disk full")
+
+    with pytest.raises(OSError):
+        publish(tmp_path / "ab" / "other.npy", fail)
+    assert sorted(p.name for p in (tmp_path / "ab").iterdir()) == ["entry.npy"]  # no temp left behind

@@ -54,8 +54,7 @@ from millamusic.voice.kokoro_model import HALF_S
 from millamusic.voice.kokoro_plan import PHRASE_GAP_S, Plan, phrase_seed, phrase_tokens, plan_phrase, split_phrases
 from millamusic.voice.kokoro_singing import PhraseVoice, sing_plan
 from millamusic.voice.kokoro_symbols import attach_symbols, sung_syllables
-from millamusic.voice.melody import chorus_lines, double_take
-from millamusic.voice.syllables import third_above
+from millamusic.voice.melody import backing_part, chorus_lines, double_take, harmony_take
 
 VERSION = "0.2.0"  # 0.2: the backing-vocal part sung as the stem backing_vocals
 SR = kokoro_model.SAMPLE_RATE
@@ -131,13 +130,9 @@ class Kokoro(VocalEngine):
             doubled = [s for s in syllables if s.line in chorus] if opts["double_track"] == "chorus" else syllables
             takes["lead_double"] = double_take(doubled, request.seed, PHRASE_GAP_S)
         if opts["harmony"]:
-            def scale_at(seconds: float) -> tuple[int, ...]:  # a section may modulate (its own `key:`)
-                return score.key_at(score.seconds_to_beat(seconds)).scale_pcs
-
-            takes["harmony"] = [replace(s, pitches=[(a, b, third_above(m, scale_at(a))) for a, b, m in s.pitches])
-                                for s in syllables if s.line in chorus_lines(score)]
+            takes["harmony"] = harmony_take(score, syllables)
         if score.backing_notes:  # the backing part ("(hold on)"): its own words and notes, its own stem
-            backing_score = replace(score, notes=score.backing_notes, words=score.backing_words)
+            backing_score = backing_part(score)
             backing = sung_syllables(backing_score)
             backing_problems = attach_symbols(backing_score, backing, request.language, opts["pronunciations"])
             problems["backing_vowel_count_mismatches"] = backing_problems.get("vowel_count_mismatches", [])

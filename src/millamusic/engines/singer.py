@@ -37,7 +37,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 import threading
 import zipfile
 from concurrent.futures import Executor, Future, ThreadPoolExecutor
@@ -48,7 +47,6 @@ from typing import Callable, ClassVar, Iterable, NamedTuple
 import numpy as np
 
 from millamusic.core.audio import Audio, resample
-from millamusic.core.cache import owner_tag
 from millamusic.core.errors import RenderError
 from millamusic.engines import load_speech_source
 from millamusic.engines.base import EngineInfo, VocalEngine, VocalRequest, VocalResult
@@ -56,7 +54,8 @@ from millamusic.music import espeak
 from millamusic.music.score import Score, SungSyllable
 from millamusic.voice import piper
 from millamusic.voice.espeak_voices import ANALYSIS_F0, VARIANTS
-from millamusic.voice.melody import chorus_lines, double_take, word_text
+from millamusic.voice.melody import backing_part, chorus_lines, double_take, harmony_take, word_text
+from millamusic.voice.phrase_cache import load_samples, publish, store_samples
 from millamusic.voice.retiming import PHRASE_GAP_S, Unit, place_units, split_phrases, sung_units
 from millamusic.voice.speech_analysis import (
     FRAME_MS,
@@ -68,7 +67,7 @@ from millamusic.voice.speech_analysis import (
     line_to_file,
     source_of,
 )
-from millamusic.voice.syllables import clean_word, spoken_words, syllable_groups, third_above
+from millamusic.voice.syllables import clean_word, spoken_words, syllable_groups
 from millamusic.voice.world_singing import breath_before, phrase_start, sing_phrase
 
 VERSION = "0.5.0"  # 0.5: per-phrase seeds from what the phrase sings, phrases summed as float32 (phrase cache)
@@ -114,6 +113,7 @@ _NOT_PHRASE_OPTIONS = ("double_track", "harmony", "breath_db", "speech_rate_wpm"
 ESPEAK_PITCH_RANGE = 15  # espeak's intonation range for the spoken lines: flat speech analyses cleanly
 
 # How the backing voice differs from the lead's options: another singer, not a copy of her.
+BACKING_SEED = 3  # the backing take's seed: the request's seed + 3 (lead + 0, double + 1, harmony + 2)
 BACKING_VOICE = {"formant_shift": 1.05, "breathiness": 0.25, "vibrato_depth_cents": 0.5, "drift_cents": 1.6}
 
 
@@ -321,22 +321,7 @@ class _Lines:
     def _store(self, line: SpokenLine) -> None:
         path = self._path(line.key)
         if path is not None:
-            _publish(path, lambda handle: line_to_file(line, handle))
-
-
-def _publish(path: Path, write: Callable) -> None:
-    """Write a cache file atomically (parallel renders may share the folder). No fsync: a file
-    torn by a crash reads as damaged and is made again. The temp's name carries the owner tag,
-    so `cache gc` sweeps what a killed render left."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{owner_tag()}.", suffix=".tmp", delete=False) as handle:
-        try:
-            write(handle)
-        except BaseException:
-            handle.close()
-            os.unlink(handle.name)
-            raise
-    os.replace(handle.name, path)
+            publish(path, lambda handle: line_to_file(line, handle))
 
 
 def _attach_sources(score: Score, units: list[Unit], lines: _Lines) -> list[dict]:
@@ -398,11 +383,8 @@ class Singer(VocalEngine):
                 pool: Executor) -> VocalResult:
         folder = _cache_folder(request, speaker)
         lines = _Lines(speaker, pool, folder)
-        units = sung_units(score)
-        mismatches = _attach_sources(score, units, lines)
-        units = [u for u in units if u.source is not None]
+        units, mismatches = _sourced_units(score, lines)
         fs = speaker.sample_rate
-        frames = score.total_frames(request.sample_rate)
         takes = {"lead": (units, opts, request.seed)}
         if opts["double_track"]:
             # a second take: its own vibrato, drift and breath noise, a slightly different
@@ -411,26 +393,17 @@ class Singer(VocalEngine):
             doubled = [u for u in units if u.line in chorus_lines(score)] if opts["double_track"] == "chorus" else units
             takes["lead_double"] = (double_take(doubled, request.seed, PHRASE_GAP_S), double, request.seed + 1)
         if opts["harmony"]:
-            def scale_at(seconds: float) -> tuple[int, ...]:  # a section may modulate (its own `key:`)
-                return score.key_at(score.seconds_to_beat(seconds)).scale_pcs
-
-            harmony = [replace(u, pitches=[(a, b, third_above(m, scale_at(a))) for a, b, m in u.pitches])
-                       for u in [u for u in units if u.line in chorus_lines(score)]]
-            takes["harmony"] = (harmony, opts, request.seed + 2)
+            takes["harmony"] = (harmony_take(score, units), opts, request.seed + 2)
         backing_units: list[Unit] = []
-        if score.backing_notes:
-            # the backing part sung as a score of its own: its words, its notes
-            backing_score = replace(score, notes=score.backing_notes, words=score.backing_words)
-            backing_units = sung_units(backing_score)
-            mismatches += _attach_sources(backing_score, backing_units, lines)
-            backing_units = [u for u in backing_units if u.source is not None]
-            takes["backing_vocals"] = (backing_units, backing_options(opts), request.seed + 3)
+        if score.backing_notes:  # the backing part sung as a score of its own: its words, its notes
+            backing_units, backing_mismatches = _sourced_units(backing_part(score), lines)
+            mismatches += backing_mismatches
+            takes["backing_vocals"] = (backing_units, backing_options(opts), request.seed + BACKING_SEED)
 
         def sing_take(name: str) -> tuple[Audio, float, _Sung]:
             take_units, take_opts, seed = takes[name]
-            buffer = np.zeros(int(np.ceil(score.total_seconds * fs)) + fs)  # mono, at the analysis rate
-            sung = _sing(take_units, buffer, fs, take_opts, _Take(name, seed, lines, pool, folder))
-            return (*_finish(buffer, fs, request.sample_rate, frames), sung)
+            return _sing_take(score, take_units, take_opts, _Take(name, seed, lines, pool, folder), fs,
+                              request.sample_rate)
 
         # each take waits on its own thread for its phrases (sung on the shared pool) and
         # then resamples while the other takes' phrases are still being sung; each take has
@@ -473,17 +446,28 @@ def sing_backing(score: Score, request: VocalRequest) -> Audio:
     Only the singer's own options of `request` are used; its phrases share the singer's caches."""
     own = {k: v for k, v in request.options.items() if k in DEFAULT_OPTIONS}
     speaker, opts = _check_request(replace(request, options=own))
-    backing_score = replace(score, notes=score.backing_notes, words=score.backing_words)
-    fs = speaker.sample_rate
-    buffer = np.zeros(int(np.ceil(score.total_seconds * fs)) + fs)
     folder = _cache_folder(request, speaker)
     with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
         lines = _Lines(speaker, pool, folder)
-        units = sung_units(backing_score)
-        _attach_sources(backing_score, units, lines)
-        _sing([u for u in units if u.source is not None], buffer, fs, backing_options(opts),
-              _Take("backing_vocals", request.seed + 3, lines, pool, folder))
-    return _finish(buffer, fs, request.sample_rate, score.total_frames(request.sample_rate))[0]
+        units, _ = _sourced_units(backing_part(score), lines)
+        take = _Take("backing_vocals", request.seed + BACKING_SEED, lines, pool, folder)
+        return _sing_take(score, units, backing_options(opts), take, speaker.sample_rate, request.sample_rate)[0]
+
+
+def _sourced_units(score: Score, lines: _Lines) -> tuple[list[Unit], list[dict]]:
+    """The score's sung units that have source frames in their spoken lines, and the vowel count
+    mismatches (_attach_sources)."""
+    units = sung_units(score)
+    mismatches = _attach_sources(score, units, lines)
+    return [u for u in units if u.source is not None], mismatches
+
+
+def _sing_take(score: Score, units: list[Unit], opts: dict, take: _Take, fs: int, rate: int
+               ) -> tuple[Audio, float, _Sung]:
+    """One take of `score` sung into its stem (_finish: the stem and its peak before normalisation)."""
+    buffer = np.zeros(int(np.ceil(score.total_seconds * fs)) + fs)  # mono, at the analysis rate
+    sung = _sing(units, buffer, fs, opts, take)
+    return (*_finish(buffer, fs, rate, score.total_frames(rate)), sung)
 
 
 def _cache_folder(request: VocalRequest, speaker: Speaker) -> Path | None:
@@ -499,6 +483,12 @@ def _json_value(value):  # numpy scalars in the keys (frame indices, pitches) as
     if isinstance(value, np.generic):
         return value.item()
     raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+
+def _frames_of(u: Unit) -> list:
+    """What a unit sings from: its spoken line's key and its frame ranges there."""
+    s = u.source
+    return [s.line, s.onset, s.head, s.core, s.tail, s.coda]
 
 
 @dataclass(frozen=True)
@@ -521,8 +511,7 @@ class _Take:
     def rng(self, phrase: list[Unit], purpose: int) -> np.random.Generator:
         """The stream of `phrase` for `purpose` (1: pitch, 2: breath)."""
         t0 = phrase[0].start
-        sings = [[u.source.line, u.source.onset, u.source.head, u.source.core, u.source.tail, u.source.coda,
-                  [[round(a - t0, 4), round(b - t0, 4), m] for a, b, m in u.pitches]] for u in phrase]
+        sings = [[*_frames_of(u), [[round(a - t0, 4), round(b - t0, 4), m] for a, b, m in u.pitches]] for u in phrase]
         text = json.dumps([self.name, sings], default=_json_value)
         return np.random.default_rng([self.seed, int(hashlib.sha256(text.encode()).hexdigest()[:12], 16), purpose])
 
@@ -531,8 +520,7 @@ class _Take:
         pitches exactly, as floats; the spoken lines by their keys), or None without a cache."""
         if self.folder is None:
             return None
-        placed = [[u.source.line, u.source.onset, u.source.head, u.source.core, u.source.tail, u.source.coda,
-                   u.onset_start, u.start, u.vowel_end, u.coda_end, u.pitches] for u in phrase]
+        placed = [[*_frames_of(u), u.onset_start, u.start, u.vowel_end, u.coda_end, u.pitches] for u in phrase]
         synthesis = {k: v for k, v in sorted(opts.items()) if k not in _NOT_PHRASE_OPTIONS}
         text = json.dumps([VERSION, fs, self.name, self.seed, synthesis, placed], default=_json_value)
         key = hashlib.sha256(text.encode()).hexdigest()
@@ -542,18 +530,6 @@ class _Take:
 class _Sung(NamedTuple):
     phrases: int  # phrases in the take
     from_cache: int  # of them, taken from the phrase cache
-
-
-def _load_phrase(path: Path | None) -> np.ndarray | None:
-    """A phrase's samples from the phrase cache, or None (no cache, no entry, a damaged entry:
-    sung again and replaced)."""
-    if path is None or not path.is_file():
-        return None
-    try:
-        y = np.load(path, allow_pickle=False)
-    except (ValueError, OSError, EOFError):
-        return None
-    return y if y.dtype == np.float32 and y.ndim == 1 and np.isfinite(y).all() else None
 
 
 def _sing(units: list[Unit], buffer: np.ndarray, fs: int, opts: dict, take: _Take) -> _Sung:
@@ -569,14 +545,14 @@ def _sing(units: list[Unit], buffer: np.ndarray, fs: int, opts: dict, take: _Tak
     place_units(units)
     phrases = split_phrases(units)
     paths = [take.path(phrase, fs, opts) for phrase in phrases]
-    audio = [_load_phrase(path) for path in paths]
+    audio = [load_samples(path) for path in paths]
     missing = [k for k, y in enumerate(audio) if y is None]
     analyses = take.lines.analyses(u.source.line for k in missing for u in phrases[k])
 
     def sing(k: int) -> np.ndarray:
         y = sing_phrase(phrases[k], fs, opts, take.rng(phrases[k], 1), analyses)[1].astype(np.float32)
         if paths[k] is not None:
-            _publish(paths[k], lambda handle: np.save(handle, y, allow_pickle=False))
+            store_samples(paths[k], y)
         return y
 
     if take.pool is None:

@@ -13,7 +13,7 @@ from millamusic.release.lyric_files import TimedLine, TimedWord, lrc_text, sylt_
 from millamusic.release.tags import ReleaseTags
 from millamusic.spec.artwork import validate_cover
 from millamusic.spec.song import Song
-from millamusic.voice.melody import backing_word_times
+from millamusic.voice.melody import backing_word_times, word_spans
 
 
 def engine_used(entry: Entry, record: str):
@@ -38,19 +38,12 @@ def timed_lyrics(score: Score, vocals: Entry) -> list:
     """
 
     sung = json.loads((vocals.path / "vocals.json").read_text())["syllables"]
-    spans: dict[int, list[float]] = {}  # word index -> [start, end]
-    for syllable in sorted(sung, key=lambda s: s["start_seconds"]):
-        word = score.notes[syllable["note_index"]].word_index
-        span = spans.setdefault(word, [syllable["start_seconds"], syllable["end_seconds"]])
-        span[1] = max(span[1], syllable["end_seconds"])
-    order = sorted(spans, key=lambda w: spans[w][0])
-    for this, following in zip(order, order[1:]):
-        spans[this][1] = min(spans[this][1], spans[following][0])
+    spans = word_spans((score.notes[s["note_index"]].word_index, s["start_seconds"], s["end_seconds"]) for s in sung)
     backing = backing_word_times(score)  # line index -> the backing part's (word, start, end)
     lines = []
     for line_index, line in enumerate(score.lines):
         words = [TimedWord(score.words[w].text, round(spans[w][0], 3), round(spans[w][1], 3))
-                 for w in order if score.words[w].line_index == line_index]
+                 for w in spans if score.words[w].line_index == line_index]
         behind = tuple(TimedWord(text, round(start, 3), round(end, 3))
                        for text, start, end in backing.get(line_index, ()))
         if words or behind:

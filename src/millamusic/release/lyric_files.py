@@ -130,6 +130,14 @@ def backing_pieces(line: TimedLine) -> list[tuple[str, bool]]:
     return _cut(line.split_text()[1], line.backing, line.text)
 
 
+def _sung_pieces(line: TimedLine) -> list[tuple[str, bool, TimedWord]]:
+    """(display text, space before it, word) for the lead words, then the backing words (one voice,
+    as LRC and SYLT print it): a space before the backing part when lead words come before it."""
+    lead = [(piece, space, word) for (piece, space), word in zip(pieces(line), line.words)]
+    return lead + [(piece, space or (index == 0 and bool(line.words)), word)
+                   for index, ((piece, space), word) in enumerate(zip(backing_pieces(line), line.backing))]
+
+
 def _cut(text: str, words: Sequence[TimedWord], line_text: str) -> list[tuple[str, bool]]:
     if not words:
         return []
@@ -295,14 +303,12 @@ def sylt_words(lines: Sequence[TimedLine]) -> tuple[tuple[float, str], ...]:
         if not line.words and not line.backing:
             out.append((line.start, newline + line.text.strip()))
             continue
-        for index, ((piece, space_before), word) in enumerate(zip(pieces(line), line.words)):
+        # the backing part follows its line; SYLT is one voice in time order, so a backing word sung
+        # under the lead's last word is stamped when that word starts
+        for index, (piece, space_before, word) in enumerate(_sung_pieces(line)):
             prefix = newline if index == 0 else (" " if space_before else "")
-            out.append((word.start, prefix + piece))
-        # the backing part follows its line; SYLT is one voice in time order, so a word sung under
-        # the lead's last word is stamped when that word starts
-        for index, ((piece, space_before), word) in enumerate(zip(backing_pieces(line), line.backing)):
-            prefix = (" " if line.words else newline) if index == 0 else (" " if space_before else "")
-            out.append((max(word.start, out[-1][0] if out else 0.0), prefix + piece))
+            backing = index >= len(line.words)
+            out.append((max(word.start, out[-1][0] if out else 0.0) if backing else word.start, prefix + piece))
     return tuple(out)
 
 
@@ -374,10 +380,7 @@ def lrc_text(
             # go back, so a backing word sung under the lead's last word is stamped when that word starts.
             parts = [f"[{_lrc_stamp(cs)}]"]
             stamp = cs
-            timed = [(piece, space, word) for (piece, space), word in zip(pieces(line), line.words)]
-            timed += [(piece, space or (index == 0 and bool(line.words)), word)
-                      for index, ((piece, space), word) in enumerate(zip(backing_pieces(line), line.backing))]
-            for piece, space_before, word in timed:
+            for piece, space_before, word in _sung_pieces(line):
                 stamp = max(stamp, _cs(word.start))
                 parts.append(f"{' ' if space_before else ''}<{_lrc_stamp(stamp)}>{piece}")
             parts.append(f"<{_lrc_stamp(max(stamp, *(_cs(w.end) for w in (*line.words, *line.backing))))}>")

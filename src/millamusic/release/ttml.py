@@ -131,25 +131,14 @@ def ttml_text(
             p = ET.SubElement(div, "p", {"begin": _clock(line.start), "end": _clock(line.end),
                                          "itunes:key": f"L{key}", "ttm:agent": "v1"})
             if timing == "Word" and (line.words or line.backing):
-                previous = None
-                for (piece, space_before), word in zip(pieces(line), line.words):
-                    if space_before and previous is not None:
-                        previous.tail = " "  # the space between words is a text node between the spans
-                    previous = ET.SubElement(p, "span", {"begin": _clock(word.start), "end": _clock(word.end)})
-                    previous.text = piece
+                last = _word_spans(p, pieces(line), line.words)
                 if line.backing:  # Apple's background-vocal span, last in the line, its words in parentheses
-                    if previous is not None:
-                        previous.tail = " "
+                    if last is not None:
+                        last.tail = " "
                     background = ET.SubElement(p, "span", {
                         "ttm:role": "x-bg", "begin": _clock(min(w.start for w in line.backing)),
                         "end": _clock(max(w.end for w in line.backing))})
-                    previous = None
-                    for (piece, space_before), word in zip(backing_pieces(line), line.backing):
-                        if space_before and previous is not None:
-                            previous.tail = " "
-                        previous = ET.SubElement(background, "span",
-                                                 {"begin": _clock(word.start), "end": _clock(word.end)})
-                        previous.text = piece
+                    _word_spans(background, backing_pieces(line), line.backing)
             else:
                 p.text = line.text.strip()
     text = '<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(tt, encoding="unicode") + "\n"
@@ -158,6 +147,18 @@ def ttml_text(
     except ET.ParseError as exc:  # a bug here, not a user mistake: never write a broken file
         raise ExportError(f"internal error: the TTML writer produced malformed XML ({exc})") from exc
     return text
+
+
+def _word_spans(parent, cut: list[tuple[str, bool]], words) -> object | None:
+    """A timed <span> per word under `parent` (pieces() gives the text), the space between words a
+    text node between the spans; returns the last span (None: no words)."""
+    previous = None
+    for (piece, space_before), word in zip(cut, words):
+        if space_before and previous is not None:
+            previous.tail = " "
+        previous = ET.SubElement(parent, "span", {"begin": _clock(word.start), "end": _clock(word.end)})
+        previous.text = piece
+    return previous
 
 
 def write_ttml(

@@ -5,8 +5,6 @@ edges faded; notes sung under the ceiling moved back up.
 
 from __future__ import annotations
 
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,6 +14,7 @@ from millamusic.core.audio import fade_edges
 from millamusic.voice import kokoro_model
 from millamusic.voice.kokoro_ceiling import shift_up
 from millamusic.voice.kokoro_plan import Plan, hold_energy
+from millamusic.voice.phrase_cache import load_samples, store_samples
 
 SR = kokoro_model.SAMPLE_RATE
 NOTCH_HZ = (4800.0, 9600.0)  # the decoder's iSTFT hop-rate tones on sustained vowels
@@ -38,11 +37,9 @@ class PhraseVoice:
 def sing_plan(plan: Plan, voice: PhraseVoice, path: Path | None) -> tuple[np.ndarray, bool]:
     """Mono 24 kHz samples of a plan (the lead trimmed, edges faded) and whether they came from
     the phrase cache entry `path` (None: no phrase cache)."""
-    if path is not None and path.is_file():
-        try:
-            return np.load(path, allow_pickle=False), True
-        except (ValueError, OSError):  # a damaged entry: sung again and replaced below
-            pass
+    cached = load_samples(path)  # None: sung (again) and stored below
+    if cached is not None:
+        return cached, True
     ids = voice.ids(plan.symbols)
     style = voice.voice.style(len(plan.symbols))
     durations = np.asarray(plan.durations, dtype=np.float32)
@@ -56,7 +53,7 @@ def sing_plan(plan: Plan, voice: PhraseVoice, path: Path | None) -> tuple[np.nda
     audio = _notch(audio)[plan.durations[0] * kokoro_model.FRAME_SAMPLES :]
     audio = fade_edges(audio, SR).astype(np.float32)
     if path is not None:
-        _store(path, audio)
+        store_samples(path, audio)
     return audio, False
 
 
@@ -68,10 +65,3 @@ def _notch(audio: np.ndarray) -> np.ndarray:
             audio = sosfiltfilt(tf2sos(*iirnotch(hz, 30.0, SR)), audio)
     return audio
 
-
-def _store(path: Path, audio: np.ndarray) -> None:
-    """Publish a phrase cache entry atomically (parallel renders may share the folder)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile(dir=path.parent, suffix=".tmp", delete=False) as handle:
-        np.save(handle, audio, allow_pickle=False)
-    os.replace(handle.name, path)

@@ -9,6 +9,7 @@ from typing import Iterable, TypeVar
 import numpy as np
 
 from millamusic.music.score import Score
+from millamusic.voice.syllables import third_above
 
 T = TypeVar("T")
 
@@ -101,17 +102,39 @@ def backing_word_times(score: Score) -> dict[int, list[tuple[str, float, float]]
     """The backing-vocal part's words, per lyric line: (text as written, start s, end s), timed from
     the backing notes the backing voice sings (its vowels land on the notes' beats); a word ends at
     its last (melisma) note's end, or where the next backing word starts."""
+    spans = word_spans((note.word_index, score.beat_to_seconds(note.start_beat),
+                        score.beat_to_seconds(note.start_beat + note.length_beats)) for note in score.backing_notes)
+    out: dict[int, list[tuple[str, float, float]]] = {}
+    for w, (start, end) in spans.items():
+        word = score.backing_words[w]
+        out.setdefault(word.line_index, []).append((word.text, start, end))
+    return out
+
+
+def word_spans(timed: Iterable[tuple[int, float, float]]) -> dict[int, tuple[float, float]]:
+    """(start s, end s) per word index, in time order, from its timed pieces (word index, start, end):
+    its syllables or notes. A word ends no later than the next word starts."""
     spans: dict[int, list[float]] = {}
-    for note in score.backing_notes:
-        start = score.beat_to_seconds(note.start_beat)
-        end = score.beat_to_seconds(note.start_beat + note.length_beats)
-        span = spans.setdefault(note.word_index, [start, end])
+    for w, start, end in timed:
+        span = spans.setdefault(w, [start, end])
         span[0], span[1] = min(span[0], start), max(span[1], end)
     order = sorted(spans, key=lambda w: (spans[w][0], w))
     for this, following in zip(order, order[1:]):
         spans[this][1] = max(spans[this][0], min(spans[this][1], spans[following][0]))
-    out: dict[int, list[tuple[str, float, float]]] = {}
-    for w in order:
-        word = score.backing_words[w]
-        out.setdefault(word.line_index, []).append((word.text, spans[w][0], spans[w][1]))
-    return out
+    return {w: (spans[w][0], spans[w][1]) for w in order}
+
+
+def harmony_take(score: Score, syllables: list[T]) -> list[T]:
+    """The chorus lines' syllables a diatonic third above, in the key sounding at each note (a
+    section may modulate: its own `key:`)."""
+    def scale_at(seconds: float) -> tuple[int, ...]:
+        return score.key_at(score.seconds_to_beat(seconds)).scale_pcs
+
+    chorus = chorus_lines(score)
+    return [replace(s, pitches=[(a, b, third_above(m, scale_at(a))) for a, b, m in s.pitches])
+            for s in syllables if s.line in chorus]
+
+
+def backing_part(score: Score) -> Score:
+    """The score's backing-vocal part as a score of its own: its words and notes in place of the lead's."""
+    return replace(score, notes=score.backing_notes, words=score.backing_words)
