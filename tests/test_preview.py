@@ -233,7 +233,6 @@ def test_a_chorus_preview_end_to_end(write_spec, tmp_path):
 
     again = _preview(spec, out, "--section", "Chorus 2")  # nothing changed: every stage is reused
     assert all(stage["cached"] for stage in again["stages"]), again["stages"]
-    assert again["seconds"] < first["seconds"]
 
     intro = _preview(spec, out, "--section", "Intro")  # instrumental, at bar 1: no pre-roll, nothing sung
     assert intro["sources"]["vocals"] == "sung for the range (0 lyric lines)" and intro["range_starts_at"] == 0.0

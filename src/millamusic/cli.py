@@ -194,11 +194,12 @@ def render(spec: Path, out_root: Path, cache_dir: Path | None, force: bool, back
             return None
 
     engines = (backing or song.spec.engines.backing, vocals or song.vocal_engine)
-    said = write_stamp(call, song, sources, result.to_dict(), warnings, code_before, started_ns, engines,
+    answer = result.to_dict()
+    said = write_stamp(call, song, sources, answer, warnings, code_before, started_ns, engines,
                        artist_digest if song.artist is not None else None)
     if debug:
         click.echo(f"render stamp: {said}", err=True)
-    _print_release(result.to_dict(), console, as_json)
+    _print_release(answer, console, as_json)
 
 
 def _print_release(result: dict, console, as_json: bool) -> None:
@@ -513,13 +514,14 @@ def _print_preview(preview, console, as_json: bool) -> None:
 @click.pass_context
 def cache(ctx: click.Context, out_root: Path, cache_dir: Path | None, as_json: bool) -> None:
     """The stage cache's size per song and stage, and how much the latest renders need (docs/cache.md)."""
+    if ctx.invoked_subcommand is not None:  # `cache gc`: loads what it runs itself
+        return
     from rich.console import Console
     from rich.markup import escape
     from rich.table import Table
 
     from millamusic.pipeline.cache_admin import cache_usage, human
-    if ctx.invoked_subcommand is not None:
-        return
+
     usage = cache_usage(_cache_dir(cache_dir, out_root), out_root)
     if as_json:
         click.echo(json.dumps(usage.to_dict(), indent=1))

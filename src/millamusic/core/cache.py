@@ -454,13 +454,8 @@ class StageCache:
         folder.mkdir(parents=True, exist_ok=True)
         now = time.time_ns()
         path = folder / f"{now:020d}-{os.getpid()}.json"
-        temp = path.with_name(f".{path.name}.tmp-{owner_tag()}-{uuid.uuid4().hex[:8]}")
-        try:
-            temp.write_text(canonical_json({"label": label, "time_ns": now, "keys": sorted(set(keys)),
+        _replace_with(path, canonical_json({"label": label, "time_ns": now, "keys": sorted(set(keys)),
                                             "release": release}))
-            os.replace(temp, path)
-        finally:
-            temp.unlink(missing_ok=True)
         return path
 
     def render_records(self) -> dict[str, list["RenderRecord"]]:
@@ -510,12 +505,7 @@ class StageCache:
     def _remember(self, stage: str, label: str, inputs: dict, context: dict | None = None) -> None:
         path = self._last_path(stage, label)
         path.parent.mkdir(parents=True, exist_ok=True)
-        temp = path.with_name(f".{path.name}.tmp-{owner_tag()}-{uuid.uuid4().hex[:8]}")
-        try:
-            temp.write_text(canonical_json({"inputs": inputs, "context": context}))
-            os.replace(temp, path)
-        finally:
-            temp.unlink(missing_ok=True)  # a failed write (a full disk) leaves no half memo behind
+        _replace_with(path, canonical_json({"inputs": inputs, "context": context}))
 
     def previous(self, stage: str, label: str) -> dict | None:
         """What the last run of this stage for `label` read: {"inputs", "context"}; None if never run."""
@@ -546,6 +536,17 @@ def _fsync_tree(folder: Path) -> None:
         if path.is_file():
             with open(path, "rb") as handle:
                 os.fsync(handle.fileno())
+
+
+def _replace_with(path: Path, text: str) -> None:
+    """Write `text` to a temp beside `path` (a name sweep_stale_temps knows), then rename it onto `path`:
+    readers see the old file or the new one. A failed write (a full disk) leaves no half file behind."""
+    temp = path.with_name(f".{path.name}.tmp-{owner_tag()}-{uuid.uuid4().hex[:8]}")
+    try:
+        temp.write_text(text)
+        os.replace(temp, path)
+    finally:
+        temp.unlink(missing_ok=True)
 
 
 @dataclass(frozen=True)

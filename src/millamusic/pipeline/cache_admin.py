@@ -19,7 +19,7 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from millamusic.core.cache import StageCache, sweep_stale_temps
+from millamusic.core.cache import NOT_STAGES, StageCache, sweep_stale_temps
 from millamusic.core.errors import SpecError, SpecProblem
 
 UNKNOWN = "(no render record)"  # entries no record or memo ties to a song: older takes, older millamusic
@@ -254,7 +254,7 @@ def _files(folder: Path) -> list[tuple[tuple[int, int], int, int]]:
 
 def _other_bytes(cache_dir: Path, seen: dict) -> int:
     total = 0
-    for name in ("last", "locks", "renders", "phrases"):
+    for name in sorted(NOT_STAGES):
         for ident, size, _ in _files(Path(cache_dir) / name):
             total += 0 if ident in seen else size
             seen[ident] = 1

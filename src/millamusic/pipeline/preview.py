@@ -30,8 +30,8 @@ import numpy as np
 from millamusic import SAMPLE_RATE
 from millamusic.compose import compose
 from millamusic.core.audio import Audio, load_npy, load_pcm24, resample, save_npy, save_pcm24
-from millamusic.core.cache import CorruptEntry, Entry, StageCache
-from millamusic.core.errors import RenderError, SpecError, SpecProblem
+from millamusic.core.cache import Entry, StageCache
+from millamusic.core.errors import SpecError, SpecProblem
 from millamusic.core.files import atomic_write_bytes
 from millamusic.dsp.loudness import measure
 from millamusic.engines import load_engine
@@ -39,7 +39,7 @@ from millamusic.mastering.chain import master
 from millamusic.mix import mix
 from millamusic.music.score import Score
 from millamusic.pipeline.render import backing_request_for, backing_stage, check_stems, compose_stage, delivery_profiles
-from millamusic.pipeline.run import Progress, Run, StageReport
+from millamusic.pipeline.run import Progress, Run, StageReport, once_more_if_corrupt
 from millamusic.pipeline.stages import (
     STAGE_VERSIONS,
     RenderOptions,
@@ -245,18 +245,8 @@ def render_preview(song: Song, options: RenderOptions, progress: Progress | None
     say = progress or (lambda *_: None)
     cache = StageCache(options.cache_dir)
     with cache.in_use():  # `cache gc --delete` deletes nothing while a render holds this (core.cache)
-        try:
-            return _render(Run(song, options, cache, say, song_sources(song)), chosen, profile, engines, started)
-        except CorruptEntry as corrupt:  # a file read from the cache failed its checksum: as render does,
-            first = corrupt              # move the entry aside and go again (the stages before it are hits)
-        cache.retire(first.entry, first.problem)
-        say(first.entry.stage, f"cache entry corrupt: {first.problem}; moved aside, rendering again")
-        try:
-            return _render(Run(song, options, cache, say, song_sources(song)), chosen, profile, engines, started)
-        except CorruptEntry as again:
-            cache.retire(again.entry, again.problem)
-            raise RenderError(f"{song.path}: {again} (after recomputing {first.entry.stage}); it was moved aside: "
-                              "run the same command again") from again
+        return once_more_if_corrupt(cache, song.path, say, lambda: _render(
+            Run(song, options, cache, say, song_sources(song)), chosen, profile, engines, started))
 
 
 def _render(run: Run, chosen: PreviewRange, profile, engines: tuple, started: float) -> PreviewResult:

@@ -16,6 +16,7 @@ from millamusic.core.audio import pcm24_wav
 from millamusic.core.cache import CorruptEntry, Entry, owner_tag, sha256_file, sweep_stale_temps
 from millamusic.core.errors import ExportError, disk_fault, is_disk_fault
 from millamusic.core.files import fsync_dir, fsync_file, replace_folder
+from millamusic.pipeline.published import PublishedRelease
 from millamusic.pipeline.run import STEM_SOURCES, Run, StemWav
 from millamusic.pipeline.stages import DELIVERY_FILES
 from millamusic.release.credits import contains_ai, digital_source_type
@@ -159,9 +160,9 @@ def _publish(run: Run, publication: _Publication, root: Path, masters: Path, ste
     }
     release_path = masters / "release.json"
     files["release"] = str(release_path)
-    published = _PublishedRelease.read(root, release_path)
+    published = PublishedRelease.read(root, release_path)
     stems_names = {item.destination.name for item in plan if item.destination.parent == stems}
-    if published.same_release(record, masters, deliveries) and published.folder_is(stems, stems_names):
+    if _same_release(published, record, masters, deliveries) and published.folder_is(stems, stems_names):
         run.progress("publish", f"unchanged: masters/{slug}/ already holds this release")
         return files, loudness  # an unchanged re-render writes nothing
     in_place = {item.destination for item in plan if published.holds(item.destination, item.want)}
@@ -202,57 +203,16 @@ class _Planned:
                                                     "bytes": entry.files[name]["bytes"]})
 
 
-class _PublishedRelease:
-    """What a song's release.json (from an earlier render) says is published, to leave what is
-    already in place alone: an unchanged re-render rewrites nothing, a new mastering target leaves
-    the stems alone, and files that stay are hard-linked into the new masters folder, not copied.
-
-    A published file counts as in place when release.json lists it with the sha256 and size this
-    render would give it, and on disk it has that size and was last modified no later than
-    release.json was written (the quick check make and rsync use: the published copy is not
-    hashed again). A file edited, replaced or truncated after its release is published afresh;
-    `millamusic check` hashes every file against release.json."""
-
-    def __init__(self, root: Path, record: dict | None, written_ns: int):
-        self.root, self.record, self.written_ns = root, record or {}, written_ns
-
-    @classmethod
-    def read(cls, root: Path, path: Path) -> "_PublishedRelease":
-        try:
-            with open(path, "rb") as handle:
-                written_ns = os.fstat(handle.fileno()).st_mtime_ns
-                record = json.loads(handle.read())
-        except (OSError, ValueError):
-            return cls(root, None, 0)
-        return cls(root, record if isinstance(record, dict) else None, written_ns)
-
-    def holds(self, destination: Path, want: dict) -> bool:
-        listed = (self.record.get("files") or {}).get(Path(os.path.relpath(destination, self.root)).as_posix())
-        if listed != want:
-            return False
-        try:
-            stat = destination.stat()
-        except OSError:
-            return False
-        return stat.st_size == want["bytes"] and stat.st_mtime_ns <= self.written_ns
-
-    def folder_is(self, folder: Path, names: set[str]) -> bool:
-        """Whether `folder` holds exactly `names` (hidden temp names aside)."""
-        try:
-            return {p.name for p in folder.iterdir() if not p.name.startswith(".")} == names
-        except OSError:
-            return False
-
-    def same_release(self, record: dict, masters: Path, deliveries: dict) -> bool:
-        """Whether release.json already describes `record` (its timestamp and stage timings aside) and
-        masters/<slug>/ holds exactly its files."""
-        if not self.record or _comparable(self.record) != _comparable(record):
-            return False
-        if not all(self.holds(self.root / name, want) for name, want in record["files"].items()):
-            return False
-        return self.folder_is(masters, {*deliveries, "lyrics.txt", "distributor.txt", "release.json"}) and all(
-            self.folder_is(masters / name, {f"{record['slug']}{suffix}" for suffix, _ in DELIVERY_FILES.values()})
-            for name in deliveries)
+def _same_release(published: PublishedRelease, record: dict, masters: Path, deliveries: dict) -> bool:
+    """Whether the published release.json already describes `record` (its timestamp and stage timings
+    aside), every file it lists is in place and masters/<slug>/ holds exactly its files."""
+    if not published.record or _comparable(published.record) != _comparable(record):
+        return False
+    if published.first_moved() is not None:  # record["files"] is what release.json lists (compared above)
+        return False
+    return published.folder_is(masters, {*deliveries, "lyrics.txt", "distributor.txt", "release.json"}) and all(
+        published.folder_is(masters / name, {f"{record['slug']}{suffix}" for suffix, _ in DELIVERY_FILES.values()})
+        for name in deliveries)
 
 
 def _comparable(record: dict) -> dict:

@@ -21,7 +21,7 @@ import numpy as np
 from millamusic import SAMPLE_RATE, __version__
 from millamusic.compose import compose
 from millamusic.core.audio import Audio, load_npy, load_pcm24, pcm24_wav, resample, save_npy, save_pcm24
-from millamusic.core.cache import CorruptEntry, Entry, StageCache
+from millamusic.core.cache import Entry, StageCache
 from millamusic.core.errors import ExportError, RenderError, SpecError, SpecProblem
 from millamusic.engines import load_engine, option_problems
 from millamusic.engines.base import BackingRequest
@@ -29,7 +29,7 @@ from millamusic.mastering.chain import master
 from millamusic.mix import mix
 from millamusic.music.score import Score
 from millamusic.pipeline.publish import publish
-from millamusic.pipeline.run import STEM_SOURCES, Progress, Run, StageReport, StemWav
+from millamusic.pipeline.run import STEM_SOURCES, Progress, Run, StageReport, StemWav, once_more_if_corrupt
 from millamusic.pipeline.stages import (
     DELIVERY_FILES,
     STAGE_VERSIONS,
@@ -101,32 +101,12 @@ def render(song: Song, options: RenderOptions, progress: Progress | None = None,
     started = time.perf_counter()
     cache = StageCache(options.cache_dir)
     with cache.in_use():  # `cache gc --delete` deletes nothing while a render holds this (core.cache)
-        result = _render_checked(song, options, progress, cache, started, until, album_masters, earlier)
+        result = once_more_if_corrupt(cache, song.path, progress, lambda: _render(
+            song, options, progress, cache, started, until, album_masters, earlier))
         if isinstance(result, RenderResult):  # which entries this release uses: `cache gc --keep-last N`
             stages = json.loads(Path(result.release_path).read_text())["stages"]
             cache.record_render(song.slug, [stage["key"] for stage in stages.values()], result.release_path)
     return result
-
-
-def _render_checked(song: Song, options: RenderOptions, progress: Progress | None, cache: StageCache,
-                    started: float, until: str | None, album_masters: dict | None,
-                    earlier: tuple[StageReport, ...]) -> RenderResult | MixResult | tuple[StageReport, ...]:
-    """_render, once more if it read a corrupt cache entry."""
-    try:
-        return _render(song, options, progress, cache, started, until, album_masters, earlier)
-    except CorruptEntry as corrupt:  # a file a stage (or publish) read failed its checksum
-        first = corrupt
-    # Move the damaged entry aside and start over: the stages before it are cache hits, it is
-    # recomputed (saying why), and nothing was published from it.
-    cache.retire(first.entry, first.problem)
-    if progress is not None:
-        progress(first.entry.stage, f"cache entry corrupt: {first.problem}; moved aside, rendering again")
-    try:
-        return _render(song, options, progress, cache, started, until, album_masters, earlier)
-    except CorruptEntry as again:
-        cache.retire(again.entry, again.problem)
-        raise RenderError(f"{song.path}: {again} (after recomputing {first.entry.stage}); it was moved aside: "
-                          "run the same command again") from again
 
 
 def _render(song: Song, options: RenderOptions, progress: Progress | None, cache: StageCache, started: float,

@@ -9,10 +9,12 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 from millamusic.core.audio import Audio, load_pcm24
 from millamusic.core.cache import CorruptEntry, Entry, StageCache
 from millamusic.core.errors import MillaError, RenderError, disk_fault, is_disk_fault
+from millamusic.pipeline.published import stage_label
 from millamusic.pipeline.stages import STAGE_VERSIONS, RenderOptions, explain
 from millamusic.spec.song import Song
 
@@ -24,6 +26,8 @@ class StageReport:
     seconds: float
     why: str  # why it ran ("" when cached)
 
+
+T = TypeVar("T")
 
 Progress = Callable[[str, str], None]  # (stage, "start" | "done: ...") for the CLI's display
 
@@ -55,7 +59,7 @@ class Run:
     def stage(self, name: str, inputs: dict, produce: Callable[[Path], None], *, variant: str | None = None) -> Entry:
         """Run (or reuse) one stage. A `variant` (a delivery profile) is a separate run of the same
         stage: it is reported as "name[variant]" and remembered apart for "why did it re-run"."""
-        label = self.song.slug if variant is None else f"{self.song.slug}.{variant}"
+        label = stage_label(self.song.slug, variant)
         shown = name if variant is None else f"{name}[{variant}]"
         self.progress(shown, "start")
         started = time.perf_counter()
@@ -83,6 +87,26 @@ class Run:
         self.entries[shown] = entry
         self.progress(shown, "cached" if entry.hit else f"done ({entry.why})")
         return entry
+
+
+def once_more_if_corrupt(cache: StageCache, song_path, progress: Progress | None, attempt: Callable[[], T]) -> T:
+    """attempt() (a render or a preview), once more if it read a corrupt cache entry (CorruptEntry: a file
+    a stage, or publish, read failed its checksum). The damaged entry is moved aside and everything starts
+    over: the stages before it are cache hits, it is recomputed (saying why), and nothing was published
+    from it. Corrupt again: that entry is moved aside too, and RenderError asks for one more run."""
+    try:
+        return attempt()
+    except CorruptEntry as corrupt:
+        first = corrupt
+    cache.retire(first.entry, first.problem)
+    if progress is not None:
+        progress(first.entry.stage, f"cache entry corrupt: {first.problem}; moved aside, rendering again")
+    try:
+        return attempt()
+    except CorruptEntry as again:
+        cache.retire(again.entry, again.problem)
+        raise RenderError(f"{song_path}: {again} (after recomputing {first.entry.stage}); it was moved aside: "
+                          "run the same command again") from again
 
 
 class _StemFiles(Mapping):

@@ -11,7 +11,7 @@ path would find every stage in the cache and publish nothing, so the stamp's res
 as that render would report it (every stage cached), and the render record `cache gc` counts is
 written as it would write it. Any fact that differs, or a stamp that cannot be read, sends the
 command down the normal path, which is the truth: the stamp only ever skips work whose answer it
-already holds. Stdlib and two light modules only, so that checking it costs no start-up.
+already holds. Stdlib and a few light modules only, so that checking it costs no start-up.
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Callable
 
 import millamusic
 from millamusic.core import cache as stage_cache
+from millamusic.pipeline.published import PublishedRelease, stage_label
 from millamusic.release.signing import CERT_ENV, DIR_ENV, KEY_ENV, identity_dir
 
 if TYPE_CHECKING:  # typing only: the spec machinery is what the fast path must not load
@@ -149,17 +150,22 @@ def _file_fact(path: Path, written: Path | None, now_ns: int) -> dict:
     return {**fact, "stat": stat}
 
 
-def _folder_fact(folder: Path, written: Path | None, now_ns: int) -> dict:
-    """A folder (a DiffSinger voicebank) by the stat of every file in it."""
-    tree = []
+def _tree(folder: str | Path) -> list[list]:
+    """[path relative to `folder`, *its stat (none when it cannot be read)] of every file under it, in order."""
+    rows = []
     for root, dirs, files in os.walk(folder):
         dirs.sort()
-        for name in sorted(files):
-            path = os.path.join(root, name)
-            stat = _stat_of(path)
-            if stat is None or now_ns - max(stat[3], stat[4]) < RACY_NS:
-                raise ValueError(f"{path} changed less than {RACY_NS / 1e9:.0f} s ago")
-            tree.append([os.path.relpath(path, folder), *stat])
+        rows += [[os.path.relpath(os.path.join(root, name), folder), *(_stat_of(os.path.join(root, name)) or [])]
+                 for name in sorted(files)]
+    return rows
+
+
+def _folder_fact(folder: Path, written: Path | None, now_ns: int) -> dict:
+    """A folder (a DiffSinger voicebank) by the stat of every file in it."""
+    tree = _tree(folder)
+    for path, *stat in tree:
+        if not stat or now_ns - max(stat[3], stat[4]) < RACY_NS:
+            raise ValueError(f"{os.path.join(folder, path)} changed less than {RACY_NS / 1e9:.0f} s ago")
     return {"written": str(written) if written is not None else None, "path": str(folder), "tree": tree}
 
 
@@ -172,12 +178,7 @@ def _fact_holds(fact: dict) -> str | None:
         return None if _sha256(path) == fact["sha256"] else f"{path} changed"
     if "stat" in fact:
         return None if _stat_of(path) == fact["stat"] else f"{path} changed"
-    tree = []
-    for root, dirs, files in os.walk(path):
-        dirs.sort()
-        tree += [[os.path.relpath(os.path.join(root, n), path), *(_stat_of(os.path.join(root, n)) or [])]
-                 for n in sorted(files)]
-    return None if tree == fact["tree"] else f"{path} changed"
+    return None if _tree(path) == fact["tree"] else f"{path} changed"
 
 
 def song_files(song: Song, sources: dict, soundfont: Path | None) -> list[tuple[str, Path, Path | None, str | None]]:
@@ -309,13 +310,12 @@ def _listing(folder: Path) -> list[str] | None:
 
 
 def _memos(cache: Path, slug: str, stages: dict) -> list[Path]:
-    """The re-run memos each stage rewrites on a hit (core.cache: last/<label>/<stage>.json; a
-    profile's stage "master[apple]" is labelled "<slug>.apple", see pipeline.run)."""
+    """The re-run memos each stage rewrites on a hit (core.cache: last/<label>/<stage>.json; release.json
+    names a profile's run of a stage "master[apple]")."""
     memos = []
     for name in stages:
         stage, _, variant = name.partition("[")
-        label = f"{slug}.{variant.rstrip(']')}" if variant else slug
-        memos.append(cache / "last" / label / f"{stage}.json")
+        memos.append(cache / "last" / stage_label(slug, variant.rstrip("]") or None) / f"{stage}.json")
     return memos
 
 
@@ -381,21 +381,14 @@ def _differs(call: RenderCall, stamp: dict) -> str:
 
 
 def _published(release_path: Path, sha256: str, root: Path) -> str:
-    """Whether the release is still in place, by publish's own rule (pipeline.publish._PublishedRelease):
+    """Whether the release is still in place, by publish's own rule (pipeline.published.PublishedRelease):
     release.json as written, and every file it lists at its size, modified no later than it."""
-    try:
-        with open(release_path, "rb") as handle:
-            written_ns = os.fstat(handle.fileno()).st_mtime_ns
-            data = handle.read()
-    except OSError:
+    published = PublishedRelease.read(root, release_path)
+    if published.sha256 is None:
         return f"{release_path} is gone"
-    if hashlib.sha256(data).hexdigest() != sha256:
+    if published.sha256 != sha256:
         return f"{release_path} changed"
-    for name, want in json.loads(data)["files"].items():
-        try:
-            stat = (root / name).stat()
-        except OSError:
-            return f"{root / name} is gone"
-        if stat.st_size != want["bytes"] or stat.st_mtime_ns > written_ns:
-            return f"{root / name} changed since it was published"
+    moved = published.first_moved()
+    if moved is not None:
+        return f"{root / moved} {'changed since it was published' if (root / moved).exists() else 'is gone'}"
     return ""
