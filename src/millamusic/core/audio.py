@@ -77,6 +77,21 @@ def load_npy(path: Path) -> Audio:
 PCM24_FULL_SCALE = float(1 << 23)
 
 
+def pcm24_integers(samples: np.ndarray) -> tuple[np.ndarray, int]:
+    """(channels, n) float32 samples -> ((n, channels) int32 24-bit samples left-justified, as libsndfile
+    takes them; how many were clipped). x * 2**23 rounded: scaling and rounding are exact in float32 and
+    both clip bounds are float32 integers, so this gives the float64 route's integers with a fifth of the
+    memory traffic (a 3-minute stem would otherwise take ~500 MB of float64 temporaries)."""
+    scaled = np.empty(samples.shape[::-1], np.float32)  # (frames, channels): interleaved, as files store it
+    np.multiply(samples.T, np.float32(PCM24_FULL_SCALE), out=scaled)
+    np.rint(scaled, out=scaled)
+    clipped = int(np.count_nonzero(scaled > PCM24_FULL_SCALE - 1)) + int(np.count_nonzero(scaled < -PCM24_FULL_SCALE))
+    np.clip(scaled, -PCM24_FULL_SCALE, PCM24_FULL_SCALE - 1, out=scaled)
+    pcm = scaled.astype(np.int32)
+    pcm <<= 8
+    return pcm, clipped
+
+
 def save_pcm24(audio: Audio, path: Path) -> None:
     """Compact store for the stage cache: 24-bit PCM, FLAC or WAV by `path`'s suffix (docs/cache.md).
 
@@ -87,12 +102,7 @@ def save_pcm24(audio: Audio, path: Path) -> None:
     peak = audio.peak()
     if not peak <= 1.0:  # also NaN
         raise ValueError(f"{path.name}: peak {peak} is over full scale; 24-bit PCM would clip it")
-    scaled = np.empty(audio.samples.shape[::-1], np.float32)  # (frames, channels), as the file interleaves
-    np.multiply(audio.samples.T, np.float32(PCM24_FULL_SCALE), out=scaled)
-    np.rint(scaled, out=scaled)
-    np.clip(scaled, -PCM24_FULL_SCALE, PCM24_FULL_SCALE - 1, out=scaled)  # +1.0 itself is one step over
-    pcm = scaled.astype(np.int32)
-    pcm <<= 8  # libsndfile takes 24-bit samples left-justified in int32
+    pcm, _ = pcm24_integers(audio.samples)  # +1.0 itself is one step over: clipped to the top step
     sf.write(str(path), pcm, audio.sample_rate, subtype="PCM_24", format=path.suffix.lstrip(".").upper())
 
 

@@ -11,6 +11,7 @@ from millamusic import SAMPLE_RATE
 from millamusic.compose import COMPOSER_VERSION
 from millamusic.core.cache import changed_keys, sha256_file
 from millamusic.engines.base import VocalRequest
+from millamusic.instruments.soundfont import synthesizer
 from millamusic.mastering.config import MASTERING, MasteringConfig
 from millamusic.mix import MIX, MIX_VERSION, MixConfig
 from millamusic.music.score import Score
@@ -49,6 +50,7 @@ def backing_inputs(song: Song, options: RenderOptions, score: Score, request, in
     if soundfont is not None:
         keyed["options"]["soundfont"] = (sha256_file(Path(soundfont)) if options.soundfont
                                          else song.input_hashes["soundfont"])  # hashed when the spec loaded
+        keyed["options"]["synthesizer"] = synthesizer()  # another TinySoundFont may play the same font differently
     engine_key = asdict(info)
     if info.weights_hash is not None:  # the model is named by its content, not by the folder it lies in
         keyed["options"].pop("model", None)
