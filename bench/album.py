@@ -72,10 +72,10 @@ from pathlib import Path
 from ruamel.yaml import YAML
 
 import millamusic
-from millamusic.spec.album import load_album
 from millamusic.compose import compose
 from millamusic.music.lyrics import parse_sheet
 from millamusic.release.provenance import unsigned_bytes
+from millamusic.spec.album import load_album
 from millamusic.spec.song import load_song
 
 ROOT = Path(__file__).resolve().parents[1]

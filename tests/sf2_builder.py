@@ -151,7 +151,7 @@ def write_sine_soundfont(path: Path | str, *, sample_rate: int = 44100, root_key
     imod = [NO_MODULATOR]
     igen.append(b"\0" * 4)
 
-    # Presets: bank 0 programs 0..127 and the drum kit, one zone each, all on instrument 0.
+    # Presets: one zone each, all on instrument 0.
     slots = list(presets)
     phdr = [_preset(f"Sine {bank}:{program}", program, bank, i) for i, (bank, program) in enumerate(slots)]
     pbag = [_bag(i, 0) for i in range(len(slots))]

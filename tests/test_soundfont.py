@@ -12,13 +12,14 @@ import pytest
 
 from millamusic.cli import exit_code_for
 from millamusic.core.errors import EngineUnavailable, RenderError
+from millamusic.instruments.parts import DRUM_CHANNEL
+from millamusic.instruments.presets import PRESETS
 from millamusic.instruments.soundfont import TINYSOUNDFONT_HINT, check_soundfont, render_midi, synthesizer
 from tests.programs import require_module
 from tests.sf2_builder import DRUM_BANK, write_sine_soundfont
 
 RATE = 44100
-ARRANGER_PROGRAMS = [0, 4, 29, 30, 33, 34, 89]  # the GM programs the arranger's presets use
-DRUM_CHANNEL = 9
+ARRANGER_PROGRAMS = sorted({part["program"] for preset in PRESETS.values() for part in preset["instruments"].values()})
 
 
 @pytest.fixture

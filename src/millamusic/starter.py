@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+from datetime import date
 from pathlib import Path
 
 from millamusic.compose import compose
@@ -29,7 +30,7 @@ FORMS = {  # a radio form per genre: (section, bars, chords)
 SETTINGS = {"pop": (118, "A minor", "synth-pop"), "rock": (140, "E minor", "driving-rock")}
 SHEET = """# {title}: the lyric sheet. A [Header] names a section of the spec's `structure`; the nth
 # [Chorus] block is sung in the nth Chorus, and a section with no block of its own sings the last
-# block of its name. Hyphens force syllable splits (ra-di-o), an underscore holds a syllable (love_).
+# block of its name. A bar forces a syllable split (ra|di|o), an underscore holds a syllable (love_).
 # Replace these lines with your words (docs/spec.md, "Lyric sheets").
 
 [Verse 1]
@@ -78,7 +79,7 @@ def starter_files(title: str, genre: str, artist: str, profile: str | None, lyri
         "master:",
         "  profiles: [spotify]       # delivery profiles: spotify, apple, youtube, amazon, deezer, cd, loud, ebu_r128",
         "release:",
-        "  year: 2026",
+        f"  year: {date.today().year}",
         "  # isrc: CC-XXX-YY-NNNNN     # from your distributor",
         "  # release.lyricist, composer, producer, copyright, label: docs/spec.md",
         "",

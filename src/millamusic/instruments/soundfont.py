@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import importlib
 import io
-import math
 import struct
 from importlib import metadata
 from pathlib import Path
@@ -22,6 +21,8 @@ import mido
 import numpy as np
 
 from millamusic.core.errors import EngineUnavailable, RenderError
+from millamusic.core.units import gain_to_db
+from millamusic.instruments.parts import DRUM_CHANNEL  # MIDI channel 10: General MIDI's percussion
 
 # tinysoundfont declares PyAudio as a requirement for its live playback, which we never use, and
 # PyAudio has wheels for Windows only (elsewhere it compiles against PortAudio's headers). So the
@@ -32,7 +33,6 @@ TINYSOUNDFONT_HINT = (
     "to build outside Windows)"
 )
 
-DRUM_CHANNEL = 9  # MIDI channel 10: General MIDI's percussion
 DRUM_BANK = 128  # SoundFont 2 keeps drum kits in bank 128
 STANDARD_KIT = 0
 
@@ -87,7 +87,7 @@ _GEN_INSTRUMENT, _GEN_SAMPLE_ID = 41, 53
 
 
 def _hydra(path: Path) -> dict[bytes, bytes]:
-    """The nine pdta arrays of a file that starts like a SoundFont; RenderError if they cannot be found."""
+    """The pdta sub-chunks of a file that starts like a SoundFont, by id; those it cannot find are left out."""
     arrays: dict[bytes, bytes] = {}
     with path.open("rb") as f:
         riff_end = 8 + struct.unpack("<I", f.read(8)[4:])[0]
@@ -160,17 +160,13 @@ def font_presets(path: Path) -> frozenset[tuple[int, int]]:
     return frozenset(struct.unpack_from("<HH", record, 20)[::-1] for record in records[b"phdr"][:-1])
 
 
-def _preset_name(kind: str, program: int) -> str:
-    return "the drum kit (bank 128, program 0)" if kind == "drums" else f"GM program {program} (bank 0)"
-
-
 class _Player:
     """One TinySoundFont synthesizer with one font, fed MIDI channel messages."""
 
     def __init__(self, soundfont: Path, presets: frozenset[tuple[int, int]], *, sample_rate: int, gain: float):
         tsf = _tinysoundfont()
         self.soundfont, self.presets = soundfont, presets
-        self.synth = tsf.Synth(gain=20.0 * math.log10(gain), samplerate=sample_rate)
+        self.synth = tsf.Synth(gain=gain_to_db(gain), samplerate=sample_rate)
         try:
             self.sfid = self.synth.sfload(str(soundfont))
         except RuntimeError as e:  # TinySoundFont says only that it could not load the file
@@ -185,8 +181,8 @@ class _Player:
         bank, number = (DRUM_BANK, STANDARD_KIT) if is_drums else (0, program)
         # Look first: TinySoundFont would quietly play bank 0's piano for a missing drum kit.
         if (bank, number) not in self.presets:
-            raise RenderError(f"the SoundFont {self.soundfont} has no preset for "
-                              f"{_preset_name('drums' if is_drums else 'melodic', program)}. "
+            name = "the drum kit (bank 128, program 0)" if is_drums else f"GM program {program} (bank 0)"
+            raise RenderError(f"the SoundFont {self.soundfont} has no preset for {name}. "
                               "Fix: use a General MIDI SoundFont that has it, or render without --soundfont")
         self.synth.program_select(channel, self.sfid, bank, number, is_drums)
         self.selected.add(channel)
@@ -218,7 +214,6 @@ def render_midi(midi: bytes, soundfont: Path, *, sample_rate: int, frames: int, 
 
     No reverb or chorus (our mix stage adds the reverb). `gain` scales the synthesizer's output linearly.
     """
-
     if not gain > 0:
         raise ValueError(f"gain must be positive, got {gain}")
     soundfont = Path(soundfont).resolve()
@@ -231,7 +226,7 @@ def render_midi(midi: bytes, soundfont: Path, *, sample_rate: int, frames: int, 
     # Iterating a MidiFile merges its tracks and turns ticks into seconds through the tempo map.
     for message in song:
         seconds += message.time
-        at = min(frames, round(seconds * sample_rate))
+        at = round(seconds * sample_rate)
         if at >= frames:
             break
         if at > done:
