@@ -189,6 +189,25 @@ def test_pcm24_wav_of_the_flac_is_the_delivery_writers_bytes_of_the_float_audio(
     assert (tmp_path / "published.wav").read_bytes() == (tmp_path / "today.wav").read_bytes() == in_memory.getvalue()
 
 
+@pytest.mark.parametrize("peak", [0.5, 1.0])
+def test_save_stem_knows_the_wav_publish_will_make(tmp_path, peak):
+    """save_stem stores what save_pcm24 stores and returns the sha256 and size of the WAV pcm24_wav makes
+    of that FLAC (what the stems stage lists), naming the writer; it leaves no file but the FLAC."""
+    import hashlib
+
+    from millamusic.core.audio import pcm24_wav, save_pcm24, save_stem, wav_facts_writer
+
+    audio = _noise(peak=peak)
+    facts = save_stem(audio, tmp_path / "stem.flac")
+    save_pcm24(audio, tmp_path / "plain.flac")
+    assert (tmp_path / "stem.flac").read_bytes() == (tmp_path / "plain.flac").read_bytes()
+    pcm24_wav(tmp_path / "stem.flac", tmp_path / "published.wav")
+    data = (tmp_path / "published.wav").read_bytes()
+    assert facts == {"sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data), "writer": wav_facts_writer()}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["plain.flac", "published.wav", "stem.flac"]
+    assert wav_facts_writer().startswith("libsndfile ") and " probe " in wav_facts_writer()
+
+
 @pytest.mark.parametrize("subtype", ["PCM_16", "PCM_S8"])
 def test_pcm24_wav_refuses_a_flac_that_is_not_24_bit(tmp_path, subtype):
     import soundfile

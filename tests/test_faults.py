@@ -349,7 +349,8 @@ def test_publish_writes_only_what_changed(project):
 
 def test_a_lyric_edit_leaves_the_backing_stems_alone(project, monkeypatch):
     """Only the vocals' stems are made again: the stems stage takes the backing's WAV hashes from the
-    last stems entry (no decoding), and publish leaves their published WAVs in place (same inodes)."""
+    last stems entry and the new vocals' from what the vocals stage recorded (no decoding), and publish
+    leaves the backing's published WAVs in place (same inodes)."""
     project.rendered()  # the copy's release.json names the copy's spec
     (before,) = project.entries("stems")
     published = {p.name: p.stat().st_ino for p in (project.out / "stems" / SLUG).glob("*.wav")}
@@ -363,7 +364,7 @@ def test_a_lyric_edit_leaves_the_backing_stems_alone(project, monkeypatch):
     (after,) = [entry for entry in project.entries("stems") if entry != before]
     backing = set(json.loads((project.entry("backing") / "backing.json").read_text())["stems"])
     vocals = {name for name in published if name[:-4] not in backing}
-    assert backing and vocals and sorted(decoded) == sorted(f"{name[:-4]}.flac" for name in vocals)
+    assert backing and vocals and decoded == []
     old, new = (json.loads((entry / "stems.json").read_text())["stems"] for entry in (before, after))
     assert {name: new[name] for name in backing} == {name: old[name] for name in backing}
     now = {p.name: p.stat().st_ino for p in (project.out / "stems" / SLUG).glob("*.wav")}
@@ -414,6 +415,8 @@ def test_a_stem_wav_written_otherwise_than_recorded_retires_the_stems_entry(proj
     shutil.rmtree(project.out / "stems")  # publish writes every stem again
     monkeypatch.setattr(publish_module, "pcm24_wav", other_writer)
     monkeypatch.setattr(render_module, "pcm24_wav", other_writer)
+    # another libsndfile: the WAV facts the backing and vocals recorded with theirs are not taken
+    monkeypatch.setattr(render_module, "wav_facts_writer", lambda: "libsndfile 0.0, another build")
     result = project.render()
     assert result.exit_code == 0, result.output
     shown = " ".join(result.output.split())
@@ -423,6 +426,26 @@ def test_a_stem_wav_written_otherwise_than_recorded_retires_the_stems_entry(proj
     assert [name for name, (cached, _) in stages.items() if not cached] == ["stems"]
     _assert_release_matches_its_folder(project.out)
     assert not project.hidden(), project.hidden()
+
+
+def test_stem_wav_facts_recorded_at_save_are_what_decoding_the_flacs_gives(project, monkeypatch):
+    """The backing and vocals stages record each stem WAV's sha256 and size as they save its FLAC
+    (core.audio.save_stem): the stems stage decodes nothing. Facts recorded by another WAV writer
+    (another libsndfile) are not taken: every FLAC is decoded, and both routes list the same WAVs."""
+    decoded: list[str] = []
+    real = render_module.pcm24_wav
+    monkeypatch.setattr(render_module, "pcm24_wav", lambda source, target: decoded.append(source.name) or
+                        real(source, target))
+    recorded = json.loads((project.entry("stems") / "stems.json").read_text())["stems"]
+    for stage in ("backing", "vocals"):
+        listing = json.loads((project.entry(stage) / f"{stage}.json").read_text())
+        assert sorted(listing["wavs"]) == listing["stems"]
+    shutil.rmtree(project.entry("stems"))  # made again, with no earlier stems entry to take hashes from
+    monkeypatch.setattr(render_module, "wav_facts_writer", lambda: "libsndfile 0.0, another build")
+    assert _stages(project.rendered())["stems"][0] is False
+    assert sorted(decoded) == sorted(f"{name}.flac" for name in recorded) and len(recorded) >= 4
+    assert json.loads((project.entry("stems") / "stems.json").read_text())["stems"] == recorded
+    _assert_release_matches_its_folder(project.out)
 
 
 # --- a full disk ----------------------------------------------------------------------------------

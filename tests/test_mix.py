@@ -27,3 +27,34 @@ def test_mix_headroom_ducking_and_report():
 def test_mismatched_stems_are_refused():
     with pytest.raises(ValueError, match="frames"):
         mix({"bass": _tone(80, seconds=1.0), "lead": _tone(400, seconds=2.0)})
+
+
+def test_mix_leaves_its_stems_as_they_were():
+    """The mix works in its own arrays (in place, for memory); the stems it is given are not touched."""
+    stems = {"bass": _tone(82.4), "backing_vocals": _tone(330.0), "lead": _tone(660.0), "odd": _tone(220.0)}
+    before = {name: audio.samples.copy() for name, audio in stems.items()}
+    mix(stems)
+    assert all(np.array_equal(stems[name].samples, before[name]) for name in stems)
+
+
+def test_duck_gain_is_the_documented_curve():
+    """10 ** (-max_db * clip(envelope / reference, 0, 1) / 20), worked step by step in place: the same
+    float64 numbers as the expression, then float32."""
+    from scipy.signal import lfilter
+
+    from millamusic.mix import _duck_gain
+
+    frames = 2 * RATE
+    gate = np.zeros(frames)
+    gate[RATE // 2: RATE] = 1.0
+    vocal = _tone(500.0, seconds=2.0, gate=gate).samples
+    ducking = MIX.ducking
+    level = np.abs(vocal).max(axis=0)
+    coeff = np.exp(-1.0 / (ducking.smoothing_s * RATE))
+    envelope = lfilter([1 - coeff], [1, -coeff], level)
+    reference = np.percentile(envelope[envelope > ducking.silence], ducking.reference_percentile)
+    expected = (10 ** (-ducking.max_db * np.clip(envelope / (reference + 1e-9), 0.0, 1.0) / 20)).astype(np.float32)
+    got = _duck_gain(vocal, RATE, ducking)
+    assert got.shape == (1, frames) and got.dtype == np.float32
+    assert np.array_equal(got[0], expected)
+    assert got.min() == pytest.approx(10 ** (-ducking.max_db / 20), rel=1e-6) and got.max() == 1.0

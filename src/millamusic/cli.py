@@ -15,7 +15,6 @@ from pathlib import Path
 import click
 
 from millamusic.core.errors import EngineUnavailable, ExportError, MillaError, RenderError, SpecError
-from millamusic.core.memory import return_large_frees
 
 # Start-up: each command imports what it runs inside its function (an unchanged `render` answers from its
 # stamp without loading the spec machinery, docs/performance.md); only click and the errors load here.
@@ -94,7 +93,6 @@ class _Commands(click.Group):
 @click.option("--debug", is_flag=True, help="Print the full traceback of an internal error (a bug) on stderr.")
 def main(debug: bool) -> None:
     """Turn song specs into stems, masters, lyrics and AI credits."""
-    return_large_frees()  # peak memory: a finished stage's arrays go back to the system (core/memory.py)
 
 
 @main.command()

@@ -134,32 +134,39 @@ def mix(stems: Mapping[str, Audio], config: MixConfig = MIX) -> tuple[Audio, Mix
             chain.append(Compressor(threshold_db=settings.compress[0], ratio=settings.compress[1],
                                     attack_ms=processing.attack_ms, release_ms=processing.release_ms))
         processed = Pedalboard(chain)(audio.to_stereo().samples, rate) if chain else audio.to_stereo().samples
-        processed = _pan(_spread(processed, rate, settings.spread_ms) * np.float32(10 ** (settings.gain_db / 20)),
-                         settings.pan)
+        processed = _spread(processed, rate, settings.spread_ms) * np.float32(10 ** (settings.gain_db / 20))
+        _pan_in_place(processed, settings.pan)
         (vocal_bus if name in config.vocal_stems else backing_bus)[:] += processed
         if settings.reverb_send:
             reverb_bus += processed * np.float32(settings.reverb_send)
-        stem_report[name] = {"peak_dbfs": _db(np.max(np.abs(processed))), "rms_dbfs": _db(_rms(processed)),
+        stem_report[name] = {"peak_dbfs": _db(_peak(processed)), "rms_dbfs": _db(_rms(processed)),
                              "gain_db": settings.gain_db, "pan": settings.pan}
     plate = config.plate
     wet = Pedalboard([Reverb(room_size=plate.room_size, damping=plate.damping, wet_level=1.0, dry_level=0.0,
                              width=plate.width)])(reverb_bus, rate)
+    del reverb_bus
     duck = _duck_gain(vocal_bus, rate, config.ducking)
-    total = backing_bus * duck + vocal_bus + wet
-    peak = float(np.max(np.abs(total))) or 1.0
+    # backing * duck + vocal + wet, summed where the backing bus is (the same float32 steps, no
+    # temporaries: a 3-minute bus is 63 MB, and the mix is a render's peak of memory)
+    total = backing_bus
+    total *= duck
+    total += vocal_bus
+    total += wet
+    del vocal_bus, wet
+    peak = _peak(total) or 1.0
     trim_db = config.peak_dbfs - _db(peak)
     total *= np.float32(10 ** (trim_db / 20))
-    report = MixReport(stem_report, float(-_db(np.min(duck))), _db(np.max(np.abs(total))), trim_db)
-    return Audio(total.astype(np.float32), rate), report
+    report = MixReport(stem_report, float(-_db(np.min(duck))), _db(_peak(total)), trim_db)
+    return Audio(total, rate), report
 
 
-def _pan(stereo: np.ndarray, pan: float) -> np.ndarray:
-    """Constant-power balance of a stereo signal."""
+def _pan_in_place(stereo: np.ndarray, pan: float) -> None:
+    """Constant-power balance of a stereo signal, in its own array."""
     if pan == 0.0:
-        return stereo
+        return
     angle = (pan + 1) * np.pi / 4
     gains = np.array([[np.cos(angle)], [np.sin(angle)]], np.float32) * np.float32(np.sqrt(2))
-    return stereo * gains
+    stereo *= gains
 
 
 def _spread(stereo: np.ndarray, rate: int, spread_ms: float) -> np.ndarray:
@@ -182,8 +189,21 @@ def _duck_gain(vocal: np.ndarray, rate: int, ducking: Ducking) -> np.ndarray:
     envelope = lfilter([1 - coeff], [1, -coeff], level)
     singing = envelope > ducking.silence
     reference = np.percentile(envelope[singing], ducking.reference_percentile) if np.any(singing) else 1.0
-    amount = np.clip(envelope / (reference + 1e-9), 0.0, 1.0)
-    return (10 ** (-ducking.max_db * amount / 20)).astype(np.float32)[None, :]
+    del singing
+    # 10 ** (-max_db * clip(envelope / reference, 0, 1) / 20), step by step in the envelope's own
+    # float64 array (the same numbers; each temporary of a 3-minute song is 64 MB)
+    amount = envelope
+    amount /= reference + 1e-9
+    np.clip(amount, 0.0, 1.0, out=amount)
+    amount *= -ducking.max_db
+    amount /= 20
+    np.power(10, amount, out=amount)
+    return amount.astype(np.float32)[None, :]
+
+
+def _peak(x: np.ndarray) -> float:
+    """max |x|, without an |x| array as large as x."""
+    return float(max(x.max(), -x.min()))
 
 
 def _rms(x: np.ndarray) -> float:

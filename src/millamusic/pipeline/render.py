@@ -20,7 +20,17 @@ import numpy as np
 
 from millamusic import SAMPLE_RATE, __version__
 from millamusic.compose import compose
-from millamusic.core.audio import Audio, load_npy, load_pcm24, pcm24_wav, resample, save_npy, save_pcm24
+from millamusic.core.audio import (
+    Audio,
+    load_npy,
+    load_pcm24,
+    pcm24_wav,
+    resample,
+    save_npy,
+    save_pcm24,
+    save_stem,
+    wav_facts_writer,
+)
 from millamusic.core.cache import Entry, StageCache
 from millamusic.core.errors import ExportError, RenderError, SpecError, SpecProblem
 from millamusic.engines import load_engine, option_problems
@@ -240,11 +250,12 @@ def backing_stage(run: Run, score: Score, engine, request, info) -> Entry:
     def produce(folder: Path) -> None:
         result = engine.render(score, request)
         check_stems(result.stems, score, f"backing engine {engine.info.name!r}")
-        for name, audio in result.stems.items():
-            save_pcm24(audio, folder / f"{name}.flac")  # the stems' own 24-bit WAVs hold no more (docs/cache.md)
+        names = sorted(result.stems)
+        wavs = _save_stems(result.stems, folder)
         (folder / "backing.mid").write_bytes(result.midi)
-        (folder / "backing.json").write_text(json.dumps({"stems": sorted(result.stems), "prompt": result.prompt,
-                                                         "details": result.details}, indent=1, default=str))
+        (folder / "backing.json").write_text(json.dumps({"stems": names, "wavs": wavs,
+                                                         "prompt": result.prompt, "details": result.details},
+                                                        indent=1, default=str))
 
     entry = run.stage("backing", inputs, produce)
     for warning in json.loads((entry.path / "backing.json").read_text())["details"].get("warnings", []):
@@ -258,10 +269,10 @@ def _vocals(run: Run, score: Score, engine) -> Entry:
     def produce(folder: Path) -> None:
         result = engine.render(score, request)
         check_stems(result.stems, score, f"vocal engine {engine.info.name!r}")
-        for name, audio in result.stems.items():
-            save_pcm24(audio, folder / f"{name}.flac")
+        names = sorted(result.stems)
+        wavs = _save_stems(result.stems, folder)
         info = asdict(result.engine_info or engine.info)
-        (folder / "vocals.json").write_text(json.dumps({"stems": sorted(result.stems), "engine": info,
+        (folder / "vocals.json").write_text(json.dumps({"stems": names, "wavs": wavs, "engine": info,
                                                         "syllables": [asdict(s) for s in result.syllables],
                                                         "details": result.details}, indent=1, default=str))
 
@@ -269,6 +280,13 @@ def _vocals(run: Run, score: Score, engine) -> Entry:
     for warning in json.loads((entry.path / "vocals.json").read_text())["details"].get("warnings", []):
         run.progress("vocals", f"warning: {warning}")  # shown again on a cached run: it is still true
     return entry
+
+
+def _save_stems(stems: dict[str, Audio], folder: Path) -> dict[str, dict]:
+    """Each stem as a 24-bit FLAC (its WAV would hold no more: docs/cache.md), let go of once saved:
+    `stems` is emptied (backing and vocals holding all their stems at once is a render's peak of
+    memory). Returns name -> the facts of the WAV publish will make of it (save_stem), for _stems."""
+    return {name: save_stem(stems.pop(name), folder / f"{name}.flac") for name in sorted(stems)}
 
 
 def check_stems(stems: dict[str, Audio], score: Score, who: str) -> None:
@@ -294,21 +312,29 @@ def _stems(run: Run, score: Score, backing: Entry, vocals: Entry) -> Entry:
     def produce(folder: Path) -> None:
         # After a lyric edit only the vocals change: the backing's stems are the same FLACs as in this
         # song's last stems entry, so their WAVs' hashes are taken from it, not made again.
+        # The stage that saved a stem recorded its WAV's hash (save_stem); entries older than that record,
+        # or made with another libsndfile, have their FLACs decoded for it here.
         earlier = _earlier_stems(run)
+        writer = wav_facts_writer()
         wavs: dict[str, StemWav] = {}
         for entry in (backing, vocals):  # the vocals' names after the backing's, as Run.all_stems reads them
-            for name in json.loads((entry.path / f"{entry.stage}.json").read_text())["stems"]:
+            listing = json.loads((entry.path / f"{entry.stage}.json").read_text())
+            for name in listing["stems"]:
                 file = f"{name}.flac"
                 source = entry.files[file]["sha256"]
                 known = earlier.get(name)
+                recorded = listing.get("wavs", {}).get(name)
                 if known is not None and (known.stage, known.file, known.source_sha256) == (entry.stage, file, source):
                     wavs[name] = replace(known, key=entry.key)  # the same FLAC bytes give the same WAV
-                    continue
-                wav = io.BytesIO()
-                pcm24_wav(entry.verified(file), wav)
-                data = wav.getbuffer()
-                wavs[name] = StemWav(name, entry.stage, entry.key, file, source, hashlib.sha256(data).hexdigest(),
-                                     len(data))
+                elif recorded is not None and recorded["writer"] == writer:
+                    wavs[name] = StemWav(name, entry.stage, entry.key, file, source, recorded["sha256"],
+                                         recorded["bytes"])
+                else:
+                    with io.BytesIO() as wav:
+                        pcm24_wav(entry.verified(file), wav)
+                        with wav.getbuffer() as data:
+                            wavs[name] = StemWav(name, entry.stage, entry.key, file, source,
+                                                 hashlib.sha256(data).hexdigest(), len(data))
         (folder / STEM_SOURCES).write_text(json.dumps(
             {"stems": {name: {k: v for k, v in asdict(wav).items() if k != "name"} for name, wav in wavs.items()}},
             indent=1, sort_keys=True))

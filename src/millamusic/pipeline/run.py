@@ -14,6 +14,7 @@ from typing import TypeVar
 from millamusic.core.audio import Audio, load_pcm24
 from millamusic.core.cache import CorruptEntry, Entry, StageCache
 from millamusic.core.errors import MillaError, RenderError, disk_fault, is_disk_fault
+from millamusic.core.memory import release_free_memory
 from millamusic.pipeline.published import stage_label
 from millamusic.pipeline.stages import STAGE_VERSIONS, RenderOptions, explain
 from millamusic.spec.song import Song
@@ -82,6 +83,8 @@ class Run:
         except Exception as error:  # a bug, ours or a library's: it keeps its traceback (exit 70), named here
             error.add_note(f"millamusic: in stage {name!r} of {self.song.path}{_low_disk_hint(self.cache.root)}")
             raise
+        if not entry.hit:
+            release_free_memory()  # the stage's freed arrays back to the system: peak RSS (core/memory.py)
         report = StageReport(shown, entry.hit, time.perf_counter() - started, entry.why)
         self.reports.append(report)
         self.entries[shown] = entry
