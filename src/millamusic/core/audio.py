@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+from contextlib import ExitStack
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -97,6 +98,9 @@ def pcm24_integers(samples: np.ndarray) -> tuple[np.ndarray, int]:
     return pcm, clipped
 
 
+SAVE_BLOCK_FRAMES = 1 << 20  # rounded and written a block at a time: 8 MB of temporaries, not 126 MB a stem
+
+
 def save_pcm24(audio: Audio, path: Path) -> None:
     """Compact store for the stage cache: 24-bit PCM, FLAC or WAV by `path`'s suffix (docs/cache.md).
 
@@ -104,20 +108,18 @@ def save_pcm24(audio: Audio, path: Path) -> None:
     file holds), so what load_pcm24 reads back stores again to the same bytes, and a stage that reads it
     sees the same numbers whether the entry was made just now or long ago. Only for audio that needs no
     headroom: samples over full scale are a bug here (a master past its ceiling), not something to clip."""
-    _write_pcm24(_pcm24_of(audio, path), audio.sample_rate, path)
+    _save_pcm24_to(audio, [path])
 
 
 def save_stem(audio: Audio, path: Path) -> dict:
-    """save_pcm24, and the sha256 and size of the WAV that pcm24_wav will make of the file, while the
-    integers are at hand (~0.15 s a 3-minute stem; decoding the FLAC again for them took ~0.7 s). The
-    facts say which libsndfile wrote them: another one may write other header bytes (wav_facts_writer)."""
-    pcm = _pcm24_of(audio, path)
-    _write_pcm24(pcm, audio.sample_rate, path)
+    """save_pcm24, and the sha256 and size of the WAV that pcm24_wav will make of the file, from the
+    same integers (~0.15 s a 3-minute stem; decoding the FLAC again for them took ~0.7 s). The facts
+    say which libsndfile wrote them: another one may write other header bytes (wav_facts_writer)."""
     # written to a file, not memory: 95 MB of page cache a 3-minute stem, while backing and vocals
     # (the render's peak of memory) still hold their other stems
     wav = path.with_name(f".{path.name}.wav")
     try:
-        _write_pcm24(pcm, audio.sample_rate, wav)
+        _save_pcm24_to(audio, [path, wav])
         return {"sha256": sha256_file(wav), "bytes": wav.stat().st_size, "writer": wav_facts_writer()}
     finally:
         wav.unlink(missing_ok=True)
@@ -134,12 +136,20 @@ def wav_facts_writer() -> str:
             f"probe {hashlib.sha256(probe.getvalue()).hexdigest()[:16]}")
 
 
-def _pcm24_of(audio: Audio, path: Path) -> np.ndarray:
+def _save_pcm24_to(audio: Audio, paths: list[Path]) -> None:
+    """`audio` as 24-bit PCM into each of `paths` (the format by suffix), block by block: libsndfile
+    writes the same bytes as from one array."""
     peak = audio.peak()
     if not peak <= 1.0:  # also NaN
-        raise ValueError(f"{path.name}: peak {peak} is over full scale; 24-bit PCM would clip it")
-    pcm, _ = pcm24_integers(audio.samples)  # +1.0 itself is one step over: clipped to the top step
-    return pcm
+        raise ValueError(f"{paths[0].name}: peak {peak} is over full scale; 24-bit PCM would clip it")
+    with ExitStack() as stack:
+        files = [stack.enter_context(sf.SoundFile(str(path), "w", audio.sample_rate, audio.channels, "PCM_24",
+                                                  format=path.suffix.lstrip(".").upper())) for path in paths]
+        for start in range(0, audio.frames, SAVE_BLOCK_FRAMES):
+            # +1.0 itself is one step over: clipped to the top step
+            pcm, _ = pcm24_integers(audio.samples[:, start : start + SAVE_BLOCK_FRAMES])
+            for file in files:
+                file.write(pcm)
 
 
 def _write_pcm24(pcm: np.ndarray, rate: int, target: Path | BinaryIO, format: str | None = None) -> None:

@@ -32,3 +32,4 @@ def release_free_memory() -> bool:
     trim(0)
     return True
 
+
