@@ -58,3 +58,33 @@ def test_duck_gain_is_the_documented_curve():
     assert got.shape == (1, frames) and got.dtype == np.float32
     assert np.array_equal(got[0], expected)
     assert got.min() == pytest.approx(10 ** (-ducking.max_db / 20), rel=1e-6) and got.max() == 1.0
+
+
+class _Loading(dict):
+    """A mapping that makes each stem when asked (as pipeline.run.StemFiles reads FLACs), counting."""
+
+    def __init__(self, stems, fail=None):
+        super().__init__(stems)
+        self.asked, self.fail = [], fail
+
+    def __getitem__(self, name):
+        self.asked.append(name)
+        if name == self.fail:
+            raise OSError(f"{name}: unreadable")
+        return dict.__getitem__(self, name)
+
+
+def test_mix_reads_each_stem_once_ahead_on_threads_and_sums_in_order():
+    stems = {name: _tone(freq) for name, freq in [("bass", 82.4), ("drums", 120.0), ("keys", 440.0),
+                                                   ("lead", 660.0), ("harmony", 550.0)]}
+    loading = _Loading(stems)
+    mixed, report = mix(loading)
+    assert sorted(loading.asked) == sorted(stems) and list(report.stems) == list(stems)
+    again, _ = mix(dict(stems))  # the same stems as plain values: the same bytes
+    assert mixed.samples.tobytes() == again.samples.tobytes()
+
+
+def test_a_stem_that_cannot_be_read_stops_the_mix_with_its_own_error():
+    stems = {name: _tone(freq) for name, freq in [("bass", 82.4), ("keys", 440.0), ("lead", 660.0)]}
+    with pytest.raises(OSError, match="keys: unreadable"):
+        mix(_Loading(stems, fail="keys"))

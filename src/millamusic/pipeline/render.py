@@ -285,8 +285,11 @@ def _vocals(run: Run, score: Score, engine) -> Entry:
 def _save_stems(stems: dict[str, Audio], folder: Path) -> dict[str, dict]:
     """Each stem as a 24-bit FLAC (its WAV would hold no more: docs/cache.md), let go of once saved:
     `stems` is emptied (backing and vocals holding all their stems at once is a render's peak of
-    memory). Returns name -> the facts of the WAV publish will make of it (save_stem), for _stems."""
-    return {name: save_stem(stems.pop(name), folder / f"{name}.flac") for name in sorted(stems)}
+    memory). Returns name -> the facts of the WAV publish will make of it (save_stem), for _stems.
+    Two at a time: libsndfile and hashlib let go of the GIL (a lyric edit's 4 vocal stems: 1.9 -> 1.0 s)."""
+    with ThreadPoolExecutor(max_workers=2, thread_name_prefix="millamusic-save") as pool:
+        saving = {name: pool.submit(save_stem, stems.pop(name), folder / f"{name}.flac") for name in sorted(stems)}
+        return {name: future.result() for name, future in saving.items()}
 
 
 def check_stems(stems: dict[str, Audio], score: Score, who: str) -> None:
