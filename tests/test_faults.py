@@ -486,20 +486,22 @@ def _copyfile_fails_at(monkeypatch, out: Path, nth: int) -> list[Path]:
     real_copy, real_wav = _Publication.copy, _Publication.wav
     copies: list[Path] = []
 
-    def fails(self, entry, name, final) -> bool:
+    def fails(self, entry, name, final, temp=None) -> bool:
         if Path(out) in Path(final).parents:
             copies.append(Path(final))
             if len(copies) == nth:
                 self.writing = final
                 data = (entry.path / name).read_bytes()
-                self.path(final).write_bytes(data[: len(data) // 2])
+                (temp or self.path(final)).write_bytes(data[: len(data) // 2])
                 raise _disk_full()  # as a write() reports it: no file name
         return False
 
     monkeypatch.setattr(_Publication, "copy", lambda self, entry, name, final: fails(self, entry, name, final)
                         or real_copy(self, entry, name, final))
-    monkeypatch.setattr(_Publication, "wav", lambda self, item, final: fails(self, item.entry, item.name, final)
-                        or real_wav(self, item, final))  # a stem WAV, written from its FLAC
+    # a stem WAV, written from its FLAC on one of publish's threads, into the temp path publish took for it
+    monkeypatch.setattr(_Publication, "wav", lambda self, item, final, temp: fails(self, item.entry, item.name, final,
+                                                                                   temp)
+                        or real_wav(self, item, final, temp))
     return copies
 
 
