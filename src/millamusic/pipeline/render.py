@@ -316,9 +316,12 @@ def _stems(run: Run, score: Score, backing: Entry, vocals: Entry) -> Entry:
         # After a lyric edit only the vocals change: the backing's stems are the same FLACs as in this
         # song's last stems entry, so their WAVs' hashes are taken from it, not made again.
         # The stage that saved a stem recorded its WAV's hash (save_stem); entries older than that record,
-        # or made with another libsndfile, have their FLACs decoded for it here.
+        # or made with another libsndfile, have their FLACs decoded for it here. So does every stem once
+        # publish found a WAV that did not match its record in this render (the entry is being redone).
         earlier = _earlier_stems(run)
         writer = wav_facts_writer()
+        if any(problem.startswith(f"{STEM_SOURCES} says ") for problem in run.cache.retired.values()):
+            writer = None
         wavs: dict[str, StemWav] = {}
         for entry in (backing, vocals):  # the vocals' names after the backing's, as Run.all_stems reads them
             listing = json.loads((entry.path / f"{entry.stage}.json").read_text())
