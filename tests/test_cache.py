@@ -241,3 +241,15 @@ def test_a_stem_over_full_scale_is_refused_at_the_engine_boundary(peak):
     check_stems({"pad": ok, "top": Audio(np.full((2, 1000), 1.0, np.float32), SAMPLE_RATE)}, Score(), "x")
     with pytest.raises(RenderError, match=f"backing engine 'e' returned stem 'drums' peaking at {peak:.3f}, over full"):
         check_stems({"pad": ok, "drums": loud}, Score(), "backing engine 'e'")
+
+
+def test_peak_of_is_max_abs_without_a_copy():
+    import numpy as np
+
+    from millamusic.core.audio import Audio, peak_of
+
+    x = np.array([[0.25, -0.75, 0.5], [0.1, 0.2, -0.3]], np.float32)
+    assert peak_of(x) == float(np.max(np.abs(x))) == 0.75 and Audio(x, 44100).peak() == 0.75
+    assert peak_of(np.zeros((2, 0), np.float32)) == 0.0
+    x[1, 2] = np.nan
+    assert np.isnan(peak_of(x)), "a NaN must not hide: save_pcm24 refuses it"

@@ -23,6 +23,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
+import millamusic.core.audio as audio_module
 import millamusic.core.files as files_module
 import millamusic.pipeline.publish as publish_module
 import millamusic.pipeline.render as render_module
@@ -355,9 +356,8 @@ def test_a_lyric_edit_leaves_the_backing_stems_alone(project, monkeypatch):
     (before,) = project.entries("stems")
     published = {p.name: p.stat().st_ino for p in (project.out / "stems" / SLUG).glob("*.wav")}
     decoded: list[str] = []
-    real = render_module.pcm24_wav
-    monkeypatch.setattr(render_module, "pcm24_wav", lambda source, target: decoded.append(source.name) or
-                        real(source, target))
+    real = render_module.stem_wav_record
+    monkeypatch.setattr(render_module, "stem_wav_record", lambda source: decoded.append(source.name) or real(source))
     project.set_lyric("Spin me round and round")
     stages = _stages(project.rendered())
     assert stages["backing"] == (True, "") and stages["stems"][0] is False
@@ -400,7 +400,7 @@ def test_a_stem_wav_written_otherwise_than_recorded_retires_the_stems_entry(proj
     says it is the same one: what publish writes no longer matches stems.json, so the stems entry is
     moved aside and made again by decoding with this writer (not from the hashes the backing and
     vocals recorded, which just proved wrong), and the release still agrees with its files."""
-    real = render_module.pcm24_wav
+    real = audio_module.pcm24_wav
 
     def other_writer(source, target):
         real(source, target)
@@ -415,7 +415,7 @@ def test_a_stem_wav_written_otherwise_than_recorded_retires_the_stems_entry(proj
     project.rendered()
     shutil.rmtree(project.out / "stems")  # publish writes every stem again
     monkeypatch.setattr(publish_module, "pcm24_wav", other_writer)
-    monkeypatch.setattr(render_module, "pcm24_wav", other_writer)
+    monkeypatch.setattr(audio_module, "pcm24_wav", other_writer)  # what the stems stage decodes with
     result = project.render()
     assert result.exit_code == 0, result.output
     shown = " ".join(result.output.split())
@@ -432,9 +432,8 @@ def test_stem_wav_facts_recorded_at_save_are_what_decoding_the_flacs_gives(proje
     (core.audio.save_stem): the stems stage decodes nothing. Facts recorded by another WAV writer
     (another libsndfile) are not taken: every FLAC is decoded, and both routes list the same WAVs."""
     decoded: list[str] = []
-    real = render_module.pcm24_wav
-    monkeypatch.setattr(render_module, "pcm24_wav", lambda source, target: decoded.append(source.name) or
-                        real(source, target))
+    real = render_module.stem_wav_record
+    monkeypatch.setattr(render_module, "stem_wav_record", lambda source: decoded.append(source.name) or real(source))
     recorded = json.loads((project.entry("stems") / "stems.json").read_text())["stems"]
     for stage in ("backing", "vocals"):
         listing = json.loads((project.entry(stage) / f"{stage}.json").read_text())

@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 from pedalboard import Compressor, HighpassFilter, PeakFilter, Pedalboard, Reverb
 
-from millamusic.core.audio import Audio
+from millamusic.core.audio import Audio, peak_of
 
 MIX_THREADS = 2  # stems read and processed ahead of the sum: two cores busy, three stems in memory
 MIX_VERSION = "4"  # 4: backing_vocals stem, spread
@@ -152,10 +152,10 @@ def mix(stems: Mapping[str, Audio], config: MixConfig = MIX) -> tuple[Audio, Mix
     total += vocal_bus
     total += wet
     del vocal_bus, wet
-    peak = _peak(total) or 1.0
+    peak = peak_of(total) or 1.0
     trim_db = config.peak_dbfs - _db(peak)
     total *= np.float32(10 ** (trim_db / 20))
-    report = MixReport(stem_report, float(-_db(np.min(duck))), _db(_peak(total)), trim_db)
+    report = MixReport(stem_report, float(-_db(np.min(duck))), _db(peak_of(total)), trim_db)
     return Audio(total, rate), report
 
 
@@ -184,7 +184,7 @@ def _processed_stem(stems: Mapping[str, Audio], name: str,
         processed *= gain
     del audio, stereo  # only the processed copy stays in memory
     _pan_in_place(processed, settings.pan)
-    report = {"peak_dbfs": _db(_peak(processed)), "rms_dbfs": _db(_rms(processed)),
+    report = {"peak_dbfs": _db(peak_of(processed)), "rms_dbfs": _db(_rms(processed)),
               "gain_db": settings.gain_db, "pan": settings.pan}
     return shape, processed, report
 
@@ -228,11 +228,6 @@ def _duck_gain(vocal: np.ndarray, rate: int, ducking: Ducking) -> np.ndarray:
     amount /= 20
     np.power(10, amount, out=amount)
     return amount.astype(np.float32)[None, :]
-
-
-def _peak(x: np.ndarray) -> float:
-    """max |x|, without an |x| array as large as x."""
-    return float(max(x.max(), -x.min()))
 
 
 RMS_BLOCK_FRAMES = 1 << 18

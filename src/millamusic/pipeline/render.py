@@ -8,8 +8,6 @@ whole, so it is always one complete release, never a mix of two.
 
 from __future__ import annotations
 
-import hashlib
-import io
 import json
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -24,11 +22,11 @@ from millamusic.core.audio import (
     Audio,
     load_npy,
     load_pcm24,
-    pcm24_wav,
     resample,
     save_npy,
     save_pcm24,
     save_stem,
+    stem_wav_record,
     wav_facts_writer,
 )
 from millamusic.core.cache import Entry, StageCache
@@ -250,10 +248,9 @@ def backing_stage(run: Run, score: Score, engine, request, info) -> Entry:
     def produce(folder: Path) -> None:
         result = engine.render(score, request)
         check_stems(result.stems, score, f"backing engine {engine.info.name!r}")
-        names = sorted(result.stems)
         wavs = _save_stems(result.stems, folder)
         (folder / "backing.mid").write_bytes(result.midi)
-        (folder / "backing.json").write_text(json.dumps({"stems": names, "wavs": wavs,
+        (folder / "backing.json").write_text(json.dumps({"stems": list(wavs), "wavs": wavs,
                                                          "prompt": result.prompt, "details": result.details},
                                                         indent=1, default=str))
 
@@ -269,10 +266,9 @@ def _vocals(run: Run, score: Score, engine) -> Entry:
     def produce(folder: Path) -> None:
         result = engine.render(score, request)
         check_stems(result.stems, score, f"vocal engine {engine.info.name!r}")
-        names = sorted(result.stems)
         wavs = _save_stems(result.stems, folder)
         info = asdict(result.engine_info or engine.info)
-        (folder / "vocals.json").write_text(json.dumps({"stems": names, "wavs": wavs, "engine": info,
+        (folder / "vocals.json").write_text(json.dumps({"stems": list(wavs), "wavs": wavs, "engine": info,
                                                         "syllables": [asdict(s) for s in result.syllables],
                                                         "details": result.details}, indent=1, default=str))
 
@@ -285,7 +281,8 @@ def _vocals(run: Run, score: Score, engine) -> Entry:
 def _save_stems(stems: dict[str, Audio], folder: Path) -> dict[str, dict]:
     """Each stem as a 24-bit FLAC (its WAV would hold no more: docs/cache.md), let go of once saved:
     `stems` is emptied (backing and vocals holding all their stems at once is a render's peak of
-    memory). Returns name -> the facts of the WAV publish will make of it (save_stem), for _stems.
+    memory). Returns name -> the record of the WAV publish will make of it (save_stem), for _stems,
+    in name order.
     Two at a time: libsndfile and hashlib let go of the GIL (a lyric edit's 4 vocal stems: 1.9 -> 1.0 s)."""
     with ThreadPoolExecutor(max_workers=2, thread_name_prefix="millamusic-save") as pool:
         saving = {name: pool.submit(save_stem, stems.pop(name), folder / f"{name}.flac") for name in sorted(stems)}
@@ -319,9 +316,7 @@ def _stems(run: Run, score: Score, backing: Entry, vocals: Entry) -> Entry:
         # or made with another libsndfile, have their FLACs decoded for it here. So does every stem once
         # publish found a WAV that did not match its record in this render (the entry is being redone).
         earlier = _earlier_stems(run)
-        writer = wav_facts_writer()
-        if any(problem.startswith(f"{STEM_SOURCES} says ") for problem in run.cache.retired.values()):
-            writer = None
+        redoing = any(problem.startswith(f"{STEM_SOURCES} says ") for problem in run.cache.retired.values())
         wavs: dict[str, StemWav] = {}
         for entry in (backing, vocals):  # the vocals' names after the backing's, as Run.all_stems reads them
             listing = json.loads((entry.path / f"{entry.stage}.json").read_text())
@@ -329,18 +324,13 @@ def _stems(run: Run, score: Score, backing: Entry, vocals: Entry) -> Entry:
                 file = f"{name}.flac"
                 source = entry.files[file]["sha256"]
                 known = earlier.get(name)
-                recorded = listing.get("wavs", {}).get(name)
                 if known is not None and (known.stage, known.file, known.source_sha256) == (entry.stage, file, source):
                     wavs[name] = replace(known, key=entry.key)  # the same FLAC bytes give the same WAV
-                elif recorded is not None and recorded["writer"] == writer:
-                    wavs[name] = StemWav(name, entry.stage, entry.key, file, source, recorded["sha256"],
-                                         recorded["bytes"])
-                else:
-                    with io.BytesIO() as wav:
-                        pcm24_wav(entry.verified(file), wav)
-                        with wav.getbuffer() as data:
-                            wavs[name] = StemWav(name, entry.stage, entry.key, file, source,
-                                                 hashlib.sha256(data).hexdigest(), len(data))
+                    continue
+                record = listing.get("wavs", {}).get(name)
+                if redoing or record is None or record["writer"] != wav_facts_writer():
+                    record = stem_wav_record(entry.verified(file))
+                wavs[name] = StemWav(name, entry.stage, entry.key, file, source, record["sha256"], record["bytes"])
         (folder / STEM_SOURCES).write_text(json.dumps(
             {"stems": {name: {k: v for k, v in asdict(wav).items() if k != "name"} for name, wav in wavs.items()}},
             indent=1, sort_keys=True))
