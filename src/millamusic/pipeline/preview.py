@@ -236,8 +236,7 @@ def render_preview(song: Song, options: RenderOptions, progress: Progress | None
     """Render one range of `song` into OUT/previews/<slug>/<range>.wav (+ .json). Everything the
     user can get wrong (the range, the profile) is checked before the cache or OUT is touched."""
     started = time.perf_counter()
-    if options.vocals:
-        song = replace(song, vocals_override=options.vocals)
+    song = song.with_vocals(options.vocals)
     chosen = preview_range(song, compose(song), section=section, bars=bars)  # composing takes milliseconds
     profile = _profile(song, options)
     engines = (load_engine("backing", options.backing or song.spec.engines.backing),
@@ -368,8 +367,7 @@ def _preview_master(run: Run, source: dict, window: PreviewWindow, profile, vari
 
 def _stems(entry: Entry, listing: str, window: PreviewWindow | None) -> dict[str, Audio]:
     """The stems of a cache entry, cut to `window` (None: already the window's length)."""
-    names = json.loads((entry.path / listing).read_text())["stems"]
-    return {name: _cut(load_pcm24(entry.verified(f"{name}.flac")), window) for name in names}
+    return {name: _cut(load_pcm24(flac()), window) for name, flac in Run.stem_files(entry, listing).items()}
 
 
 def _cut(audio: Audio, window: PreviewWindow | None) -> Audio:

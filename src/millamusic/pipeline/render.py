@@ -120,8 +120,7 @@ def render(song: Song, options: RenderOptions, progress: Progress | None = None,
 def _render(song: Song, options: RenderOptions, progress: Progress | None, cache: StageCache, started: float,
             until: str | None, album_masters: dict | None,
             earlier: tuple[StageReport, ...]) -> RenderResult | MixResult | tuple[StageReport, ...]:
-    if options.vocals:  # the engine decides the range the composer writes in (kokoro: its clean range)
-        song = replace(song, vocals_override=options.vocals)
+    song = song.with_vocals(options.vocals)
     spec = song.spec
     backing_engine = load_engine("backing", options.backing or spec.engines.backing)
     vocal_engine = load_engine("vocals", song.vocal_engine)

@@ -44,11 +44,12 @@ class Run:
     entries: dict[str, Entry] = field(default_factory=dict)
 
     def all_stems(self) -> "_StemFiles":
-        return _StemFiles({**self._stem_files(self.entries["backing"], "backing.json"),
-                           **self._stem_files(self.entries["vocals"], "vocals.json")})
+        return _StemFiles({**self.stem_files(self.entries["backing"], "backing.json"),
+                           **self.stem_files(self.entries["vocals"], "vocals.json")})
 
     @staticmethod
-    def _stem_files(entry: Entry, listing: str) -> dict[str, Callable[[], Path]]:
+    def stem_files(entry: Entry, listing: str) -> dict[str, Callable[[], Path]]:
+        """name -> its FLAC's path (checked against the entry when asked), for the stems `listing` names."""
         names = json.loads((entry.path / listing).read_text())["stems"]
         return {name: lambda name=name: entry.verified(f"{name}.flac") for name in names}
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 import tempfile
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 from millamusic import SAMPLE_RATE
@@ -23,6 +23,7 @@ from millamusic.compose import compose
 from millamusic.core.cache import Entry, StageCache, hash_folder
 from millamusic.engines import load_engine
 from millamusic.music.score import Score
+from millamusic.pipeline.published import stage_label
 from millamusic.pipeline.render import backing_request_for, delivery_profiles
 from millamusic.pipeline.stages import (
     STAGE_VERSIONS,
@@ -63,7 +64,7 @@ class SongWalk:
 
     def check(self, name: str, inputs: dict, variant: str | None = None) -> Entry | None:
         inputs = {"version": STAGE_VERSIONS[name], **inputs}
-        label = self.song.slug if variant is None else f"{self.song.slug}.{variant}"
+        label = stage_label(self.song.slug, variant)
         shown = name if variant is None else f"{name}[{variant}]"
         entry = None if self.options.force else self.cache.lookup(name, inputs)
         if entry is not None:
@@ -81,9 +82,8 @@ class SongWalk:
     def to_mix(self) -> Entry | None:
         """compose, backing, vocals, stems, mix; the mix's entry if it is cached."""
 
-        song, options = self.song, self.options
-        if options.vocals:  # as the render does: the engine decides the composer's range
-            song = self.song = replace(song, vocals_override=options.vocals)
+        options = self.options
+        song = self.song = self.song.with_vocals(options.vocals)  # as the render does
         composed = self.check("compose", compose_inputs(song))
         if composed is not None:
             self.score, self.score_hash = Score.from_json((composed.path / "score.json").read_text()), composed.content_hash

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
@@ -365,6 +365,11 @@ class Song:
                 return max(low, clean_low), min(high, clean_high)
             return clean_low, clean_high
         return low, high
+
+    def with_vocals(self, engine: str | None) -> "Song":
+        """The song as a command's --vocals `engine` renders it (None: as it is). The engine decides the
+        range the composer writes in (kokoro: its clean range), so every command applies it first."""
+        return replace(self, vocals_override=engine) if engine else self
 
     @property
     def vocal_engine(self) -> str:
