@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import sys
 import tempfile
 import time
@@ -32,15 +31,7 @@ from tests.cover_references import REFERENCES, build_reference, score_analysis  
 from millamusic.analysis.features import estimate_key, estimate_tempo  # noqa: E402
 from millamusic.cover.analysis import analyse_reference  # noqa: E402
 from millamusic.spec.song import load_song  # noqa: E402
-
-
-def _median_seconds(runs: int, work) -> tuple[float, object]:
-    times, result = [], None
-    for _ in range(runs):
-        started = time.perf_counter()
-        result = work()
-        times.append(time.perf_counter() - started)
-    return statistics.median(times), result
+from perf import median_seconds  # noqa: E402  (bench/perf.py: run as python bench/cover.py)
 
 
 def end_to_end(reference, folder: Path) -> dict:
@@ -91,7 +82,7 @@ def main() -> None:
         print(header)
         for name in args.only or REFERENCES:
             reference = build_reference(REFERENCES[name], folder / name)
-            seconds, analysis = _median_seconds(args.runs, lambda r=reference: analyse_reference(
+            seconds, analysis = median_seconds(args.runs, lambda r=reference: analyse_reference(
                 r.mix_path, vocal_stem=r.vocal_path))
             scores = score_analysis(reference, analysis)
             mix_analysis = analyse_reference(reference.mix_path)

@@ -89,22 +89,37 @@ def edit_one_lyric_line(spec: Path) -> str:
     return f"{old!r} -> {lines[index]!r}"
 
 
-def run_render(spec: Path, out: Path, cache: Path, vocals: str | None = None) -> dict:
-    """One `millamusic render --json` in its own process: its JSON result, wall time, CPU time and
-    peak RSS (from wait4: the rusage of this child alone, not of every child so far)."""
+def render_process(spec: Path, out: Path, cache: Path, *args: str) -> tuple[dict, float, os.struct_rusage]:
+    """One `millamusic render --json` in its own process: (its JSON result, wall seconds, its rusage
+    from wait4: this child's alone, not every child's so far). SystemExit with its stderr if it fails."""
     command = [sys.executable, "-m", "millamusic", "render", str(spec), "--out", str(out), "--cache-dir", str(cache),
-               "--json"] + (["--vocals", vocals] if vocals else [])
+               "--json", *args]
     with tempfile.TemporaryFile() as stdout, tempfile.TemporaryFile() as stderr:
         started = time.perf_counter()
         process = subprocess.Popen(command, stdout=stdout, stderr=stderr)
         _, status, usage = os.wait4(process.pid, 0)
         wall = time.perf_counter() - started
-        process.returncode = os.waitstatus_to_exitcode(status)
+        code = os.waitstatus_to_exitcode(status)
         stdout.seek(0)
         stderr.seek(0)
-        if process.returncode != 0:
-            raise SystemExit(f"render failed (exit {process.returncode}):\n{stderr.read().decode()}")
-        result = json.loads(stdout.read())
+        if code != 0:
+            raise SystemExit(f"{' '.join(command)} failed (exit {code}):\n{stderr.read().decode()}")
+        return json.loads(stdout.read()), wall, usage
+
+
+def median_seconds(runs: int, work) -> tuple[float, object]:
+    """(median wall seconds of `runs` calls of work(), what the last call returned)."""
+    times, result = [], None
+    for _ in range(runs):
+        started = time.perf_counter()
+        result = work()
+        times.append(time.perf_counter() - started)
+    return statistics.median(times), result
+
+
+def run_render(spec: Path, out: Path, cache: Path, vocals: str | None = None) -> dict:
+    """One render (render_process): wall time, CPU time, peak RSS and the stages."""
+    result, wall, usage = render_process(spec, out, cache, *(["--vocals", vocals] if vocals else []))
     rss_mb = usage.ru_maxrss / (1 << 20 if sys.platform == "darwin" else 1 << 10)  # bytes on macOS, KiB on Linux
     return {"wall_s": round(wall, 3), "render_s": round(result["seconds"], 3), "peak_rss_mb": round(rss_mb, 1),
             "cpu_s": round(usage.ru_utime + usage.ru_stime, 3),

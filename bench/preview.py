@@ -20,13 +20,12 @@ import argparse
 import json
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-from perf import DEFAULT_SPEC, copy_catalogue, edit_one_lyric_line, git_commit, machine  # bench/perf.py
+from perf import DEFAULT_SPEC, copy_catalogue, edit_one_lyric_line, git_commit, machine, render_process  # bench/
 
 ROOT = Path(__file__).resolve().parents[1]
 SCENARIOS = ("preview_cold", "preview_again", "full_cold", "preview_full_cached", "preview_after_edit",
@@ -35,18 +34,7 @@ SCENARIOS = ("preview_cold", "preview_again", "full_cold", "preview_full_cached"
 
 def timed_render(spec: Path, out: Path, cache: Path, *args: str) -> dict:
     """One `millamusic render --json` in its own process: wall and CPU seconds, the stages it ran."""
-    command = [sys.executable, "-m", "millamusic", "render", str(spec), "--out", str(out), "--cache-dir", str(cache),
-               "--json", *args]
-    with tempfile.TemporaryFile() as stdout, tempfile.TemporaryFile() as stderr:
-        started = time.perf_counter()
-        process = subprocess.Popen(command, stdout=stdout, stderr=stderr)
-        _, status, usage = os.wait4(process.pid, 0)
-        wall = time.perf_counter() - started
-        stdout.seek(0)
-        stderr.seek(0)
-        if os.waitstatus_to_exitcode(status) != 0:
-            raise SystemExit(f"{' '.join(command)} failed:\n{stderr.read().decode()}")
-        result = json.loads(stdout.read())
+    result, wall, usage = render_process(spec, out, cache, *args)
     return {"wall_s": round(wall, 3), "cpu_s": round(usage.ru_utime + usage.ru_stime, 3),
             "ran": [s["name"] for s in result["stages"] if not s["cached"]],
             "stages": {s["name"]: round(s["seconds"], 3) for s in result["stages"] if not s["cached"]},

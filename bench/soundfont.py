@@ -16,11 +16,9 @@ from __future__ import annotations
 
 import argparse
 import shutil
-import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
@@ -35,6 +33,7 @@ from millamusic.instruments.soundfont import render_midi, synthesizer
 
 sys.path.insert(0, str(Path(__file__).parent))
 from backing import TEMPO, three_minute_score  # noqa: E402  (bench/ is not a package)
+from perf import median_seconds  # noqa: E402
 
 RATE = 44100
 
@@ -56,15 +55,6 @@ def render_fluidsynth(program: str, midi: bytes, font: Path, frames: int) -> np.
     n = min(frames, len(data))
     out[:, :n] = data[:n].T
     return out
-
-
-def timed(runs: int, render) -> tuple[float, np.ndarray]:
-    times, audio = [], None
-    for _ in range(runs):
-        start = time.perf_counter()
-        audio = render()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times), audio
 
 
 def band_levels(x: np.ndarray) -> np.ndarray:
@@ -132,12 +122,12 @@ def main() -> None:
     totals = {"tsf": 0.0, "fs": 0.0}
     for part in arrangement.parts:
         midi = midi_bytes(score, [part])
-        t_tsf, tsf = timed(args.runs, lambda: render_midi(midi, args.font, sample_rate=RATE, frames=frames))
+        t_tsf, tsf = median_seconds(args.runs, lambda: render_midi(midi, args.font, sample_rate=RATE, frames=frames))
         totals["tsf"] += t_tsf
         row = f"{part.name:<10}{t_tsf:>7.2f}"
         renders = {"TinySoundFont": tsf}
         if fluidsynth:
-            t_fs, fs = timed(args.runs, lambda: render_fluidsynth(fluidsynth, midi, args.font, frames))
+            t_fs, fs = median_seconds(args.runs, lambda: render_fluidsynth(fluidsynth, midi, args.font, frames))
             totals["fs"] += t_fs
             renders["FluidSynth"] = fs
             mean, worst = spectral_difference(tsf, fs)
@@ -150,7 +140,7 @@ def main() -> None:
             args.png.mkdir(parents=True, exist_ok=True)
             save_spectrograms(args.png, part.name, renders)
     print(f"{'all stems':<10}{totals['tsf']:>7.2f}" + (f"{totals['fs']:>7.2f}" if fluidsynth else ""))
-    song_s, _ = timed(args.runs, lambda: Arranger().render(score, request))
+    song_s, _ = median_seconds(args.runs, lambda: Arranger().render(score, request))
     print(f"whole backing through the arranger (TinySoundFont, parts in threads): {song_s:.2f} s, "
           f"{score.total_seconds / song_s:.0f}x real time")
 
