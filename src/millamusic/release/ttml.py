@@ -251,6 +251,13 @@ def parse_ttml(data: bytes | str, *, source: str = "<ttml>") -> list[TimedLine]:
 
     lines: list[TimedLine] = []
 
+    def word_span(span, said: list[str], timed: list[tuple[str, object]]) -> None:
+        """A word <span>: its text into `said`; into `timed` too when it carries a time."""
+        word = "".join(span.itertext())
+        said.append(word)
+        if word.strip() and (span.get("begin") is not None or span.get("end") is not None):
+            timed.append((word.strip(), span))
+
     def read_p(p, section: str) -> TimedLine:
         number = len(lines) + 1
         pieces = [p.text or ""]
@@ -258,19 +265,13 @@ def parse_ttml(data: bytes | str, *, source: str = "<ttml>") -> list[TimedLine]:
         background: list[tuple[str, object]] = []  # the x-bg span's timed words
         for child in p:
             if child.tag == tt + "span" and child.get(role) is None:
-                word = "".join(child.itertext())
-                pieces.append(word)
-                if word.strip() and (child.get("begin") is not None or child.get("end") is not None):
-                    spans.append((word.strip(), child))
+                word_span(child, pieces, spans)
             elif child.tag == tt + "span" and child.get(role) == "x-bg" and not background:
                 # background vocals: printed after the line in parentheses, as lyric sites do
                 said = [child.text or ""]
                 for inner in child:
                     if inner.tag == tt + "span" and inner.get(role) is None:
-                        word = "".join(inner.itertext())
-                        said.append(word)
-                        if word.strip() and (inner.get("begin") is not None or inner.get("end") is not None):
-                            background.append((word.strip(), inner))
+                        word_span(inner, said, background)
                     said.append(inner.tail or "")
                 sung = " ".join("".join(said).split())
                 if sung:
